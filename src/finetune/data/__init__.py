@@ -1,0 +1,1 @@
+"""Data sources (user files, a local mirror, the Hub), file readers and split strategies."""

@@ -1,0 +1,122 @@
+"""Readers for table-shaped files: each row comes with where it stands in its file.
+
+Formats: csv, tsv, json (an array of objects, or JSON Lines), jsonl, parquet; any of them
+may be gzip-compressed (`.gz`). Errors name the file and the line (or row) at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from finetune.errors import DataError
+
+TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+Record = tuple[str, dict[str, Any]]  # (where in the file, e.g. "line 12", row)
+
+
+def detect_format(path: str | Path, given: str | None = None) -> str:
+    """The file's format: `given` if set, else from the extension (ignoring `.gz`)."""
+    if given:
+        return given
+    suffixes = [s.lstrip(".").lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == "gz":
+        suffixes.pop()
+    if not suffixes:
+        raise DataError(path, "cannot tell the format without an extension; set data.format")
+    ext = {"txt": "conll", "conll": "conll", "iob": "conll", "bio": "conll"}.get(suffixes[-1], suffixes[-1])
+    return ext
+
+
+def open_text(path: str | Path) -> TextIO:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_records(path: str | Path, fmt: str) -> Iterator[Record]:
+    """Yield (where, row) for every row of a table file."""
+    readers = {"csv": _read_delimited, "tsv": _read_delimited, "json": _read_json,
+               "jsonl": _read_jsonl, "parquet": _read_parquet}
+    if fmt not in readers:
+        raise DataError(path, f"format '{fmt}' is not a table format ({', '.join(TABLE_FORMATS)})")
+    if fmt in ("csv", "tsv"):
+        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",")
+    else:
+        yield from readers[fmt](path)
+
+
+def _read_delimited(path: str | Path, delimiter: str) -> Iterator[Record]:
+    with open_text(path) as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        if not reader.fieldnames:
+            raise DataError(path, "empty file: no header row", where="line 1")
+        width = len(reader.fieldnames)
+        line = 1
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if None in row or (len(row) == width and any(v is None for v in row.values())):
+                found = width + len(row.get(None, [])) if None in row else sum(v is not None for v in row.values())
+                raise DataError(path, f"expected {width} columns {reader.fieldnames}, found {found}",
+                                where=f"line {start}")
+            yield f"line {start}", row
+
+
+def _read_jsonl(path: str | Path) -> Iterator[Record]:
+    with open_text(path) as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})",
+                                where=f"line {number}") from None
+            if not isinstance(row, dict):
+                raise DataError(path, f"expected a JSON object, found {type(row).__name__}",
+                                where=f"line {number}")
+            yield f"line {number}", row
+
+
+def _read_json(path: str | Path) -> Iterator[Record]:
+    with open_text(path) as handle:
+        head = handle.read(1 << 16).lstrip()
+    if not head.startswith("["):  # JSON Lines saved as .json (e.g. the sarcasm headlines file)
+        yield from _read_jsonl(path)
+        return
+    with open_text(path) as handle:
+        try:
+            rows = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"malformed JSON ({error.msg})",
+                            where=f"line {error.lineno} column {error.colno}") from None
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise DataError(path, f"expected a JSON object, found {type(row).__name__}", row=number)
+        yield f"row {number}", row
+
+
+def _read_parquet(path: str | Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    if not Path(path).exists():
+        raise DataError(path, "file not found")
+    table = pq.read_table(path)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield f"row {number}", row
+
+
+def require_field(path: str | Path, where: str, row: dict[str, Any], field: str) -> Any:
+    """row[field], or a DataError naming the file, row and the columns that do exist."""
+    if field not in row:
+        raise DataError(path, f"missing column (found: {', '.join(map(str, row)) or 'none'}); "
+                        "set the column names in config", where=where, field=field)
+    return row[field]

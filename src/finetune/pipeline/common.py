@@ -1,0 +1,38 @@
+"""What the stages share: input checks and the tokenized-data layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from finetune.errors import MissingInputError
+from finetune.io import read_json
+
+MANIFEST = "manifest.json"
+LABELS = "labels.json"
+STATS = "tokenize_stats.json"
+SCRIPTS = {"download": "download.py", "tokenize": "tokenize_data.py", "train": "train.py",
+           "evaluate": "evaluate_model.py", "export": "export.py"}
+
+
+def require(path: str | Path, stage: str, cfg: DictConfig) -> Path:
+    """`path`, or a one-line error naming the command that produces it."""
+    path = Path(path)
+    if not path.exists():
+        per_task = stage == "download"
+        target = f"{stage}@{cfg.task.name}" if per_task else f"{stage}@{cfg.paths.pair}"
+        overrides = f"task={cfg.task.name}" + ("" if per_task else f" model={cfg.model.name}")
+        raise MissingInputError(f"{path} is missing: run `dvc repro {target}` "
+                                f"(or `python stages/{SCRIPTS[stage]} {overrides}`)")
+    return path
+
+
+def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, list[str] | None, dict[str, Any]]:
+    """(examples, features, labels, manifest) as saved by the tokenize stage."""
+    from datasets import load_from_disk
+
+    tokenized = require(cfg.paths.tokenized, "tokenize", cfg)
+    return (load_from_disk(str(tokenized / "examples")), load_from_disk(str(tokenized / "features")),
+            read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))

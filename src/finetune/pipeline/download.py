@@ -1,0 +1,50 @@
+"""Stage download: read the task's sources, split them, check labels, save DatasetDict + manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.data.sources import load_examples
+from finetune.data.splits import apply_split_strategy
+from finetune.errors import FinetuneError
+from finetune.io import atomic_dir, sha256_text, write_json
+from finetune.pipeline.common import MANIFEST
+from finetune.tasks import get_family
+
+log = logging.getLogger("finetune")
+
+
+def download(cfg: DictConfig) -> dict[str, Any]:
+    from datasets import Dataset, DatasetDict
+
+    family = get_family(cfg)
+    splits, manifest = load_examples(cfg, family)
+    splits = apply_split_strategy(splits, cfg.data.split)
+    for split, examples in splits.items():
+        if not examples:
+            raise FinetuneError(f"split '{split}' of task '{cfg.task.name}' has no examples "
+                                f"({manifest['source']}: {[f['path'] for f in manifest['files']]})")
+    labels = family.labels(splits)
+    for split, examples in splits.items():
+        family.encode_labels(examples, labels, file=split, split=split)
+    identity = json.dumps([(f["split"], f["sha256"]) for f in manifest["files"]] or manifest.get("fingerprints"),
+                          sort_keys=True)
+    manifest.update(task=cfg.task.name, family=cfg.task.family, labels=labels,
+                    split=OmegaConf.to_container(cfg.data.split, resolve=True),
+                    rows={split: len(rows) for split, rows in splits.items()}, data_sha256=sha256_text(identity))
+    features = family.features(labels)
+    dataset = DatasetDict()
+    for split, examples in splits.items():
+        dataset[split] = Dataset.from_list([{k: v for k, v in ex.items() if k != "_where"} for ex in examples],
+                                           features=features)
+        # A content-derived fingerprint keeps the saved files identical when the data is.
+        dataset[split]._fingerprint = sha256_text(f"{manifest['data_sha256']}:{split}:{manifest['split']}")[:16]
+    with atomic_dir(cfg.paths.raw) as out:
+        dataset.save_to_disk(str(out / "dataset"))
+        write_json(out / MANIFEST, manifest)
+    log.info("saved %s: %s", cfg.paths.raw, manifest["rows"])
+    return manifest

@@ -1,0 +1,102 @@
+"""Stage train: fine-tune with the Trainer, keep the best checkpoint, log to one MLflow run."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune import tracking
+from finetune.errors import FinetuneError
+from finetune.io import atomic_dir, atomic_file, write_json
+from finetune.pipeline.common import load_tokenized
+from finetune.tasks import get_family
+
+log = logging.getLogger("finetune")
+SUMMARY = "train_summary.json"
+CONFIG = "config.yaml"
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    import torch
+    import transformers
+    from transformers import EarlyStoppingCallback
+
+    from finetune import plots
+    from finetune.metrics import scalar_metrics
+    from finetune.models import load_model, load_tokenizer
+    from finetune.training import history_callback, make_trainer, training_arguments
+
+    examples, features, labels, manifest = load_tokenized(cfg)
+    if "train" not in features:
+        raise FinetuneError(f"{cfg.paths.tokenized} has no train split (splits: {', '.join(features)})")
+    family = get_family(cfg)
+    if cfg.train.torch_threads:
+        torch.set_num_threads(int(cfg.train.torch_threads))
+    transformers.set_seed(int(cfg.train.seed))
+    has_eval = "validation" in features
+    args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval)
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, family.auto_model, int(cfg.train.seed), **family.model_kwargs(labels))
+
+    def compute_metrics(prediction: Any) -> dict[str, float]:
+        val_examples, val_features = examples["validation"], features["validation"]
+        predicted = family.postprocess(val_examples, val_features, prediction.predictions, labels)
+        return scalar_metrics(family.metrics(val_examples, predicted, labels))
+
+    history = history_callback(log_to_mlflow=bool(cfg.tracking.enabled))
+    callbacks = [history]
+    if cfg.train.early_stopping_patience and has_eval:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.train.early_stopping_patience)))
+    trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
+                           collator=family.collator(tokenizer, cfg.train.pad_to_multiple_of),
+                           train_dataset=features["train"], eval_dataset=features.get("validation"),
+                           compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks)
+    with tracking.start_run(cfg, tags=tracking.run_tags(cfg, manifest)) as run:
+        if run is not None:
+            tracking.log_params(cfg)
+        result = trainer.train()
+        summary = {"primary_metric": family.primary_metric, "best_metric": trainer.state.best_metric,
+                   "best_step": _best_step(trainer.state), "global_step": result.global_step,
+                   "train_loss": result.training_loss, "train_runtime": result.metrics.get("train_runtime"),
+                   "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+                   "train_examples": len(features["train"]),
+                   "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16)}
+        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        with atomic_dir(cfg.paths.model) as out:
+            trainer.save_model(str(out))
+            write_json(out / tracking.RUN_FILE, {"run_id": run.info.run_id if run else None,
+                                                 "experiment": cfg.tracking.experiment})
+            write_json(out / SUMMARY, summary)
+            (out / CONFIG).write_text(config_yaml)
+        plot_dir = Path(cfg.paths.plots) / "train"
+        with atomic_dir(plot_dir) as out:
+            write_history(history.rows, out / "history.csv")
+            plots.learning_curves(history.rows, out / "learning_curves.png", family.primary_metric,
+                                  title=cfg.paths.pair)
+        if run is not None:
+            tracking.log_metrics({k: float(v) for k, v in summary.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            tracking.log_artifacts([plot_dir / "learning_curves.png", plot_dir / "history.csv"], "train")
+            tracking.log_artifacts([Path(cfg.paths.model) / CONFIG], "config")
+    shutil.rmtree(cfg.paths.checkpoints, ignore_errors=True)
+    log.info("trained %s: %s", cfg.paths.pair, summary)
+    return summary
+
+
+def _best_step(state: Any) -> int | None:
+    checkpoint = state.best_model_checkpoint
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    """The Trainer's log history as CSV: one row per logging step or evaluation."""
+    columns = sorted({key for row in rows for key in row}, key=lambda k: (k not in ("step", "epoch"), k))
+    with atomic_file(path, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,66 @@
+"""Plots logged as artifacts: confusion matrices and learning curves (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix(matrix: list[list[int]], labels: list[str] | None, path: Path, title: str = "") -> Path:
+    """A row-normalised confusion matrix with counts, gold labels on the rows."""
+    import numpy as np
+
+    plt = _pyplot()
+    counts = np.asarray(matrix, dtype=float)
+    names = labels or [str(i) for i in range(len(counts))]
+    rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of gold row")
+    ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: str, title: str = "") -> Path:
+    """Train loss and learning rate per step, eval loss and the primary metric per evaluation."""
+    plt = _pyplot()
+    train = [h for h in history if "loss" in h]
+    evals = [h for h in history if "eval_loss" in h]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot([h["step"] for h in train], [h["loss"] for h in train], label="train")
+    axes[0].plot([h["step"] for h in evals], [h["eval_loss"] for h in evals], "o-", label="eval")
+    axes[0].set(title="loss", xlabel="step")
+    axes[0].legend()
+    axes[1].plot([h["step"] for h in train], [h.get("learning_rate", 0) for h in train])
+    axes[1].set(title="learning rate", xlabel="step")
+    key = f"eval_{primary_metric}"
+    axes[2].plot([h["step"] for h in evals if key in h], [h[key] for h in evals if key in h], "o-")
+    axes[2].set(title=f"eval {primary_metric}", xlabel="step")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

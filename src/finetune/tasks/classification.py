@@ -1,0 +1,137 @@
+"""Sequence classification: one label per text (IMDB sentiment, sarcasm headlines, any table)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune import metrics as metric_fns
+from finetune.data.readers import detect_format, read_records, require_field
+from finetune.errors import DataError, FinetuneError
+from finetune.tasks.base import Prediction, TaskFamily, logits_of
+
+
+class Family(TaskFamily):
+    name = "classification"
+    auto_model = "AutoModelForSequenceClassification"
+    primary_metric = "accuracy"
+
+    # -- data -------------------------------------------------------------------------------
+    def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
+        data = self.cfg.data
+        split_column = data.split_column
+        examples = []
+        for where, row in read_records(path, detect_format(path, fmt)):
+            if split_column is not None and str(require_field(path, where, row, split_column)) != split:
+                continue
+            text = require_field(path, where, row, data.text_column)
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(path, "empty text", where=where, field=data.text_column)
+            label = require_field(path, where, row, data.label_column)
+            if label is None or (isinstance(label, str) and not label.strip()):
+                raise DataError(path, "empty label", where=where, field=data.label_column)
+            ident = row.get(data.id_column) if data.id_column else None
+            examples.append({"id": str(ident if ident is not None else len(examples)), "text": text,
+                             "label": label, "_where": f"{path}, {where}"})
+        return examples
+
+    def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
+        data = self.cfg.data
+        names = getattr(dataset.features.get(data.label_column), "names", None)
+        return [{"id": str(i), "text": row[data.text_column],
+                 "label": names[row[data.label_column]] if names else row[data.label_column],
+                 "_where": f"hub:{split} row {i + 1}"} for i, row in enumerate(dataset)]
+
+    def features(self, labels: list[str] | None) -> Any:
+        from datasets import ClassLabel, Features, Value
+
+        return Features({"id": Value("string"), "text": Value("string"), "label": ClassLabel(names=labels)})
+
+    def labels(self, splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+        if self.cfg.task.get("labels"):
+            return [str(label) for label in self.cfg.task.labels]
+        return sorted({str(example["label"]) for example in splits["train"]})
+
+    def encode_labels(self, examples: list[dict[str, Any]], labels: list[str] | None, *,
+                      file: str, split: str) -> list[dict[str, Any]]:
+        index = {label: i for i, label in enumerate(labels or [])}
+        for example in examples:
+            value = example["label"]
+            if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+                raise DataError(example["_where"], f"label {value!r} is not a string or integer",
+                                field=self.cfg.data.label_column)
+            if str(value) in index:
+                example["label"] = index[str(value)]
+            elif isinstance(value, (int, float)) and float(value).is_integer() and 0 <= int(value) < len(index):
+                example["label"] = int(value)  # integer ids into the configured label names
+            else:
+                raise DataError(example["_where"], f"label {value!r} is not in the label set {labels}",
+                                field=self.cfg.data.label_column)
+        return examples
+
+    # -- model ------------------------------------------------------------------------------
+    def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
+        max_length = int(self.cfg.data.max_length)
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            # Encode in full first to count truncation, then re-encode only the long texts.
+            encoded = tokenizer(batch["text"], truncation=False, verbose=False)
+            long = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) > max_length]
+            if long:
+                cut = tokenizer([batch["text"][i] for i in long], truncation=True, max_length=max_length)
+                for key in encoded:
+                    for j, i in enumerate(long):
+                        encoded[key][i] = cut[key][j]
+            encoded["labels"] = batch["label"]
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            truncated = set(long)
+            encoded["truncated"] = [i in truncated for i in range(len(batch["text"]))]
+            return encoded
+
+        features = examples.map(encode, batched=True, remove_columns=["text", "label"], desc="tokenize")
+        truncated = int(sum(features["truncated"]))
+        features = features.remove_columns("truncated")
+        return features, {"examples": len(examples), "features": len(features), "truncated": truncated,
+                          "tokens": int(sum(features["length"]))}
+
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def postprocess(self, examples: Any, features: Any, outputs: Any,
+                    labels: list[str] | None) -> list[Prediction]:
+        logits = np.asarray(logits_of(outputs), dtype=np.float64)
+        if len(logits) != len(examples):
+            raise FinetuneError(f"{len(logits)} predictions for {len(examples)} examples")
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        names = labels or [str(i) for i in range(logits.shape[1])]
+        gold = examples["label"]
+        return [{"id": ident, "label": names[gold_id], "prediction": names[int(p.argmax())],
+                 "score": round(float(p.max()), 6)} for ident, gold_id, p in zip(examples["id"], gold, probs)]
+
+    def metrics(self, examples: Any, predictions: list[Prediction],
+                labels: list[str] | None) -> dict[str, Any]:
+        return metric_fns.classification_metrics([p["label"] for p in predictions],
+                                                 [p["prediction"] for p in predictions], labels)
+
+    def write_predictions(self, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+        from finetune.io import atomic_file
+
+        path = out_dir / "predictions.jsonl"
+        with atomic_file(path, encoding="utf-8") as handle:
+            for prediction in predictions:
+                handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
+        return [path]
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              labels: list[str] | None, out_dir: Path) -> list[Path]:
+        from finetune import plots
+
+        return [plots.confusion_matrix(metrics["confusion_matrix"], labels, out_dir / "confusion_matrix.png",
+                                       title=f"{self.cfg.task.name}: confusion matrix")]

@@ -1,0 +1,111 @@
+"""Trainer assembly: TrainingArguments from `conf/train`, the fast path, callbacks, best model."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from finetune.config import to_container
+from finetune.errors import FinetuneError
+
+# Keys of conf/train that are ours rather than TrainingArguments fields.
+OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads")
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AVX-512 BF16 / AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
+                       has_eval: bool = True) -> Any:
+    """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved)."""
+    from transformers import TrainingArguments
+
+    values = {k: v for k, v in to_container(train_cfg).items() if k not in OWN_KEYS}
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        hints = {k: difflib.get_close_matches(k, fields, n=1) for k in unknown}
+        described = ", ".join(f"'{k}'" + (f" (did you mean '{hints[k][0]}'?)" if hints[k] else "")
+                              for k in unknown)
+        raise FinetuneError(f"train.{unknown[0]}: not a TrainingArguments field: {described}")
+    if values.get("bf16") == "auto":
+        values["bf16"] = bf16_supported()
+    if values.get("bf16") and not _cuda_available():
+        values.setdefault("use_cpu", True)  # the Trainer only autocasts bf16 on a CPU when told so
+    if not has_eval:
+        values.update(eval_strategy="no", load_best_model_at_end=False)
+    if values.get("load_best_model_at_end"):
+        values.setdefault("metric_for_best_model", primary_metric)
+        values.setdefault("greater_is_better", True)
+    try:
+        return TrainingArguments(output_dir=str(output_dir), **values)
+    except (ValueError, TypeError) as error:
+        raise FinetuneError(f"invalid train config: {str(error).splitlines()[0]}") from None
+
+
+def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_dataset: Any,
+                 eval_dataset: Any, compute_metrics: Any, callbacks: list[Any]) -> Any:
+    """A Trainer whose length-grouped sampler uses the lengths saved at tokenize time."""
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class LengthAwareTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
+                import torch
+
+                generator = torch.Generator()
+                generator.manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                            dataset=dataset, lengths=lengths, generator=generator)
+            return super()._get_train_sampler(train_dataset)
+
+    # Trainer drops unused columns (the `length` column too) before it builds the sampler.
+    column = args.length_column_name
+    lengths = list(train_dataset[column]) if train_dataset is not None and column in train_dataset.column_names \
+        else None
+    return LengthAwareTrainer(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
+                              eval_dataset=eval_dataset, processing_class=tokenizer,
+                              compute_metrics=compute_metrics, callbacks=callbacks)
+
+
+def history_callback(log_to_mlflow: bool) -> Any:
+    """A TrainerCallback that keeps every log entry and sends it to the active MLflow run by step."""
+    from transformers import TrainerCallback
+
+    class History(TrainerCallback):
+        def __init__(self) -> None:
+            self.rows: list[dict[str, Any]] = []
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kwargs: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            numbers = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.rows.append({"step": state.global_step, "epoch": state.epoch, **numbers})
+            if log_to_mlflow:
+                from finetune.tracking import log_metrics
+
+                log_metrics({k: v for k, v in numbers.items() if k != "epoch"} | {"epoch": state.epoch or 0},
+                            step=state.global_step)
+
+    return History()
