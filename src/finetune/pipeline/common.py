@@ -29,10 +29,16 @@ def require(path: str | Path, stage: str, cfg: DictConfig) -> Path:
     return path
 
 
+def load_saved(path: str | Path) -> Any:
+    """A saved Dataset(Dict), read without ever writing cache files into the DVC output."""
+    import datasets
+
+    datasets.disable_caching()  # otherwise shuffle/map write cache-*.arrow next to the data
+    return datasets.load_from_disk(str(path))
+
+
 def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, list[str] | None, dict[str, Any]]:
     """(examples, features, labels, manifest) as saved by the tokenize stage."""
-    from datasets import load_from_disk
-
     tokenized = require(cfg.paths.tokenized, "tokenize", cfg)
-    return (load_from_disk(str(tokenized / "examples")), load_from_disk(str(tokenized / "features")),
+    return (load_saved(tokenized / "examples"), load_saved(tokenized / "features"),
             read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))

@@ -10,19 +10,19 @@ from omegaconf import DictConfig
 
 from finetune.data.splits import subsample
 from finetune.io import atomic_dir, read_json, write_json
-from finetune.pipeline.common import LABELS, MANIFEST, STATS, require
+from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, require
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
 
 
 def tokenize(cfg: DictConfig) -> dict[str, Any]:
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict
 
     from finetune.models import load_tokenizer
 
     raw_dir = require(cfg.paths.raw, "download", cfg)
-    dataset = load_from_disk(str(raw_dir / "dataset"))
+    dataset = load_saved(raw_dir / "dataset")
     manifest = read_json(raw_dir / MANIFEST)
     labels = manifest["labels"]
     family = get_family(cfg)
