@@ -34,3 +34,9 @@ def scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             flat[name] = float(value)
     return flat
+
+
+# -- token classification (seqeval, scored on word-level tags) -------------------------------
+
+
+# -- extractive question answering (SQuAD exact match / F1) ----------------------------------

@@ -12,6 +12,8 @@ from finetune.tasks.base import TaskFamily
 # family name -> module in this package defining the class `Family`
 FAMILIES = {
     "classification": "classification",
+    "token_classification": "token_classification",
+    "question_answering": "question_answering",
 }
 
 
