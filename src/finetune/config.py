@@ -65,8 +65,12 @@ def check_group_choices(conf_dir: Path, overrides: list[str]) -> None:
             sys.exit(2)
 
 
-def compose(root: str | Path, overrides: list[str] | None = None) -> DictConfig:
-    """Compose the config as a stage would, without running Hydra's app (tests, notebooks)."""
+def compose(root: str | Path, overrides: list[str] | None = None,
+            workdir: str | Path | None = None) -> DictConfig:
+    """Compose the config as a stage would, without running Hydra's app (tests, notebooks).
+
+    `root` holds conf/ and params.yaml; inputs and outputs live below `workdir` (default: root).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -74,10 +78,11 @@ def compose(root: str | Path, overrides: list[str] | None = None) -> DictConfig:
     os.environ[ROOT_ENV] = str(root)
     with initialize_config_dir(version_base="1.3", config_dir=str(root / "conf")):
         cfg = hydra_compose("config", overrides=list(overrides or []), return_hydra_config=True)
-    # Outside a Hydra app ${hydra:...} cannot resolve: outputs go to the repository itself.
+    work = str(Path(workdir).resolve()) if workdir else str(root)
     with open_dict(cfg):
-        cfg.paths.out = str(root)
-        del cfg["hydra"]
+        del cfg["hydra"]  # outside a Hydra app ${hydra:...} cannot resolve
+        cfg.paths.root = work
+        cfg.paths.out = work
     return cfg
 
 

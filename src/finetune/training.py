@@ -79,6 +79,13 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
                                             dataset=dataset, lengths=lengths, generator=generator)
             return super()._get_train_sampler(train_dataset)
 
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            # transformers 5 length-groups (shuffles) evaluation too under group_by_length; our
+            # post-processing maps outputs back to examples by position, so keep eval in order.
+            from torch.utils.data import SequentialSampler
+
+            return SequentialSampler(eval_dataset)
+
     # Trainer drops unused columns (the `length` column too) before it builds the sampler.
     column = args.length_column_name
     lengths = list(train_dataset[column]) if train_dataset is not None and column in train_dataset.column_names \

@@ -24,8 +24,8 @@ def load_examples(cfg: DictConfig, family: TaskFamily) -> tuple[Splits, dict[str
     """Read every split of the task's data from the first source that serves it."""
     data = cfg.data
     tried: list[str] = []
-    if data.files:
-        files = {split: Path(path).expanduser() for split, path in data.files.items() if path}
+    files = {split: Path(path).expanduser() for split, path in (data.files or {}).items() if path}
+    if files:
         return _read_files(family, files, data.format, "files"), _manifest("files", files)
     if data.mirror:
         mirror = Path(data.dir).expanduser()

@@ -63,10 +63,11 @@ class Family(TaskFamily):
             if isinstance(value, bool) or not isinstance(value, (int, str, float)):
                 raise DataError(example["_where"], f"label {value!r} is not a string or integer",
                                 field=self.cfg.data.label_column)
+            as_id = _integer(value)
             if str(value) in index:
                 example["label"] = index[str(value)]
-            elif isinstance(value, (int, float)) and float(value).is_integer() and 0 <= int(value) < len(index):
-                example["label"] = int(value)  # integer ids into the configured label names
+            elif as_id is not None and 0 <= as_id < len(index):
+                example["label"] = as_id  # an integer id (1 or "1") into the configured label names
             else:
                 raise DataError(example["_where"], f"label {value!r} is not in the label set {labels}",
                                 field=self.cfg.data.label_column)
@@ -135,3 +136,12 @@ class Family(TaskFamily):
 
         return [plots.confusion_matrix(metrics["confusion_matrix"], labels, out_dir / "confusion_matrix.png",
                                        title=f"{self.cfg.task.name}: confusion matrix")]
+
+
+def _integer(value: Any) -> int | None:
+    """`value` as an integer id if it is one (3, 3.0, "3"), else None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() else None

@@ -1,0 +1,96 @@
+"""The classification family: reading and validating rows, tokenizing, scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from finetune.config import compose
+from finetune.errors import DataError
+from finetune.models import load_tokenizer
+from finetune.tasks import get_family
+
+
+@pytest.fixture
+def family(repo):
+    return get_family(compose(repo, ["task=sentiment", "model=tiny", "data.split_column=null",
+                                     "data.id_column=null"]))
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_reads_rows_and_maps_label_names_and_ids(family, tmp_path):
+    path = write(tmp_path, "a.csv", "text,label\ngreat film,pos\nawful,0\n")
+    examples = family.read(path, "csv", "train")
+    assert [e["text"] for e in examples] == ["great film", "awful"]
+    family.encode_labels(examples, ["neg", "pos"], file=str(path), split="train")
+    assert [e["label"] for e in examples] == [1, 0]
+
+
+def test_label_outside_the_set_names_file_row_and_field(family, tmp_path):
+    path = write(tmp_path, "a.csv", "text,label\ngreat,pos\nmeh,neutral\n")
+    examples = family.read(path, "csv", "train")
+    with pytest.raises(DataError) as error:
+        family.encode_labels(examples, ["neg", "pos"], file=str(path), split="train")
+    assert f"{path}, line 3, field 'label': label 'neutral' is not in the label set" in str(error.value)
+
+
+def test_empty_text_is_reported(family, tmp_path):
+    path = write(tmp_path, "a.jsonl", '{"text": "ok", "label": 1}\n{"text": "  ", "label": 0}\n')
+    with pytest.raises(DataError, match=r"a.jsonl, line 2, field 'text': empty text"):
+        family.read(path, "jsonl", "train")
+
+
+def test_misnamed_column_is_reported(family, tmp_path):
+    path = write(tmp_path, "a.csv", "review,label\ngood,pos\n")
+    with pytest.raises(DataError, match=r"line 2, field 'text': missing column \(found: review, label\)"):
+        family.read(path, "csv", "train")
+
+
+def test_split_column_routes_rows(repo, tmp_path):
+    family = get_family(compose(repo, ["task=sentiment", "model=tiny"]))
+    path = write(tmp_path, "all.csv", "text,label,split,id\na,1,train,7\nb,0,test,8\nc,1,train,9\n")
+    assert [e["id"] for e in family.read(path, "csv", "train")] == ["7", "9"]
+    assert [e["text"] for e in family.read(path, "csv", "test")] == ["b"]
+
+
+def test_labels_are_collected_sorted_when_not_configured(repo):
+    family = get_family(compose(repo, ["task=sentiment", "model=tiny", "task.labels=null"]))
+    assert family.labels({"train": [{"label": "b"}, {"label": "a"}, {"label": "b"}]}) == ["a", "b"]
+
+
+def test_tokenize_truncates_counts_and_records_lengths(repo):
+    cfg = compose(repo, ["task=sentiment", "model=tiny", "data.max_length=8"])
+    family = get_family(cfg)
+    tokenizer = load_tokenizer(cfg.model)
+    examples = Dataset.from_list([{"id": "0", "text": "short one", "label": 0},
+                                  {"id": "1", "text": " ".join(["word"] * 40), "label": 1}])
+    features, stats = family.tokenize(examples, tokenizer, ["neg", "pos"])
+    assert stats["truncated"] == 1 and stats["examples"] == 2
+    assert features["length"] == [len(ids) for ids in features["input_ids"]]
+    assert features["length"][1] == 8 and features["input_ids"][1][-1] == tokenizer.sep_token_id
+    assert features["labels"] == [0, 1]
+
+
+def test_postprocess_and_metrics(family, tmp_path):
+    examples = Dataset.from_list([{"id": "a", "text": "x", "label": 0}, {"id": "b", "text": "y", "label": 1},
+                                  {"id": "c", "text": "z", "label": 1}])
+    logits = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
+    predictions = family.postprocess(examples, None, logits, ["neg", "pos"])
+    assert [p["prediction"] for p in predictions] == ["neg", "pos", "neg"]
+    assert predictions[0]["score"] == pytest.approx(np.exp(2) / (np.exp(2) + 1), abs=1e-6)
+    metrics = family.metrics(examples, predictions, ["neg", "pos"])
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["per_class"]["pos"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3,
+                                                         "support": 2})
+    assert metrics["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+    assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["n_eval"] == 3
+    written = family.write_predictions(predictions, tmp_path)
+    assert written[0].read_text().count("\n") == 3
+    plots = family.plots(examples, predictions, metrics, ["neg", "pos"], tmp_path)
+    assert plots[0].read_bytes()[:4] == b"\x89PNG"

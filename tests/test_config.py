@@ -1,0 +1,63 @@
+"""Config composition: conf/ < task preset < params.yaml < command line; clear errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune.config import compose, flatten
+
+
+def copy_project(repo: Path, dest: Path) -> Path:
+    for name in ("conf", "stages"):
+        shutil.copytree(repo / name, dest / name)
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(repo / name, dest / name)
+    return dest
+
+
+def test_task_preset_sets_task_specific_defaults(repo):
+    sarcasm = compose(repo, ["task=sarcasm", "model=tiny"])
+    sentiment = compose(repo, ["task=sentiment"])
+    assert sarcasm.data.text_column == "headline" and sarcasm.data.split.strategy == "first_n"
+    assert sentiment.data.split.strategy == "random_fraction" and sentiment.data.eval_split == "test"
+    assert sentiment.model.name == "minilm"
+    assert sarcasm.paths.pair == "sarcasm-tiny"
+
+
+def test_params_yaml_overrides_conf_and_command_line_overrides_params(repo, tmp_path):
+    project = copy_project(repo, tmp_path)
+    (project / "params.yaml").write_text(
+        "matrix: {task: [sarcasm], model: [tiny]}\ntrain: {learning_rate: 1.0e-3}\ndata: {max_length: 40}\n")
+    from_params = compose(project, ["task=sarcasm"])
+    assert from_params.train.learning_rate == 1e-3
+    assert from_params.data.max_length == 40  # wins over the task preset's 64
+    from_cli = compose(project, ["task=sarcasm", "train.learning_rate=3e-5"])
+    assert from_cli.train.learning_rate == 3e-5
+
+
+def test_output_paths_follow_workdir(repo, tmp_path):
+    cfg = compose(repo, ["task=sarcasm", "model=tiny"], workdir=tmp_path)
+    assert cfg.paths.model == f"{tmp_path}/models/sarcasm-tiny"
+    assert cfg.paths.raw == f"{tmp_path}/data/raw/sarcasm"
+
+
+def test_flatten_gives_dotted_keys():
+    assert flatten({"train": {"seed": 1, "opt": {"lr": 2}}, "x": []}) == \
+        {"train.seed": 1, "train.opt.lr": 2, "x": []}
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("task=nope", "unknown task 'nope' (known: "),
+    ("model=gpt9", "unknown model 'gpt9' (known: "),
+])
+def test_unknown_task_or_model_is_one_line(repo, override, expected):
+    result = subprocess.run([sys.executable, str(repo / "stages" / "download.py"), override],
+                            capture_output=True, text=True, cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: {expected}")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,126 @@
+"""The five stage functions end to end on user files, with the tiny model and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.config import compose
+from finetune.errors import DataError, MissingInputError
+from finetune.io import read_json
+from finetune.pipeline.download import download
+from finetune.pipeline.evaluate import evaluate
+from finetune.pipeline.export import export
+from finetune.pipeline.tokenize import tokenize
+from finetune.pipeline.train import train
+from tests.conftest import headline_rows, write_jsonl
+
+
+def user_cfg(repo: Path, work: Path, *extra: str):
+    train_file = write_jsonl(work / "headlines.jsonl", headline_rows(160))
+    return compose(repo, ["task=sarcasm", "model=tiny", f"data.files.train={train_file}",
+                          "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3",
+                          "train.per_device_train_batch_size=8",
+                          "train.logging_steps=2", *extra], workdir=work)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One full run shared by the tests below (the slow part: ~20 s)."""
+    from tests.conftest import REPO
+
+    work = tmp_path_factory.mktemp("work")
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    cfg = user_cfg(REPO, work)
+    results = {"download": download(cfg), "tokenize": tokenize(cfg), "train": train(cfg),
+               "evaluate": evaluate(cfg), "export": export(cfg)}
+    return cfg, results
+
+
+def test_stage_outputs(trained):
+    cfg, results = trained
+    manifest = read_json(Path(cfg.paths.raw) / "manifest.json")
+    assert manifest["rows"] == {"train": 120, "validation": 40}
+    assert manifest["source"] == "files" and len(manifest["files"][0]["sha256"]) == 64
+    model_config = read_json(Path(cfg.paths.model) / "config.json")
+    assert model_config["id2label"] == {"0": "not_sarcastic", "1": "sarcastic"}
+    metrics = read_json(cfg.paths.metrics)
+    assert {"accuracy", "f1", "per_class", "n_eval"} <= set(metrics)
+    assert metrics["n_eval"] == 40 and set(metrics["per_class"]) == {"not_sarcastic", "sarcastic"}
+    assert metrics["accuracy"] >= 0.9, "one marker word decides the label: a tiny model learns it"
+    lines = (Path(cfg.paths.predictions) / "predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 40 and set(json.loads(lines[0])) == {"id", "label", "prediction", "score"}
+    assert (Path(cfg.paths.plots) / "eval" / "confusion_matrix.png").exists()
+    assert (Path(cfg.paths.plots) / "train" / "learning_curves.png").exists()
+    card = (Path(cfg.paths.export) / "README.md").read_text()
+    assert "## Evaluation on `validation` (40 examples)" in card and manifest["data_sha256"] in card
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in Path(cfg.paths.export).iterdir()}
+    assert not (Path(cfg.paths.export) / "run.json").exists()
+
+
+def test_best_checkpoint_is_kept_not_the_last(trained):
+    cfg, results = trained
+    history = (Path(cfg.paths.plots) / "train" / "history.csv").read_text().splitlines()
+    header = history[0].split(",")
+    evals = [dict(zip(header, row.split(","))) for row in history[1:]]
+    accuracies = [float(r["eval_accuracy"]) for r in evals if r.get("eval_accuracy")]
+    assert results["train"]["best_metric"] == pytest.approx(max(accuracies))
+
+
+def test_mlflow_run_has_params_metrics_tags_artifacts(trained):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    cfg, results = trained
+    run_id = read_json(Path(cfg.paths.model) / "run.json")["run_id"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{Path(cfg.paths.root) / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    experiment = client.get_experiment_by_name("sarcasm")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1, "train creates the run, evaluate and export reopen it"
+    assert all(r.info.status == "FINISHED" for r in runs)
+    params = run.data.params
+    assert params["train.learning_rate"] == "0.003" and params["model.name"] == "tiny"
+    assert params["data.split.first_n"] == "120"
+    assert all(len(v) <= 6000 for v in params.values())
+    tags = run.data.tags
+    assert tags["task"] == "sarcasm" and tags["model"] == "tiny"
+    assert len(tags["data_sha256"]) == 64 and tags["git_commit"]
+    loss = client.get_metric_history(run_id, "loss")
+    assert len(loss) >= 5 and len({m.step for m in loss}) == len(loss)
+    assert len(client.get_metric_history(run_id, "learning_rate")) == len(loss)
+    assert run.data.metrics["validation_accuracy"] == read_json(cfg.paths.metrics)["accuracy"]
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config", "metrics", "predictions", "eval", "train", "model"} <= artifacts
+    nested = {a.path for a in client.list_artifacts(run_id, "eval")}
+    assert "eval/confusion_matrix.png" in nested
+    assert mlflow.active_run() is None
+
+
+def test_missing_input_names_the_command(repo, tmp_path):
+    cfg = compose(repo, ["task=sarcasm", "model=tiny"], workdir=tmp_path)
+    with pytest.raises(MissingInputError) as error:
+        train(cfg)
+    assert "dvc repro tokenize@sarcasm-tiny" in str(error.value)
+    assert "python stages/tokenize_data.py task=sarcasm model=tiny" in str(error.value)
+
+
+def test_bad_input_leaves_previous_output_untouched(repo, tmp_path):
+    cfg = user_cfg(repo, tmp_path)
+    download(cfg)
+    before = read_json(Path(cfg.paths.raw) / "manifest.json")
+    bad = tmp_path / "bad.jsonl"
+    rows = headline_rows(160)
+    rows[57]["is_sarcastic"] = 7
+    write_jsonl(bad, rows)
+    bad_cfg = user_cfg(repo, tmp_path, f"data.files.train={bad}")
+    with pytest.raises(DataError, match=r"bad.jsonl, line 58, field 'is_sarcastic': label 7 is not in the label set"):
+        download(bad_cfg)
+    assert read_json(Path(cfg.paths.raw) / "manifest.json") == before
+    leftovers = [p.name for p in Path(cfg.paths.raw).parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []

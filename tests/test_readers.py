@@ -1,0 +1,84 @@
+"""Table readers: formats, gzip, and errors that name the file, line and field."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from finetune.data.readers import detect_format, read_records, require_field
+from finetune.errors import DataError
+
+
+def rows_of(path: Path, fmt: str) -> list[dict]:
+    return [row for _, row in read_records(path, fmt)]
+
+
+def test_detect_format_from_extension_ignores_gz():
+    assert detect_format("a/imdb.csv.gz") == "csv"
+    assert detect_format("x.tsv") == "tsv"
+    assert detect_format("x.jsonl") == "jsonl"
+    assert detect_format("train.txt") == "conll"
+    assert detect_format("x.json", "jsonl") == "jsonl"
+    with pytest.raises(DataError, match="extension"):
+        detect_format("noext")
+
+
+def test_csv_with_quoted_commas_and_gzip(tmp_path):
+    text = 'text,label\n"good, really good",pos\n"bad",neg\n'
+    plain = tmp_path / "a.csv"
+    plain.write_text(text)
+    packed = tmp_path / "a.csv.gz"
+    packed.write_bytes(gzip.compress(text.encode()))
+    expected = [{"text": "good, really good", "label": "pos"}, {"text": "bad", "label": "neg"}]
+    assert rows_of(plain, "csv") == expected
+    assert rows_of(packed, "csv") == expected
+
+
+def test_tsv_and_parquet(tmp_path):
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("text\tlabel\nhello\t1\n")
+    assert rows_of(tsv, "tsv") == [{"text": "hello", "label": "1"}]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["x", "y"], "label": [0, 1]}), tmp_path / "a.parquet")
+    assert rows_of(tmp_path / "a.parquet", "parquet") == [{"text": "x", "label": 0}, {"text": "y", "label": 1}]
+
+
+def test_json_array_and_json_lines_saved_as_json(tmp_path):
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"text": "a", "label": 0}]))
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": 1}\n')
+    assert rows_of(array, "json") == [{"text": "a", "label": 0}]
+    assert [r["text"] for r in rows_of(lines, "json")] == ["a", "b"]
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "a", "label": 0}\n\n{"text": "b", "label": \n')
+    with pytest.raises(DataError) as error:
+        rows_of(path, "jsonl")
+    assert str(path) in str(error.value) and "line 3" in str(error.value) and "malformed JSON" in str(error.value)
+
+
+def test_csv_row_with_wrong_column_count(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("text,label\nfine,pos\nshort\n")
+    with pytest.raises(DataError, match=r"line 3: expected 2 columns"):
+        rows_of(path, "csv")
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    with pytest.raises(DataError) as error:
+        require_field("f.csv", "line 2", {"review": "x", "label": 1}, "text")
+    message = str(error.value)
+    assert "f.csv, line 2, field 'text'" in message and "review, label" in message
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        rows_of(tmp_path / "nope.csv", "csv")
