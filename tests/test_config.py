@@ -40,6 +40,19 @@ def test_params_yaml_overrides_conf_and_command_line_overrides_params(repo, tmp_
     assert from_cli.train.learning_rate == 3e-5
 
 
+def test_null_in_params_keeps_the_default_and_unknown_keys_are_rejected(repo, tmp_path):
+    from finetune.errors import FinetuneError
+
+    project = copy_project(repo, tmp_path)
+    (project / "params.yaml").write_text("train: {learning_rate: null, gradient_accumulation_steps: 2}\n")
+    cfg = compose(project, ["task=sarcasm"])
+    assert cfg.train.learning_rate == compose(repo, ["task=sarcasm"]).train.learning_rate
+    assert cfg.train.gradient_accumulation_steps == 2  # any TrainingArguments field may be added
+    (project / "params.yaml").write_text("data: {max_lenght: 12}\n")
+    with pytest.raises(FinetuneError, match="'data.max_lenght' is not a config key"):
+        compose(project, ["task=sarcasm"])
+
+
 def test_output_paths_follow_workdir(repo, tmp_path):
     cfg = compose(repo, ["task=sarcasm", "model=tiny"], workdir=tmp_path)
     assert cfg.paths.model == f"{tmp_path}/models/sarcasm-tiny"

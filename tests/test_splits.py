@@ -64,3 +64,4 @@ def test_subsample_is_a_seeded_shuffle_then_head():
     assert a != subsample(data, 10, 3)["id"]
     assert subsample(data, None, 42)["id"] == data["id"]
     assert subsample(data, 500, 42)["id"] == data["id"]
+    assert subsample(data, "all", 42)["id"] == data["id"]

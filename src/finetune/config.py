@@ -1,9 +1,13 @@
 """Config composition for the stage scripts.
 
-Every stage composes `conf/config.yaml` with Hydra, then `params.yaml` (the DVC-tracked
-workspace overrides, loaded as the last config source), then the command line. So a stage run
-by `dvc repro` or `dvc exp run -S key=value` sees exactly the values DVC tracks, and a direct
+Precedence, lowest first: `conf/` (with the task preset), `params.yaml` (the DVC-tracked
+workspace overrides), the command line. So a stage run by `dvc repro` or
+`dvc exp run -S train.learning_rate=3e-5` sees exactly the values DVC tracks, and a direct
 `python stages/train.py train.learning_rate=3e-5` still wins over both.
+
+In params.yaml a null leaf means "not set here: keep the default from conf/". The keys users
+tune most are listed there as nulls so that `dvc exp run -S key=value` can set them (DVC only
+modifies keys that exist).
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from finetune.errors import FinetuneError
 
 ROOT_ENV = "FINETUNE_ROOT"
+PARAMS_FILE = "params.yaml"
 CONFIG_GROUPS_CHECKED = ("task", "model", "train", "data", "tracking", "export")
+NOT_CONFIG = ("matrix",)  # params.yaml keys that steer DVC rather than the stages
+OPEN_SECTIONS = ("train",)  # any TrainingArguments field may be added (checked in finetune.training)
 
 
 def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
@@ -40,7 +47,10 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 
         @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
         def run(cfg: DictConfig) -> Any:
+            from hydra.core.hydra_config import HydraConfig
+
             try:
+                cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(HydraConfig.get().overrides.task))
                 return func(cfg)
             except FinetuneError as error:
                 print(f"error: {error}", file=sys.stderr)
@@ -83,7 +93,53 @@ def compose(root: str | Path, overrides: list[str] | None = None,
         del cfg["hydra"]  # outside a Hydra app ${hydra:...} cannot resolve
         cfg.paths.root = work
         cfg.paths.out = work
-    return cfg
+    return with_workspace_params(cfg, root / PARAMS_FILE, list(overrides or []))
+
+
+def workspace_params(path: str | Path) -> dict[str, Any]:
+    """params.yaml without the DVC-only keys and without null leaves (null = not set)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            kept = {k: strip(v) for k, v in node.items() if v is not None}
+            return {k: v for k, v in kept.items() if v != {} or not isinstance(node[k], dict)}
+        return node
+
+    return strip({k: v for k, v in data.items() if k not in NOT_CONFIG})
+
+
+def with_workspace_params(cfg: DictConfig, params_path: str | Path, overrides: list[str]) -> DictConfig:
+    """Merge params.yaml over the composed config, then re-apply the command-line values."""
+    params = workspace_params(params_path)
+    for key in flatten(params):
+        if key.split(".")[0] not in OPEN_SECTIONS and OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+            raise FinetuneError(f"{params_path}: '{key}' is not a config key (see conf/ for the known keys)")
+    with open_dict(cfg):
+        merged = OmegaConf.merge(cfg, params)
+        for key, value in _value_overrides(overrides):
+            OmegaConf.update(merged, key, value, merge=True, force_add=True)
+    OmegaConf.set_struct(merged, True)
+    return merged
+
+
+_MISSING = object()
+
+
+def _value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """(key, value) of the command line's value overrides; config group choices are skipped."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    values = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if override.is_delete() or key.startswith("hydra") or ("." not in key and key in CONFIG_GROUPS_CHECKED):
+            continue
+        values.append((key, override.value()))
+    return values
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -49,8 +49,8 @@ def apply_split_strategy(splits: Splits, split_cfg: DictConfig) -> Splits:
     return {**splits, "train": new_train, "validation": validation}
 
 
-def subsample(dataset: Any, max_samples: int | None, seed: int) -> Any:
-    """A seeded shuffle then the first `max_samples` rows (all rows, in order, when None)."""
-    if max_samples is None or max_samples >= len(dataset):
+def subsample(dataset: Any, max_samples: int | str | None, seed: int) -> Any:
+    """A seeded shuffle then the first `max_samples` rows (all rows, in order, for None / "all")."""
+    if max_samples in (None, "all") or int(max_samples) >= len(dataset):
         return dataset
     return dataset.shuffle(seed=seed).select(range(int(max_samples)))

@@ -1,0 +1,142 @@
+"""The real DAG: `dvc repro` in a temporary git repository, caching, staleness, experiments."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune.io import read_json
+from tests.conftest import REPO, headline_rows, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def make_project(dest: Path, data_file: Path, **train: object) -> Path:
+    """A git + DVC repository holding this project's pipeline with a tiny budget."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("conf", "stages", "src"):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore)
+    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "data").mkdir()
+    shutil.copy(REPO / "data" / ".gitignore", dest / "data" / ".gitignore")
+    shutil.copy(REPO / ".gitignore", dest / ".gitignore")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # the real one, with tiny budgets
+    params["matrix"] = {"task": ["sarcasm"], "model": ["tiny"]}
+    params["data"].update(files={"train": str(data_file)}, split={"first_n": 100}, max_eval_samples=30)
+    params["train"].update(num_train_epochs=1, per_device_train_batch_size=16, logging_steps=2, **train)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "init", "-q", cwd=dest)
+    sh("dvc", "init", "-q", cwd=dest)
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "commit", "-qm", "project", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dvcrepo")
+    data = write_jsonl(root / "headlines.jsonl", headline_rows(140))
+    return make_project(root / "repo", data)
+
+
+def test_repro_builds_every_stage_then_does_nothing(project):
+    first = sh("dvc", "repro", cwd=project)
+    assert ran_stages(first.stdout) == ["download@sarcasm", "tokenize@sarcasm-tiny", "train@sarcasm-tiny",
+                                        "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+    metrics = read_json(project / "metrics" / "sarcasm-tiny.json")
+    assert metrics["n_eval"] == 30 and 0 <= metrics["accuracy"] <= 1
+    assert (project / "exports" / "sarcasm-tiny" / "README.md").exists()
+    start = time.perf_counter()
+    again = sh("dvc", "repro", cwd=project)
+    elapsed = time.perf_counter() - start
+    assert ran_stages(again.stdout) == []
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project).stdout
+    assert elapsed < 10, "a no-op repro only hashes (it is ~1 s on an idle machine; see BENCHMARKS.md)"
+    shown = sh("dvc", "metrics", "show", "--json", cwd=project).stdout
+    assert "accuracy" in shown
+
+
+def test_changing_a_train_param_reruns_only_train_and_after(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 2.0e-4
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = sh("dvc", "status", cwd=project).stdout
+    assert "train@sarcasm-tiny" in status
+    assert "download@sarcasm" not in status and "tokenize@sarcasm-tiny" not in status
+    rerun = sh("dvc", "repro", cwd=project)
+    assert ran_stages(rerun.stdout) == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+
+
+def test_editing_a_task_config_file_reruns_that_task(project):
+    task_file = project / "conf" / "task" / "sarcasm.yaml"
+    task_file.write_text(task_file.read_text() + "\n# a comment is still an edit\n")
+    status = sh("dvc", "status", cwd=project).stdout
+    assert "download@sarcasm" in status
+    edited = project / "conf" / "model" / "minilm.yaml"
+    edited.write_text(edited.read_text() + "\n# not used by the tiny pairs\n")
+    assert "conf/model/minilm.yaml" not in sh("dvc", "status", cwd=project).stdout
+
+
+def test_direct_stage_run_without_inputs_names_the_command(tmp_path):
+    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(60))
+    fresh = make_project(tmp_path / "repo", data)
+    result = sh(sys.executable, "stages/train.py", "task=sarcasm", "model=tiny", cwd=fresh, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "data/tokenized/sarcasm-tiny is missing: run `dvc repro tokenize@sarcasm-tiny`" in lines[0]
+
+
+def test_direct_stage_run_takes_hydra_overrides(tmp_path, mlflow_store):
+    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(140))
+    fresh = make_project(tmp_path / "repo", data)
+    for script in ("download.py", "tokenize_data.py"):
+        sh(sys.executable, f"stages/{script}", "task=sarcasm", "model=tiny", cwd=fresh)
+    sh(sys.executable, "stages/train.py", "task=sarcasm", "model=tiny", "train.learning_rate=3e-5", cwd=fresh)
+    from mlflow.tracking import MlflowClient
+
+    run_id = read_json(fresh / "models" / "sarcasm-tiny" / "run.json")["run_id"]
+    assert MlflowClient(mlflow_store).get_run(run_id).data.params["train.learning_rate"] == "3e-05"
+
+
+def test_exp_run_set_param_reaches_the_stages(tmp_path, mlflow_store):
+    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(140))
+    fresh = make_project(tmp_path / "repo", data)
+    sh("dvc", "exp", "run", "-S", "train.learning_rate=3e-5", cwd=fresh)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_store)
+    run_id = read_json(fresh / "models" / "sarcasm-tiny" / "run.json")["run_id"]
+    assert client.get_run(run_id).data.params["train.learning_rate"] == "3e-05"
+    # A queued grid: two experiments, each its own MLflow run with its own value.
+    sh("dvc", "exp", "run", "--queue", "-S", "train.learning_rate=1e-4,2e-4", cwd=fresh)
+    sh("dvc", "queue", "start", "-j", "1", cwd=fresh)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status = sh("dvc", "queue", "status", cwd=fresh).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    experiment = client.get_experiment_by_name("sarcasm")
+    values = sorted(r.data.params["train.learning_rate"] for r in client.search_runs([experiment.experiment_id]))
+    assert values == ["0.0001", "0.0002", "3e-05"]
+    assert all(r.info.status == "FINISHED" for r in client.search_runs([experiment.experiment_id]))
