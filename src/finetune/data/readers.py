@@ -76,7 +76,7 @@ def _read_jsonl(path: str | Path) -> Iterator[Record]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = json.loads(text.rstrip("\r\n"))
             except json.JSONDecodeError as error:
                 raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})",
                                 where=f"line {number}") from None
