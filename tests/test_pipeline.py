@@ -66,7 +66,7 @@ def test_best_checkpoint_is_kept_not_the_last(trained):
     cfg, results = trained
     history = (Path(cfg.paths.plots) / "train" / "history.csv").read_text().splitlines()
     header = history[0].split(",")
-    evals = [dict(zip(header, row.split(","))) for row in history[1:]]
+    evals = [dict(zip(header, row.split(","), strict=True)) for row in history[1:]]
     accuracies = [float(r["eval_accuracy"]) for r in evals if r.get("eval_accuracy")]
     assert results["train"]["best_metric"] == pytest.approx(max(accuracies))
 

@@ -18,7 +18,7 @@ def classification_metrics(gold: list[str], predicted: list[str], labels: list[s
         "precision": float(precision.mean()),
         "recall": float(recall.mean()),
         "per_class": {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for name, p, r, f, s in zip(names, precision, recall, f1, support)},
+                      for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)},
         "confusion_matrix": confusion_matrix(gold, predicted, labels=names).tolist(),
         "n_eval": len(gold),
     }

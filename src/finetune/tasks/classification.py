@@ -112,9 +112,9 @@ class Family(TaskFamily):
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         names = labels or [str(i) for i in range(logits.shape[1])]
-        gold = examples["label"]
-        return [{"id": ident, "label": names[gold_id], "prediction": names[int(p.argmax())],
-                 "score": round(float(p.max()), 6)} for ident, gold_id, p in zip(examples["id"], gold, probs)]
+        rows = zip(examples["id"], examples["label"], probs, strict=True)
+        return [{"id": ident, "label": names[gold], "prediction": names[int(p.argmax())],
+                 "score": round(float(p.max()), 6)} for ident, gold, p in rows]
 
     def metrics(self, examples: Any, predictions: list[Prediction],
                 labels: list[str] | None) -> dict[str, Any]:
