@@ -78,7 +78,7 @@ def model_card(cfg: DictConfig, metrics: dict[str, Any], manifest: dict[str, Any
         "",
         "```python",
         "from transformers import pipeline",
-        f"model = pipeline('{_pipeline_name(cfg.task.family)}', model='{cfg.paths.pair}')",
+        f"model = pipeline('{_pipeline_name(cfg.task.family)}', model='exports/{cfg.paths.pair}')",
         "```",
         "",
     ]

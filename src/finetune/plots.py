@@ -36,11 +36,7 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str] | None, path: Pa
                     color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of gold row")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: str, title: str = "") -> Path:
@@ -59,8 +55,14 @@ def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: s
     axes[2].plot([h["step"] for h in evals if key in h], [h[key] for h in evals if key in h], "o-")
     axes[2].set(title=f"eval {primary_metric}", xlabel="step")
     fig.suptitle(title)
+    return save(fig, path)
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG (creating its folder) and free it."""
+    plt = _pyplot()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
