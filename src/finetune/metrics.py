@@ -51,11 +51,11 @@ def token_classification_metrics(gold: list[list[str]], predicted: list[list[str
 
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold sentences but {len(predicted)} predicted")
-    for i, (g, p) in enumerate(zip(gold, predicted)):
+    for i, (g, p) in enumerate(zip(gold, predicted, strict=True)):
         if len(g) != len(p):
             raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
     words = sum(len(g) for g in gold)
-    correct = sum(a == b for g, p in zip(gold, predicted) for a, b in zip(g, p))
+    correct = sum(a == b for g, p in zip(gold, predicted, strict=True) for a, b in zip(g, p, strict=True))
     report = classification_report(gold, predicted, output_dict=True, zero_division=0) if words else {}
     overall = report.get("micro avg", {})
     per_type = {name: {"precision": float(row["precision"]), "recall": float(row["recall"]),
@@ -70,7 +70,7 @@ def token_classification_metrics(gold: list[list[str]], predicted: list[list[str
     names = ["O"] + sorted((set(gold_types) | set(pred_types)) - {"O"})
     index = {name: i for i, name in enumerate(names)}
     matrix = [[0] * len(names) for _ in names]
-    for g, p in zip(gold_types, pred_types):
+    for g, p in zip(gold_types, pred_types, strict=True):
         matrix[index[g]][index[p]] += 1
     return {
         "precision": float(overall.get("precision", 0.0)),

@@ -174,8 +174,8 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0,
                         raise DataError(path, f"{name}={column} but lines have {width} columns",
                                         where=f"line {number}")
             elif len(fields) != width:
-                raise DataError(path, f"expected {width} columns (as on line {width_line}), found {len(fields)}: "
-                                f"{text[:60]!r}", where=f"line {number}")
+                raise DataError(path, f"expected {width} columns (as on line {width_line}), "
+                                f"found {len(fields)}: {text[:60]!r}", where=f"line {number}")
             token, tag = fields[token_column], fields[tag_column]
             if not token or not tag:
                 raise DataError(path, f"empty token or tag: {text[:60]!r}", where=f"line {number}")
@@ -202,13 +202,14 @@ def read_tagged_records(path: str | Path, fmt: str, *, tokens_field: str = "toke
         tags = require_field(path, where, row, tags_field)
         for name, value in ((tokens_field, tokens), (tags_field, tags)):
             if not isinstance(value, list) or not value:
-                raise DataError(path, f"expected a non-empty list, found {_short(value)}", where=where, field=name)
+                raise DataError(path, f"expected a non-empty list, found {_short(value)}", where=where,
+                                field=name)
         if len(tokens) != len(tags):
             raise DataError(path, f"{len(tokens)} tokens but {len(tags)} tags", where=where, field=tags_field)
         if not all(isinstance(t, str) and t.strip() for t in tokens):
             raise DataError(path, "every token must be a non-empty string", where=where, field=tokens_field)
-        sentences.append(Sentence([str(t) for t in tokens], _tag_names(path, where, tags, tag_names, tags_field),
-                                  str(path), where))
+        names = _tag_names(path, where, tags, tag_names, tags_field)
+        sentences.append(Sentence([str(t) for t in tokens], names, str(path), where))
     return normalize(sentences, path, tag_scheme, on_bad_tag)
 
 

@@ -47,7 +47,7 @@ class Family(TaskFamily):
         on_bad = str(self._opt("data", "on_bad_tag", "fail"))
         if fmt == "csv":
             raise DataError(path, "a CSV table cannot hold token and tag lists; use CoNLL columns "
-                            "(data.format=conll) or JSON Lines rows with tokens/tags lists (data.format=jsonl)")
+                            "(data.format=conll) or JSON Lines rows of tokens/tags lists (data.format=jsonl)")
         if fmt in ("json", "jsonl", "parquet"):
             configured = self.cfg.task.get("labels")
             sentences = read_tagged_records(
@@ -61,7 +61,8 @@ class Family(TaskFamily):
             sentences = read_conll(path, tag_column=int(self._opt("data", "tag_column", -1)),
                                    token_column=int(self._opt("data", "token_column", 0)),
                                    tag_scheme=scheme, on_bad_tag=on_bad)
-        return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s} for i, s in enumerate(sentences)]
+        return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s}
+                for i, s in enumerate(sentences)]
 
     def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
         tokens_col = str(self._opt("data", "tokens_column", "tokens"))
@@ -77,7 +78,8 @@ class Family(TaskFamily):
                 continue  # the Hub copy of CoNLL-2003 once held an empty example
             tags = [names[t] if names and isinstance(t, int) else str(t) for t in row[tags_col]]
             where = Sentence(list(row[tokens_col]), tags, f"hub:{split}", f"row {i + 1}")
-            examples.append({"id": str(row.get("id", i)), "tokens": where.tokens, "tags": tags, "_where": where})
+            examples.append({"id": str(row.get("id", i)), "tokens": where.tokens, "tags": tags,
+                             "_where": where})
         return examples
 
     def features(self, labels: list[str] | None) -> Any:
@@ -160,10 +162,12 @@ class Family(TaskFamily):
             return encoded
 
         features = examples.map(encode, batched=True, remove_columns=["tokens", "tags"], desc="tokenize")
-        stats = {"examples": len(examples), "features": len(features), "truncated": int(sum(features["truncated"])),
+        stats = {"examples": len(examples), "features": len(features),
+                 "truncated": int(sum(features["truncated"])),
                  "truncated_words": int(sum(features["truncated_words"])),
                  "untokenizable_words": int(sum(features["empty_words"])),
-                 "words": int(sum(len(t) for t in examples["tokens"])), "tokens": int(sum(features["length"]))}
+                 "words": int(sum(len(t) for t in examples["tokens"])),
+                 "tokens": int(sum(features["length"]))}
         features = features.remove_columns(["truncated", "truncated_words", "empty_words"])
         return features, stats
 
@@ -184,7 +188,7 @@ class Family(TaskFamily):
         predicted_ids = logits.argmax(axis=-1)
         predictions = []
         for ident, tokens, gold, word_ids, row in zip(examples["id"], examples["tokens"], examples["tags"],
-                                                      features["word_ids"], predicted_ids):
+                                                      features["word_ids"], predicted_ids, strict=True):
             words = word_predictions(word_ids, row, len(tokens))
             predictions.append({"id": ident, "tokens": list(tokens), "gold": [names[t] for t in gold],
                                 "predicted": ["O" if p is None else names[p] for p in words],
@@ -204,7 +208,8 @@ class Family(TaskFamily):
         path = out_dir / "predictions.conll"
         with atomic_file(path, encoding="utf-8") as handle:
             for prediction in predictions:
-                for token, gold, pred in zip(prediction["tokens"], prediction["gold"], prediction["predicted"]):
+                rows = zip(prediction["tokens"], prediction["gold"], prediction["predicted"], strict=True)
+                for token, gold, pred in rows:
                     handle.write(f"{conll_token(token)} {gold} {pred}\n")
                 handle.write("\n")
         return [path]
@@ -214,7 +219,8 @@ class Family(TaskFamily):
         from finetune import plots
 
         confusion = metrics["type_confusion"]
-        return [plots.confusion_matrix(confusion["matrix"], confusion["labels"], out_dir / "type_confusion.png",
+        path = out_dir / "type_confusion.png"
+        return [plots.confusion_matrix(confusion["matrix"], confusion["labels"], path,
                                        title=f"{self.cfg.task.name}: entity types per word")]
 
 
