@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from finetune.data.conll import iob1_to_iob2, read_conll, read_tagged_records
 from finetune.errors import DataError, FinetuneError
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def shared_data_dir() -> Path | None:
-    """The shared data mirror: FINETUNE_DATA_DIR, else ../shared/data beside the repository."""
-    for candidate in (os.environ.get("FINETUNE_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if candidate and (Path(candidate) / "conll2003").is_dir():
-            return Path(candidate)
-    return None
+from tests.conftest import needs_shared
 
 
 def write(path: Path, text: str) -> Path:
@@ -90,14 +80,9 @@ def test_iob1_file_converts_and_auto_detects(tmp_path: Path) -> None:
                           ("test.txt", "eng.testb", 3453)])
 def test_conll2003_iob1_originals_convert_to_the_iob2_files(iob2_name: str, iob1_name: str,
                                                             sentences: int) -> None:
-    data = shared_data_dir()
-    if data is None:
-        pytest.skip("CoNLL-2003 not found: set FINETUNE_DATA_DIR or put the shared data in ../shared/data")
-    original = data / "conll2003" / "original_iob1" / iob1_name
-    if not original.exists():
-        pytest.skip(f"{original} not found")
+    original = needs_shared("conll2003", "original_iob1", iob1_name)  # skips when the mirror is absent
     converted = read_conll(original, tag_scheme="iob1")
-    reference = read_conll(data / "conll2003" / iob2_name, tag_scheme="iob2")
+    reference = read_conll(needs_shared("conll2003", iob2_name), tag_scheme="iob2")
     assert len(reference) == sentences
     assert [s.tokens for s in converted] == [s.tokens for s in reference]
     changed = sum(a != b for c, r in zip(converted, reference, strict=True)

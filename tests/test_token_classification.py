@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
 from finetune.metrics import token_classification_metrics
 from finetune.tasks import get_family
-
-REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from tests.conftest import REPO
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
 LONG_WORD = "antidisestablishmentarianism"  # 8 MiniLM word pieces
 
 
-def ner_config(*overrides: str) -> DictConfig:
-    return compose(REPO, ["task=ner", "model=tiny", "tracking=none", *overrides])
+def ner_config(*overrides: str, workdir: Path | None = None) -> DictConfig:
+    return compose(REPO, ["task=ner", "model=tiny", "tracking=none", *overrides], workdir=workdir)
 
 
 @pytest.fixture(scope="module")
@@ -261,15 +257,12 @@ def test_user_corpus_trains_and_evaluates_with_overrides_only(tmp_path: Path) ->
     user_corpus(tmp_path / "train.tsv", 64, 0)
     user_corpus(tmp_path / "dev.tsv", 12, 1)
     test = user_corpus(tmp_path / "test.tsv", 10, 2)
-    cfg = ner_config(f"+data.files.train={tmp_path / 'train.tsv'}",
-                     f"+data.files.validation={tmp_path / 'dev.tsv'}",
-                     f"+data.files.test={tmp_path / 'test.tsv'}", "task.labels=null", "data.eval_split=test",
+    cfg = ner_config(f"data.files.train={tmp_path / 'train.tsv'}",
+                     f"data.files.validation={tmp_path / 'dev.tsv'}",
+                     f"data.files.test={tmp_path / 'test.tsv'}", "task.labels=null", "data.eval_split=test",
                      "train.num_train_epochs=4", "train.learning_rate=5e-3",
                      "train.per_device_train_batch_size=8", "train.disable_tqdm=true",
-                     "train.logging_steps=50")
-    with open_dict(cfg):
-        cfg.paths.root = str(tmp_path)  # data/raw, data/tokenized under tmp_path
-        cfg.paths.out = str(tmp_path)   # models, metrics, predictions, plots under tmp_path
+                     "train.logging_steps=50", workdir=tmp_path)  # all outputs below tmp_path
     manifest = download(cfg)
     assert manifest["labels"] == ["O", "B-DOSE", "I-DOSE", "B-DRUG", "I-DRUG"]
     assert manifest["rows"] == {"train": 64, "validation": 12, "test": 10}
