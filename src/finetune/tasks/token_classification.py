@@ -1,0 +1,270 @@
+"""Token classification (NER): one IOB2 tag per word (CoNLL-2003, or any tagged corpus).
+
+Canonical examples are `{id, tokens: [str], tags: [label id]}`. The model sees sub-tokens: the
+first sub-token of a word carries the word's label, special tokens and (by default) the other
+sub-tokens carry -100. Predictions and metrics are word-level: a word's prediction is its first
+sub-token's, and words the model never saw (cut by `data.max_length`, or words the tokenizer
+turns into nothing) are predicted `O` and counted, never silently dropped.
+
+Config read here (conf/task/ner.yaml sets the defaults):
+- `task.labels`: the label list, or null to collect it from train (`O`, then `B-X`, `I-X` per
+  type sorted by type); `task.label_map`: {tag: tag} applied to every split before encoding
+  (e.g. map a type to drop to `O`); `task.label_all_tokens`: label continuation sub-tokens
+  with the word's tag (`B-` turned into `I-`) instead of -100.
+- `data.tag_column`, `data.token_column`, `data.tag_scheme` (iob2|iob1|auto),
+  `data.on_bad_tag` (fail|repair): see finetune.data.conll; `data.tokens_column`,
+  `data.tags_column`: the fields of JSON/JSONL rows and of a Hub dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune import metrics as metric_fns
+from finetune.data.conll import Sentence, entity_type, parse_tag, read_conll, read_tagged_records
+from finetune.errors import DataError, FinetuneError
+from finetune.tasks.base import Prediction, TaskFamily, logits_of
+
+IGNORE = -100  # label id the loss ignores (specials, continuation sub-tokens)
+
+
+class Family(TaskFamily):
+    name = "token_classification"
+    auto_model = "AutoModelForTokenClassification"
+    primary_metric = "f1"
+    formats = ("conll",)
+
+    # -- data -------------------------------------------------------------------------------
+    def _opt(self, section: str, key: str, default: Any) -> Any:
+        value = self.cfg[section].get(key, default)
+        return default if value is None else value
+
+    def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
+        scheme = str(self._opt("data", "tag_scheme", "iob2"))
+        on_bad = str(self._opt("data", "on_bad_tag", "fail"))
+        if fmt == "csv":
+            raise DataError(path, "a CSV table cannot hold token and tag lists; use CoNLL columns "
+                            "(data.format=conll) or JSON Lines rows of tokens/tags lists (data.format=jsonl)")
+        if fmt in ("json", "jsonl", "parquet"):
+            configured = self.cfg.task.get("labels")
+            sentences = read_tagged_records(
+                path, fmt, tokens_field=str(self._opt("data", "tokens_column", "tokens")),
+                tags_field=str(self._opt("data", "tags_column", "tags")),
+                tag_names=list(configured) if configured else None, tag_scheme=scheme, on_bad_tag=on_bad,
+                split_column=self.cfg.data.get("split_column"), split=split)
+        else:
+            # conll, and whatever else a tagged corpus file is called in practice: .tsv (WNUT),
+            # .iob, eng.train / eng.testa (a tab-separated *table* cannot hold token lists anyway).
+            sentences = read_conll(path, tag_column=int(self._opt("data", "tag_column", -1)),
+                                   token_column=int(self._opt("data", "token_column", 0)),
+                                   tag_scheme=scheme, on_bad_tag=on_bad)
+        return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s}
+                for i, s in enumerate(sentences)]
+
+    def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
+        tokens_col = str(self._opt("data", "tokens_column", "tokens"))
+        tags_col = next((c for c in (self.cfg.data.get("tags_column"), "ner_tags", "tags")
+                         if c and c in dataset.column_names), None)
+        if tokens_col not in dataset.column_names or tags_col is None:
+            raise FinetuneError(f"hub split '{split}' has columns {dataset.column_names}; set "
+                                "data.tokens_column / data.tags_column")
+        names = getattr(getattr(dataset.features[tags_col], "feature", None), "names", None)
+        examples = []
+        for i, row in enumerate(dataset):
+            if not row[tokens_col]:
+                continue  # the Hub copy of CoNLL-2003 once held an empty example
+            tags = [names[t] if names and isinstance(t, int) else str(t) for t in row[tags_col]]
+            where = Sentence(list(row[tokens_col]), tags, f"hub:{split}", f"row {i + 1}")
+            examples.append({"id": str(row.get("id", i)), "tokens": where.tokens, "tags": tags,
+                             "_where": where})
+        return examples
+
+    def features(self, labels: list[str] | None) -> Any:
+        from datasets import ClassLabel, Features, List, Value
+
+        return Features({"id": Value("string"), "tokens": List(Value("string")),
+                         "tags": List(ClassLabel(names=labels))})
+
+    def _label_map(self) -> dict[str, str]:
+        mapping = self.cfg.task.get("label_map") or {}
+        return {str(k): str(v) for k, v in mapping.items()}
+
+    def labels(self, splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+        configured = self.cfg.task.get("labels")
+        if configured:
+            labels = [str(label) for label in configured]
+            for label in labels:
+                try:
+                    parse_tag(label)
+                except ValueError as error:
+                    raise FinetuneError(f"task.labels: {error}") from None
+            if len(set(labels)) != len(labels):
+                raise FinetuneError(f"task.labels has duplicates: {labels}")
+            return labels
+        if "train" not in splits:
+            raise FinetuneError("cannot collect the tag set without a train split; set task.labels")
+        mapping = self._label_map()
+        types = {entity_type(mapping.get(tag, tag)) for ex in splits["train"] for tag in ex["tags"]} - {"O"}
+        return ["O"] + [f"{prefix}-{kind}" for kind in sorted(types) for prefix in ("B", "I")]
+
+    def encode_labels(self, examples: list[dict[str, Any]], labels: list[str] | None, *,
+                      file: str, split: str) -> list[dict[str, Any]]:
+        index = {label: i for i, label in enumerate(labels or [])}
+        mapping = self._label_map()
+        unknown = sorted(set(mapping.values()) - set(index))
+        if unknown:
+            raise FinetuneError(f"task.label_map maps to '{unknown[0]}', which is not a label {labels}")
+        for example in examples:
+            ids = []
+            for i, tag in enumerate(example["tags"]):
+                tag = mapping.get(tag, tag)
+                if tag not in index:
+                    where: Sentence = example["_where"]
+                    seen = "the training data never has it" if not self.cfg.task.get("labels") \
+                        else "it is not in task.labels"
+                    raise DataError(where.file, f"tag '{tag}' in the {split} split: {seen} (labels: "
+                                    f"{', '.join(index)}); map it with task.label_map={{{tag}: O}} "
+                                    "or list it in task.labels", where=where.token_where(i))
+                ids.append(index[tag])
+            example["tags"] = ids
+        return examples
+
+    # -- model ------------------------------------------------------------------------------
+    def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
+        if not getattr(tokenizer, "is_fast", False):
+            raise FinetuneError("token classification needs a fast tokenizer (word_ids())")
+        max_length = int(self.cfg.data.max_length)
+        label_all = bool(self._opt("task", "label_all_tokens", False))
+        inside = continuation_ids(labels or [])
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True,
+                                max_length=max_length)
+            all_labels, all_words, lost, empty, cut = [], [], [], [], []
+            for i, tags in enumerate(batch["tags"]):
+                word_ids = encoded.word_ids(i)
+                all_labels.append(align_labels(word_ids, tags, inside if label_all else None))
+                all_words.append([-1 if w is None else w for w in word_ids])
+                truncated = bool(encoded.encodings[i].overflowing)
+                n_lost, n_empty = missing_words(word_ids, len(tags), truncated)
+                lost.append(n_lost)
+                empty.append(n_empty)
+                cut.append(truncated)
+            encoded["labels"] = all_labels
+            encoded["word_ids"] = all_words
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            encoded["truncated"] = cut
+            encoded["truncated_words"] = lost
+            encoded["empty_words"] = empty
+            return encoded
+
+        features = examples.map(encode, batched=True, remove_columns=["tokens", "tags"], desc="tokenize")
+        stats = {"examples": len(examples), "features": len(features),
+                 "truncated": int(sum(features["truncated"])),
+                 "truncated_words": int(sum(features["truncated_words"])),
+                 "untokenizable_words": int(sum(features["empty_words"])),
+                 "words": int(sum(len(t) for t in examples["tokens"])),
+                 "tokens": int(sum(features["length"]))}
+        features = features.remove_columns(["truncated", "truncated_words", "empty_words"])
+        return features, stats
+
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        from transformers import DataCollatorForTokenClassification
+
+        return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of,
+                                                  label_pad_token_id=IGNORE)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def postprocess(self, examples: Any, features: Any, outputs: Any,
+                    labels: list[str] | None) -> list[Prediction]:
+        logits = np.asarray(logits_of(outputs))
+        if len(logits) != len(examples) or len(features) != len(examples):
+            raise FinetuneError(f"{len(logits)} predictions for {len(features)} features of "
+                                f"{len(examples)} examples")
+        names = labels or [str(i) for i in range(logits.shape[-1])]
+        predicted_ids = logits.argmax(axis=-1)
+        predictions = []
+        for ident, tokens, gold, word_ids, row in zip(examples["id"], examples["tokens"], examples["tags"],
+                                                      features["word_ids"], predicted_ids, strict=True):
+            words = word_predictions(word_ids, row, len(tokens))
+            predictions.append({"id": ident, "tokens": list(tokens), "gold": [names[t] for t in gold],
+                                "predicted": ["O" if p is None else names[p] for p in words],
+                                "unpredicted_words": sum(p is None for p in words)})
+        return predictions
+
+    def metrics(self, examples: Any, predictions: list[Prediction],
+                labels: list[str] | None) -> dict[str, Any]:
+        metrics = metric_fns.token_classification_metrics([p["gold"] for p in predictions],
+                                                          [p["predicted"] for p in predictions])
+        metrics["unpredicted_words"] = int(sum(p["unpredicted_words"] for p in predictions))
+        return metrics
+
+    def write_predictions(self, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+        from finetune.io import atomic_file
+
+        path = out_dir / "predictions.conll"
+        with atomic_file(path, encoding="utf-8") as handle:
+            for prediction in predictions:
+                rows = zip(prediction["tokens"], prediction["gold"], prediction["predicted"], strict=True)
+                for token, gold, pred in rows:
+                    handle.write(f"{conll_token(token)} {gold} {pred}\n")
+                handle.write("\n")
+        return [path]
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              labels: list[str] | None, out_dir: Path) -> list[Path]:
+        from finetune import plots
+
+        confusion = metrics["type_confusion"]
+        path = out_dir / "type_confusion.png"
+        return [plots.confusion_matrix(confusion["matrix"], confusion["labels"], path,
+                                       title=f"{self.cfg.task.name}: entity types per word")]
+
+
+def continuation_ids(labels: list[str]) -> list[int]:
+    """For each label id, the id a continuation sub-token gets: `B-X` -> `I-X` (when it exists)."""
+    index = {label: i for i, label in enumerate(labels)}
+    return [index.get("I-" + label[2:], i) if label.startswith("B-") else i for i, label in enumerate(labels)]
+
+
+def align_labels(word_ids: list[int | None], tags: list[int], inside: list[int] | None) -> list[int]:
+    """Sub-token labels: the word's tag on its first sub-token; -100 on specials; continuation
+    sub-tokens -100, or (when `inside` maps B- ids to I- ids, i.e. label_all_tokens) the I- tag."""
+    out, previous = [], None
+    for word in word_ids:
+        if word is None:
+            out.append(IGNORE)
+        elif word != previous:
+            out.append(tags[word])
+        else:
+            out.append(IGNORE if inside is None else inside[tags[word]])
+        previous = word
+    return out
+
+
+def missing_words(word_ids: list[int | None], n_words: int, truncated: bool) -> tuple[int, int]:
+    """(words lost to truncation, words the tokenizer turned into no sub-token at all)."""
+    present = {w for w in word_ids if w is not None}
+    last = max(present, default=-1)
+    lost = n_words - 1 - last if truncated else 0
+    empty = sum(1 for w in range(last + 1 if truncated else n_words) if w not in present)
+    return lost, empty
+
+
+def word_predictions(word_ids: list[int], predicted: np.ndarray, n_words: int) -> list[int | None]:
+    """Each word's predicted id: its first sub-token's prediction; None for words without one."""
+    words: list[int | None] = [None] * n_words
+    previous = -1
+    for position, word in enumerate(word_ids):
+        if word is not None and word >= 0 and word != previous and word < n_words:
+            words[word] = int(predicted[position])
+        previous = word
+    return words
+
+
+def conll_token(token: str) -> str:
+    """A token as one CoNLL column: whitespace inside it (JSON input may have some) becomes `_`."""
+    return "_".join(token.split()) or "_"

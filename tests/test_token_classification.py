@@ -1,0 +1,289 @@
+"""The token-classification family: labels, sub-token alignment, word-level scoring, a user corpus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+
+from finetune.config import compose
+from finetune.errors import DataError, FinetuneError
+from finetune.metrics import token_classification_metrics
+from finetune.tasks import get_family
+from tests.conftest import REPO
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
+LONG_WORD = "antidisestablishmentarianism"  # 8 MiniLM word pieces
+
+
+def ner_config(*overrides: str, workdir: Path | None = None) -> DictConfig:
+    return compose(REPO, ["task=ner", "model=tiny", "tracking=none", *overrides], workdir=workdir)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from finetune.models import load_tokenizer
+
+    return load_tokenizer(ner_config().model)
+
+
+def examples_dataset(family: Any, sentences: list[tuple[list[str], list[str]]], labels: list[str]) -> Any:
+    from datasets import Dataset
+
+    index = {label: i for i, label in enumerate(labels)}
+    rows = [{"id": str(i), "tokens": tokens, "tags": [index[t] for t in tags]}
+            for i, (tokens, tags) in enumerate(sentences)]
+    return Dataset.from_list(rows, features=family.features(labels))
+
+
+def fake_logits(rows: list[list[str]], labels: list[str], pad_to: int | None = None) -> np.ndarray:
+    """Logits that predict the given label per sub-token position, padded with -100 like the Trainer."""
+    width = pad_to or max(len(r) for r in rows)
+    out = np.full((len(rows), width, len(labels)), -100.0, dtype=np.float32)
+    for i, row in enumerate(rows):
+        for j, label in enumerate(row):
+            out[i, j] = 0.0
+            out[i, j, labels.index(label)] = 5.0
+    return out
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+def test_labels_collected_in_stable_order() -> None:
+    family = get_family(ner_config())
+    train = [{"tags": ["B-PER", "O", "B-LOC"]}, {"tags": ["B-ORG", "I-ORG", "O"]}]
+    assert family.labels({"train": train}) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert get_family(ner_config("task.labels=[O,B-X,I-X]")).labels({"train": train}) == ["O", "B-X", "I-X"]
+    with pytest.raises(FinetuneError, match="not an IOB tag"):
+        get_family(ner_config("task.labels=[O,X]")).labels({"train": train})
+
+
+def test_unseen_tag_in_validation_names_file_and_line(tmp_path: Path) -> None:
+    family = get_family(ner_config())
+    (tmp_path / "train.txt").write_text("Paris B-LOC\nis O\n\nnice O\n")
+    (tmp_path / "valid.txt").write_text("Bob B-PER\nleft O\n\nIn O\nParis B-LOC\nagain O\n\nAcme B-ORG\n")
+    splits = {"train": family.read(tmp_path / "train.txt", "conll", "train"),
+              "validation": family.read(tmp_path / "valid.txt", "conll", "validation")}
+    labels = family.labels(splits)
+    assert labels == ["O", "B-LOC", "I-LOC"]
+    with pytest.raises(DataError) as error:
+        family.encode_labels(splits["validation"], labels, file="validation", split="validation")
+    assert f"{tmp_path / 'valid.txt'}, line 1" in str(error.value) and "B-PER" in str(error.value)
+
+    mapped = get_family(ner_config("task.label_map={B-PER: O, B-ORG: B-LOC}"))
+    splits = {"train": mapped.read(tmp_path / "train.txt", "conll", "train"),
+              "validation": mapped.read(tmp_path / "valid.txt", "conll", "validation")}
+    encoded = mapped.encode_labels(splits["validation"], labels, file="validation", split="validation")
+    assert [e["tags"] for e in encoded] == [[0, 0], [0, 1, 0], [1]]
+
+
+def test_hub_rows_map_class_label_names() -> None:
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    # the ClassLabel names of eriktks/conll2003
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    features = Features({"id": Value("string"), "tokens": List(Value("string")),
+                         "ner_tags": List(ClassLabel(names=names))})
+    hub = Dataset.from_list([{"id": "0", "tokens": ["EU", "rejects"], "ner_tags": [3, 0]},
+                             {"id": "1", "tokens": [], "ner_tags": []},
+                             {"id": "2", "tokens": ["Peter", "Blackburn"], "ner_tags": [1, 2]}],
+                            features=features)
+    rows = get_family(ner_config()).from_hub(hub, "train")
+    assert [(r["tokens"], r["tags"]) for r in rows] == [(["EU", "rejects"], ["B-ORG", "O"]),
+                                                       (["Peter", "Blackburn"], ["B-PER", "I-PER"])]
+
+
+# -- tokenization and alignment ---------------------------------------------------------------
+
+def test_alignment_on_a_word_of_many_sub_tokens(tokenizer: Any) -> None:
+    for label_all in (False, True):
+        family = get_family(ner_config(f"task.label_all_tokens={str(label_all).lower()}"))
+        sentence = (["The", LONG_WORD, "of", "Paris"], ["O", "B-MISC", "O", "B-LOC"])
+        examples = examples_dataset(family, [sentence], LABELS)
+        features, stats = family.tokenize(examples, tokenizer, LABELS)
+        row = features[0]
+        pieces = row["word_ids"].count(1)
+        assert pieces >= 4  # the premise: the long word splits into many word pieces
+        assert row["word_ids"][0] == -1 and row["word_ids"][-1] == -1
+        assert row["labels"][0] == -100 and row["labels"][-1] == -100
+        first = row["word_ids"].index(1)
+        assert row["labels"][first] == LABELS.index("B-MISC")
+        rest = row["labels"][first + 1: first + pieces]
+        expected = LABELS.index("I-MISC") if label_all else -100
+        assert rest == [expected] * (pieces - 1)
+        assert row["labels"][row["word_ids"].index(3)] == LABELS.index("B-LOC")
+        assert row["length"] == len(row["input_ids"])
+        assert stats["truncated_words"] == 0 and stats["truncated"] == 0
+
+
+def test_truncation_counts_lost_words_and_predicts_them_o(tokenizer: Any) -> None:
+    family = get_family(ner_config("data.max_length=8"))
+    tokens = ["Peter", LONG_WORD, "lives", "in", "Paris", "now"]
+    tags = ["B-PER", "O", "O", "O", "B-LOC", "O"]
+    examples = examples_dataset(family, [(tokens, tags), (["Paris"], ["B-LOC"])], LABELS)
+    features, stats = family.tokenize(examples, tokenizer, LABELS)
+    word_ids = features[0]["word_ids"]
+    assert len(word_ids) == 8
+    kept = max(word_ids)
+    assert kept < len(tokens) - 1  # the premise: words after `kept` were cut
+    assert stats["truncated"] == 1 and stats["truncated_words"] == len(tokens) - 1 - kept
+
+    # a model that predicts B-PER everywhere it can see
+    rows = [["B-PER"] * len(f["word_ids"]) for f in features]
+    predictions = family.postprocess(examples, features, fake_logits(rows, LABELS, pad_to=12), LABELS)
+    assert predictions[0]["predicted"] == ["B-PER"] * (kept + 1) + ["O"] * (len(tokens) - 1 - kept)
+    assert predictions[0]["unpredicted_words"] == len(tokens) - 1 - kept
+    assert predictions[1]["predicted"] == ["B-PER"]
+    metrics = family.metrics(examples, predictions, LABELS)
+    assert metrics["unpredicted_words"] == len(tokens) - 1 - kept
+
+
+# -- word-level scoring -----------------------------------------------------------------------
+
+def test_metric_is_word_level_not_sub_token_level(tokenizer: Any) -> None:
+    """A split word predicted B- on every piece: one correct entity per word, not one per piece."""
+    family = get_family(ner_config())
+    tokens, tags = ["Johannesburg", "and", LONG_WORD], ["B-LOC", "O", "B-MISC"]
+    examples = examples_dataset(family, [(tokens, tags)], LABELS)
+    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    word_ids = features[0]["word_ids"]
+    # every piece predicts its word's gold tag: B- copied onto continuation pieces
+    sub_predictions = ["O" if w < 0 else tags[w] for w in word_ids]
+    predictions = family.postprocess(examples, features, fake_logits([sub_predictions], LABELS), LABELS)
+    assert predictions[0]["predicted"] == tags
+    metrics = family.metrics(examples, predictions, LABELS)
+    assert metrics["f1"] == 1.0 and metrics["precision"] == 1.0 and metrics["accuracy"] == 1.0
+    assert metrics["per_type"]["LOC"]["support"] == 1 and metrics["per_type"]["MISC"]["f1"] == 1.0
+
+    # The same outputs scored per sub-token count each continuation piece as another entity.
+    sub_gold, previous = [], None
+    for word in word_ids:
+        if word < 0:
+            sub_gold.append("O")
+        elif word == previous and tags[word] != "O":
+            sub_gold.append("I-" + tags[word][2:])  # the gold label of a continuation piece
+        else:
+            sub_gold.append(tags[word])
+        previous = word
+    sub_metrics = token_classification_metrics([sub_gold], [sub_predictions])
+    assert sub_metrics["precision"] < 0.5 < metrics["precision"]
+
+
+def test_first_sub_token_decides_the_word(tokenizer: Any) -> None:
+    family = get_family(ner_config())
+    examples = examples_dataset(family, [([LONG_WORD, "Paris"], ["B-MISC", "B-LOC"])], LABELS)
+    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    word_ids = features[0]["word_ids"]
+    first = word_ids.index(0)
+    sub = ["O" if w != 0 else "B-PER" for w in word_ids]
+    sub[first] = "B-MISC"
+    sub[word_ids.index(1)] = "I-LOC"
+    predictions = family.postprocess(examples, features, fake_logits([sub], LABELS), LABELS)
+    assert predictions[0]["predicted"] == ["B-MISC", "I-LOC"]
+    metrics = family.metrics(examples, predictions, LABELS)
+    assert metrics["f1"] == 1.0  # conlleval: an I- after another type starts an entity
+
+
+def test_metrics_per_type_and_confusion() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "B-LOC"]]
+    metrics = token_classification_metrics(gold, predicted)
+    assert metrics["precision"] == pytest.approx(2 / 4) and metrics["recall"] == pytest.approx(2 / 3)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["per_type"]["PER"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert metrics["per_type"]["LOC"]["recall"] == 0.0
+    confusion = metrics["type_confusion"]
+    assert confusion["labels"] == ["O", "LOC", "ORG", "PER"]
+    assert confusion["matrix"][1] == [0, 0, 1, 0]  # gold LOC word predicted ORG
+    assert confusion["matrix"][0] == [1, 1, 0, 0]
+    with pytest.raises(ValueError, match="sentence 0"):
+        token_classification_metrics([["O"]], [["O", "O"]])
+
+
+def test_predictions_file_is_conll(tmp_path: Path) -> None:
+    family = get_family(ner_config())
+    predictions = [
+        {"id": "0", "tokens": ["New York", "rocks"], "gold": ["B-LOC", "O"], "predicted": ["B-LOC", "O"]},
+        {"id": "1", "tokens": ["Bob"], "gold": ["B-PER"], "predicted": ["O"]}]
+    [path] = family.write_predictions(predictions, tmp_path)
+    assert path.name == "predictions.conll"
+    assert path.read_text() == "New_York B-LOC B-LOC\nrocks O O\n\nBob B-PER O\n\n"
+
+
+def test_hub_fallback_fails_fast_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finetune.data.sources import load_examples
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    cfg = ner_config(f"data.dir={tmp_path}")
+    expected = r"mirror: .*conll2003/train\.txt.* not found.*eriktks/conll2003.*offline"
+    with pytest.raises(FinetuneError, match=expected):
+        load_examples(cfg, get_family(cfg))
+
+
+# -- a user corpus, overrides only, through the real stages --------------------------------------
+
+DRUGS = ["aspirin", "ibuprofen", "metformin", "warfarin"]
+DOSES = [("100", "mg"), ("20", "ml"), ("5", "mg"), ("1", "g")]
+
+
+def user_corpus(path: Path, n: int, offset: int) -> list[list[tuple[str, str]]]:
+    """Sentences like `take aspirin 100 mg daily` in 2 tab-separated columns, with own entity types."""
+    sentences = []
+    for i in range(n):
+        drug = DRUGS[(i + offset) % len(DRUGS)]
+        amount, unit = DOSES[(i * 3 + offset) % len(DOSES)]
+        words = [("patient", "O"), ("takes", "O"), (drug, "B-DRUG"), (amount, "B-DOSE"), (unit, "I-DOSE")]
+        if i % 2:
+            words += [("twice", "O"), ("daily", "O")]
+        sentences.append(words)
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n",
+                    encoding="utf-8")
+    return sentences
+
+
+@pytest.mark.slow
+def test_user_corpus_trains_and_evaluates_with_overrides_only(tmp_path: Path) -> None:
+    from finetune.io import read_json
+    from finetune.pipeline.download import download
+    from finetune.pipeline.evaluate import evaluate
+    from finetune.pipeline.tokenize import tokenize
+    from finetune.pipeline.train import train
+
+    user_corpus(tmp_path / "train.tsv", 64, 0)
+    user_corpus(tmp_path / "dev.tsv", 12, 1)
+    test = user_corpus(tmp_path / "test.tsv", 10, 2)
+    cfg = ner_config(f"data.files.train={tmp_path / 'train.tsv'}",
+                     f"data.files.validation={tmp_path / 'dev.tsv'}",
+                     f"data.files.test={tmp_path / 'test.tsv'}", "task.labels=null", "data.eval_split=test",
+                     "train.num_train_epochs=4", "train.learning_rate=5e-3",
+                     "train.per_device_train_batch_size=8", "train.disable_tqdm=true",
+                     "train.logging_steps=50", workdir=tmp_path)  # all outputs below tmp_path
+    manifest = download(cfg)
+    assert manifest["labels"] == ["O", "B-DOSE", "I-DOSE", "B-DRUG", "I-DRUG"]
+    assert manifest["rows"] == {"train": 64, "validation": 12, "test": 10}
+    stats = tokenize(cfg)
+    assert stats["test"]["truncated_words"] == 0
+    train(cfg)
+    model_config = read_json(tmp_path / "models" / "ner-tiny" / "config.json")
+    assert model_config["id2label"] == {"0": "O", "1": "B-DOSE", "2": "I-DOSE", "3": "B-DRUG", "4": "I-DRUG"}
+    metrics = evaluate(cfg)
+
+    saved = json.loads((tmp_path / "metrics" / "ner-tiny.json").read_text())
+    assert {"precision", "recall", "f1", "accuracy", "per_type"} <= set(saved)
+    assert set(saved["per_type"]) <= {"DOSE", "DRUG"} and saved["per_type"]["DOSE"]["support"] == 10
+    assert saved["split"] == "test" and saved["f1"] == metrics["f1"]
+    assert saved["f1"] > 0.5  # the pattern is trivial: even a 2-layer random BERT learns it
+    lines = (tmp_path / "predictions" / "ner-tiny" / "predictions.conll").read_text().split("\n")
+    blocks = "\n".join(lines).strip("\n").split("\n\n")
+    assert len(blocks) == len(test)
+    for block, sentence in zip(blocks, test, strict=True):
+        rows = [line.split(" ") for line in block.split("\n")]
+        assert all(len(row) == 3 for row in rows)
+        assert [(r[0], r[1]) for r in rows] == sentence
+        assert {r[2] for r in rows} <= set(manifest["labels"])
+    assert (tmp_path / "plots" / "ner-tiny" / "eval" / "type_confusion.png").stat().st_size > 0
