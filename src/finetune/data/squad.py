@@ -140,8 +140,6 @@ def nearest_occurrence(context: str, text: str, start: int) -> int | None:
 
 def _answers(path: str | Path, where: str, answers: Any, is_impossible: Any) -> tuple[list[str], list[int]]:
     """(texts, starts) from the nested list-of-dicts or the Hub's dict-of-lists layout."""
-    if isinstance(answers, str):  # a CSV cell: JSON, or the Python literal pandas writes
-        answers = _parse_cell(path, where, answers)
     if answers is None:
         raise DataError(path, "missing 'answers' (use an empty list for an unanswerable question)",
                         where=where)
@@ -235,4 +233,7 @@ def _flat_rows(path: Path, fmt: str) -> Iterator[tuple[str, str, dict[str, Any]]
         if "context" not in row:
             raise DataError(path, f"missing 'context' (found columns: {', '.join(map(str, row))})",
                             where=place)
+        if fmt in ("csv", "tsv") and isinstance(row.get("answers"), str):
+            # a CSV cell holds the answers dict as JSON, or as the Python literal pandas writes
+            row = {**row, "answers": _parse_cell(path, place, row["answers"])}
         yield place, qid, row
