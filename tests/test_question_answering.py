@@ -4,13 +4,11 @@ null answers, the SQuAD metric's normalisation, and one small end-to-end run of 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from datasets import Dataset
-from omegaconf import open_dict
 
 from finetune import metrics as m
 from finetune.config import compose
@@ -18,12 +16,8 @@ from finetune.errors import FinetuneError
 from finetune.models import load_tokenizer
 from finetune.tasks import get_family
 from finetune.tasks.question_answering import NULL_INDEX
+from tests.conftest import REPO
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-REPO = Path(__file__).resolve().parents[1]
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike",
          "oscar", "papa", "romeo", "sierra", "tango", "victor", "whiskey", "yankee", "zulu"]
 LONG_CONTEXT = " ".join(f"{w} {n}" for n, w in enumerate(WORDS * 2)) + " end."
@@ -274,13 +268,12 @@ def write_tiny_squad(path: Path, n_paragraphs: int, prefix: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_end_to_end_stages_write_metrics_and_predictions(tmp_path, monkeypatch):
+def test_end_to_end_stages_write_metrics_and_predictions(tmp_path):
     from finetune.pipeline.download import download
     from finetune.pipeline.evaluate import evaluate
     from finetune.pipeline.tokenize import tokenize
     from finetune.pipeline.train import train
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     write_tiny_squad(tmp_path / "train.json", 10, "tr")
     valid_ids = write_tiny_squad(tmp_path / "dev.json", 3, "dv")
     cfg = compose(REPO, ["task=qa", "model=tiny", "tracking=none",
@@ -288,9 +281,8 @@ def test_end_to_end_stages_write_metrics_and_predictions(tmp_path, monkeypatch):
                          f"data.files.validation={tmp_path / 'dev.json'}",
                          "data.max_train_samples=null", "data.max_eval_samples=null",
                          "train.num_train_epochs=1", "train.per_device_train_batch_size=8",
-                         "train.disable_tqdm=true"])
-    with open_dict(cfg):
-        cfg.paths.root = cfg.paths.out = str(tmp_path)
+                         "train.disable_tqdm=true"], workdir=tmp_path)
+    assert str(cfg.paths.metrics).startswith(str(tmp_path))
     assert download(cfg)["rows"] == {"train": 30, "validation": 9}
     stats = tokenize(cfg)
     assert stats["validation"]["examples"] == 9 and stats["train"]["answers_lost_to_truncation"] == 0

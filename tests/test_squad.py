@@ -7,16 +7,13 @@ import csv
 import gzip
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
 
 from finetune.data.squad import AnswerReport, nearest_occurrence, read_squad
 from finetune.errors import DataError
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+from tests.conftest import needs_shared
 
 CONTEXT = "Paris is the capital of France. Paris has the Louvre. Lyon is in France too."
 
@@ -172,10 +169,7 @@ def test_nearest_occurrence_prefers_the_closest_then_the_earlier():
 
 
 def test_real_dev_file_reads_cleanly():
-    root = Path(os.environ.get("FINETUNE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    path = root / "squad" / "dev-v1.1.json"
-    if not path.exists():
-        pytest.skip(f"needs the shared data mirror ({path})")
+    path = needs_shared("squad", "dev-v1.1.json")
     report = AnswerReport()
     examples = read_squad(path, "squad", on_bad_answer="fail", report=report)
     assert len(examples) == 10570 and report.bad == 0
