@@ -174,3 +174,20 @@ def test_real_dev_file_reads_cleanly():
     examples = read_squad(path, "squad", on_bad_answer="fail", report=report)
     assert len(examples) == 10570 and report.bad == 0
     assert sum(len(e["answers"]["text"]) for e in examples) == 34726
+
+
+def test_from_hub_maps_the_hub_columns_and_checks_answers(repo):
+    from datasets import Dataset
+
+    from finetune.config import compose
+    from finetune.tasks import get_family
+
+    family = get_family(compose(repo, ["task=qa", "model=tiny", "data.on_bad_answer=drop"]))
+    hub = Dataset.from_dict({"id": ["h1", "h2"], "title": ["Paris", "Paris"], "context": [CONTEXT, CONTEXT],
+                             "question": ["Capital?", "Museum?"],
+                             "answers": [{"text": ["Paris"], "answer_start": [0]},
+                                         {"text": ["Louvre"], "answer_start": [3]}]})
+    examples = family.from_hub(hub, "train")
+    assert [e["id"] for e in examples] == ["h1"]  # h2's only answer is misplaced: dropped (policy drop)
+    assert examples[0]["answers"] == {"text": ["Paris"], "answer_start": [0]}
+    assert examples[0]["_where"].startswith("hub:train, row 1")
