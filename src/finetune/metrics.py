@@ -65,7 +65,10 @@ def squad_exact(prediction: str, gold: str) -> float:
 
 def squad_f1(prediction: str, gold: str) -> float:
     """Bag-of-tokens F1 of the normalised strings (1.0 when both are empty, as in v2.0)."""
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    return _token_f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
+
+def _token_f1(predicted: list[str], expected: list[str]) -> float:
     if not predicted or not expected:
         return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
@@ -85,8 +88,10 @@ def squad_gold(answers: list[str], version_2: bool) -> list[str]:
 
 def squad_scores(prediction: str, answers: list[str], version_2: bool = False) -> tuple[float, float]:
     """(exact match, F1) of one prediction: the maximum over its gold answers, each in [0, 1]."""
-    gold = squad_gold(answers, version_2)
-    return max(squad_exact(prediction, g) for g in gold), max(squad_f1(prediction, g) for g in gold)
+    predicted = normalize_answer(prediction)
+    gold = [normalize_answer(g) for g in squad_gold(answers, version_2)]
+    return (max(float(predicted == g) for g in gold),
+            max(_token_f1(predicted.split(), g.split()) for g in gold))
 
 
 def squad_metrics(predictions: dict[str, str], gold: dict[str, list[str]],

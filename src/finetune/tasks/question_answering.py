@@ -158,28 +158,29 @@ class Family(TaskFamily):
         n_best = int(self._setting("task", "n_best_size", 20))
         max_answer = int(self._setting("task", "max_answer_length", 30))
         threshold = float(self._setting("task", "null_score_diff_threshold", 0.0))
+        version_2 = self.version_2
         by_example: dict[str, list[int]] = defaultdict(list)
-        for index, ident in enumerate(features["example_id"]):
+        for index, ident in enumerate(_column(features, "example_id")):
             by_example[ident].append(index)
-        offsets_all = features["offset_mapping"]
+        offsets, bounds = offset_table(features)
         predictions = []
-        rows = zip(examples["id"], examples["context"], examples["answers"], strict=True)
+        rows = zip(_column(examples, "id"), _column(examples, "context"), _column(examples, "answers"),
+                   strict=True)
         for ident, context, answers in rows:
             candidates, null_score = [], None
             for index in by_example.get(ident, []):
-                offsets = offsets_all[index]
-                length = len(offsets)
+                spans = offsets[bounds[index]:bounds[index + 1]]
                 # the Trainer pads logits across batches with -100: keep this feature's own tokens
-                starts = np.asarray(start_logits[index][:length], dtype=np.float64)
-                ends = np.asarray(end_logits[index][:length], dtype=np.float64)
+                starts = np.asarray(start_logits[index][:len(spans)], dtype=np.float64)
+                ends = np.asarray(end_logits[index][:len(spans)], dtype=np.float64)
                 score = float(starts[NULL_INDEX] + ends[NULL_INDEX])  # "no answer in this window"
                 null_score = score if null_score is None else min(null_score, score)
-                candidates.extend(best_spans(starts, ends, offsets, n_best, max_answer))
+                candidates.extend(best_spans(starts, ends, spans, n_best, max_answer))
             candidates.sort(key=lambda c: -c[0])
             nbest = [{"text": context[s:e], "score": score, "start": s, "end": e}
                      for score, s, e in candidates[:n_best]]
             best_span = nbest[0] if nbest else None
-            if self.version_2 and null_score is not None:
+            if version_2 and null_score is not None:
                 nbest.append({"text": "", "score": null_score, "start": None, "end": None})
                 nbest.sort(key=lambda c: -c["score"])
                 nbest = nbest[:n_best + 1]
@@ -187,7 +188,7 @@ class Family(TaskFamily):
                 nbest = [{"text": "", "score": 0.0, "start": None, "end": None}]
             _add_probabilities(nbest)
             prediction: Prediction = {"id": ident, "answers": list(answers["text"]), "nbest": nbest}
-            if self.version_2:
+            if version_2:
                 diff = (null_score - best_span["score"]) if best_span and null_score is not None else None
                 prediction["null_score_diff"] = diff
                 prediction["span_text"] = best_span["text"] if best_span else ""
@@ -268,24 +269,23 @@ def answer_tokens(offsets: list[tuple[int, int]], sequence_ids: list[int | None]
     return token_start - 1, token_end + 1
 
 
-def best_spans(starts: np.ndarray, ends: np.ndarray, offsets: list[list[int]], n_best: int,
+def best_spans(starts: np.ndarray, ends: np.ndarray, offsets: Any, n_best: int,
                max_answer: int) -> list[tuple[float, int, int]]:
     """(score, start char, end char) of the best valid spans of one window: both ends on context
     tokens, end not before start, at most `max_answer` tokens; score = start + end logit."""
-    in_context = np.fromiter((o[0] >= 0 for o in offsets), dtype=bool, count=len(offsets))
-    if not in_context.any():
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    candidates = np.flatnonzero(spans[:, 0] >= 0)
+    if not len(candidates):
         return []
-    candidates = np.flatnonzero(in_context)
     top_starts = candidates[np.argsort(-starts[candidates], kind="stable")[:n_best]]
     top_ends = candidates[np.argsort(-ends[candidates], kind="stable")[:n_best]]
-    spans = []
-    for i in top_starts:
-        for j in top_ends:
-            if j < i or j - i + 1 > max_answer:
-                continue
-            spans.append((float(starts[i] + ends[j]), int(offsets[i][0]), int(offsets[j][1])))
-    spans.sort(key=lambda s: -s[0])
-    return spans[:n_best]
+    scores = starts[top_starts][:, None] + ends[top_ends][None, :]
+    width = top_ends[None, :] - top_starts[:, None]
+    scores = np.where((width >= 0) & (width < max_answer), scores, -np.inf)
+    order = np.argsort(-scores, axis=None, kind="stable")[:n_best]
+    rows, cols = np.unravel_index(order, scores.shape)
+    return [(float(scores[r, c]), int(spans[top_starts[r], 0]), int(spans[top_ends[c], 1]))
+            for r, c in zip(rows, cols, strict=True) if np.isfinite(scores[r, c])]
 
 
 def question_type(question: str) -> str:
@@ -350,6 +350,25 @@ def _limit_questions(questions: list[str], tokenizer: Any, max_query: int) -> tu
             question = question[:offsets[max_query - 1][1]]
         limited.append(question)
     return limited, cut
+
+
+def offset_table(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All features' masked offsets as one (tokens, 2) array plus each feature's row bounds.
+
+    Read through Arrow: turning ~2M offset pairs into Python lists would take seconds per evaluation.
+    """
+    import pyarrow as pa
+
+    column = features.with_format("arrow")["offset_mapping"]
+    column = pa.concat_arrays(column.chunks) if isinstance(column, pa.ChunkedArray) else column
+    bounds = column.offsets.to_numpy().astype(np.int64)
+    pairs = column.flatten().flatten().to_numpy().astype(np.int64).reshape(-1, 2)
+    return pairs, bounds - bounds[0]
+
+
+def _column(dataset: Any, name: str) -> list[Any]:
+    """One column as a Python list (a datasets.Column is lazy and slow to index row by row)."""
+    return list(dataset[name]) if isinstance(dataset[name], list) else dataset[name][:]
 
 
 def _multi_window(example_ids: list[str]) -> int:
