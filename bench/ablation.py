@@ -78,13 +78,15 @@ def verdict(default: dict[str, Any], flipped: dict[str, Any]) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    parts = [f"Budget: 1 epoch, no per-epoch validation (`{' '.join(f'train.{k}={v}' for k, v in SHORT.items())}`); "
+    short = " ".join(f"train.{k}={pipeline.hydra_value(v)}" for k, v in SHORT.items())
+    parts = [f"Budget: 1 epoch, no per-epoch validation (`{short}`); "
              f"speed = median of {result['reps']} runs of the training loop; accuracy from our evaluate stage "
              f"(first run). Verdict: speed differences under {THRESHOLD:.0%} are a tie; quality equal within 1 point."]
     for task, data in result["sets"].items():
         variants = data["variants"]
         default = variants["defaults"]
-        rows = [[name, " ".join(f"{k}={v}" for k, v in spec["overrides"].items()) or "(conf/train/default.yaml)",
+        rows = [[name, " ".join(f"{k}={pipeline.hydra_value(v)}" for k, v in spec["overrides"].items())
+                 or "(conf/train/default.yaml)",
                  fmt(spec["samples_per_s"], 2), fmt(spec["real_tokens_per_s"], 0),
                  f"{100 * spec['padding_fraction']:.0f}%", f"{100 * spec['accuracy']:.2f}",
                  "" if name == "defaults" else verdict(default, spec)] for name, spec in variants.items()]

@@ -37,18 +37,19 @@ REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
 CLONE_PARAMS = """\
 # bench/overhead.py: tiny budgets so that the throwaway clone builds fast.
 matrix:
-  task: [sentiment, sarcasm]
+  task: [{tasks}]
   model: [tiny]
-data: {max_train_samples: 64, max_eval_samples: 64}
-train: {num_train_epochs: 1}
-tracking: {enabled: false}
+data: {{max_train_samples: 64, max_eval_samples: 64}}
+train: {{num_train_epochs: 1}}
+tracking: {{enabled: false}}
 """
+TASKS = {"full": "sentiment, sarcasm", "quick": "sentiment"}  # the repository's DAG: 2 tasks × 5 stages
 
 
 def run(ctx: Context) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="finetune-bench-clone-"))
     try:
-        clone = make_clone(tmp / "repo")
+        clone = make_clone(tmp / "repo", TASKS["quick" if ctx.quick else "full"])
         dvc = noop_repro(ctx, clone)
         startup = startup_times(ctx, clone)
     finally:
@@ -56,11 +57,14 @@ def run(ctx: Context) -> dict[str, Any]:
     return {"dvc": dvc, "startup": startup, "stage_vs_bare": stage_vs_bare(ctx), "commands": list(ctx.commands)}
 
 
-def make_clone(clone: Path) -> Path:
+def make_clone(clone: Path, tasks: str) -> Path:
+    """A clone of HEAD (committed code only) with tiny budgets in its params.yaml."""
     head = git(REPO, "rev-parse", "HEAD")
+    if git(REPO, "status", "--porcelain", "--untracked-files=no"):
+        print(f"[{NAME}] note: uncommitted changes are not in the clone (it is HEAD {head[:8]})", flush=True)
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
     git(clone, "checkout", "--quiet", head)
-    (clone / "params.yaml").write_text(CLONE_PARAMS)
+    (clone / "params.yaml").write_text(CLONE_PARAMS.format(tasks=tasks))
     return clone
 
 
@@ -79,9 +83,11 @@ def noop_repro(ctx: Context, clone: Path) -> dict[str, Any]:
         times.append(ctx.run(["dvc", "repro"], cwd=clone, env=env, log=log))
         if "Running stage" in log.read_text():
             raise BenchError(f"the second `dvc repro` was not a no-op: see {log}")
+    version = median(ctx.run(["dvc", "--version"], cwd=clone, env=env, log=logs / "version.log")
+                     for _ in range(NOOP_REPS))
+    built = [line for line in (logs / "build.log").read_text().splitlines() if line.startswith("Running stage")]
     return {"build_s": build, "noop_s": times, "noop_median_s": median(times), "reps": NOOP_REPS,
-            "stages": len([line for line in (logs / "build.log").read_text().splitlines()
-                           if line.startswith("Running stage")])}
+            "dvc_version_s": version, "tasks": TASKS["quick" if ctx.quick else "full"], "stages": len(built)}
 
 
 def startup_times(ctx: Context, clone: Path) -> dict[str, Any]:
@@ -150,7 +156,8 @@ def render(result: dict[str, Any]) -> str:
                  [["first `dvc repro` (whole DAG, model=tiny, tiny budgets; "
                    f"{dvc['stages']} stages run)", fmt(dvc["build_s"], 1)],
                   [f"no-op `dvc repro`, median of {dvc['reps']}", f"**{dvc['noop_median_s']:.2f}**"],
-                  ["no-op runs", ", ".join(f"{t:.2f}" for t in dvc["noop_s"])]])
+                  ["no-op runs", ", ".join(f"{t:.2f}" for t in dvc["noop_s"])],
+                  ["reference: `dvc --version` (the CLI's own start-up), median", fmt(dvc["dvc_version_s"], 2)]])
     rows = [[name, f"`{s['script']}`", f"**{s['entry_s']:.2f}**", f"{s['first_input_s']:.2f}"]
             for name, s in startup["stages"].items()]
     rows += [[f"reference: `{label}`", "(whole process)", "", f"{seconds:.2f}"]
@@ -166,8 +173,8 @@ def render(result: dict[str, Any]) -> str:
                      fmt(s["train_seconds"] - b["train_seconds"], 2), fmt(s["outside_loop"] - b["outside_loop"], 2),
                      ""]])
     return "\n".join([
-        "**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: both tasks, `model: [tiny]`, "
-        "64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop, "",
+        f"**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: tasks [{dvc['tasks']}], "
+        "`model: [tiny]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop, "",
         f"**Stage start-up** (median of {startup['reps']}), measured by bench/probe_startup.py from the parent's "
         "spawn: *to stage function* = interpreter start, `finetune.config`, Hydra composition of conf/ + "
         "params.yaml + overrides, up to the first line of the stage function; *to first input read* = "

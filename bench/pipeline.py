@@ -19,17 +19,18 @@ STAGES = REPO / "stages"
 
 def data_overrides(task: str, model: str = "minilm", **data: Any) -> list[str]:
     """`task=... model=...` plus `data.<key>=<value>` (None -> null)."""
-    return [f"task={task}", f"model={model}"] + [f"data.{k}={_value(v)}" for k, v in data.items()]
+    return [f"task={task}", f"model={model}"] + [f"data.{k}={hydra_value(v)}" for k, v in data.items()]
 
 
 def train_overrides(ctx: Context, **train: Any) -> list[str]:
     """Tracking off, the harness's thread count, and `train.<key>=<value>`."""
     values = {"torch_threads": ctx.threads, **train}
-    return ["tracking=none"] + [f"train.{k}={_value(v)}" for k, v in values.items()]
+    return ["tracking=none"] + [f"train.{k}={hydra_value(v)}" for k, v in values.items()]
 
 
-def _value(value: Any) -> str:
-    return "null" if value is None else str(value)
+def hydra_value(value: Any) -> str:
+    """A Python value as Hydra override text (None -> null, True -> true)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def compose(overrides: list[str]) -> Any:
@@ -40,6 +41,7 @@ def compose(overrides: list[str]) -> Any:
 
 
 def pair_name(overrides: list[str]) -> tuple[str, str]:
+    """(task, model preset) named by the overrides."""
     values = dict(o.split("=", 1) for o in overrides if "=" in o)
     return values["task"], values["model"]
 
@@ -82,6 +84,7 @@ def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag
     wall = ctx.run([PYTHON, STAGES / "evaluate_model.py", *data, *paths(data), *train], cwd=workdir,
                    log=workdir / f"{tag}.evaluate.log")
     task, model = pair_name(data)
+    model = next((o.split("=", 1)[1] for o in data if o.startswith("model.name=")), model)  # renamed preset
     return read_json(workdir / "metrics" / f"{task}-{model}.json") | {"process_wall": wall}
 
 
