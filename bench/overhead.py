@@ -27,11 +27,9 @@ from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_bloc
 NAME = "overhead"
 TITLE = "3. Pipeline overhead"
 NOOP_REPS = 5
-PROBES = {"download": ["download.py", "task=sentiment"],
-          "tokenize": ["tokenize_data.py", "task=sentiment", "model=tiny"],
-          "train": ["train.py", "task=sentiment", "model=tiny"],
-          "evaluate": ["evaluate_model.py", "task=sentiment", "model=tiny"],
-          "export": ["export.py", "task=sentiment", "model=tiny"]}
+PROBES = {"download": ["download.py"], "tokenize": ["tokenize_data.py", "model=tiny"],
+          "train": ["train.py", "model=tiny"], "evaluate": ["evaluate_model.py", "model=tiny"],
+          "export": ["export.py", "model=tiny"]}
 REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
               "from transformers import Trainer": "from transformers import Trainer"}
 CLONE_PARAMS = """\
@@ -43,7 +41,7 @@ data: {{max_train_samples: 64, max_eval_samples: 64}}
 train: {{num_train_epochs: 1}}
 tracking: {{enabled: false}}
 """
-TASKS = {"full": "sentiment, sarcasm", "quick": "sentiment"}  # the repository's DAG: 2 tasks × 5 stages
+TASKS = {"full": "sentiment, sarcasm", "quick": "sarcasm"}  # full: the repository's DAG, 2 tasks × 5 stages
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -51,7 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         clone = make_clone(tmp / "repo", TASKS["quick" if ctx.quick else "full"])
         dvc = noop_repro(ctx, clone)
-        startup = startup_times(ctx, clone)
+        startup = startup_times(ctx, clone, task=TASKS["quick" if ctx.quick else "full"].split(",")[0])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"dvc": dvc, "startup": startup, "stage_vs_bare": stage_vs_bare(ctx), "commands": list(ctx.commands)}
@@ -60,7 +58,7 @@ def run(ctx: Context) -> dict[str, Any]:
 def make_clone(clone: Path, tasks: str) -> Path:
     """A clone of HEAD (committed code only) with tiny budgets in its params.yaml."""
     head = git(REPO, "rev-parse", "HEAD")
-    if git(REPO, "status", "--porcelain", "--untracked-files=no"):
+    if git(REPO, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"):
         print(f"[{NAME}] note: uncommitted changes are not in the clone (it is HEAD {head[:8]})", flush=True)
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
     git(clone, "checkout", "--quiet", head)
@@ -90,7 +88,7 @@ def noop_repro(ctx: Context, clone: Path) -> dict[str, Any]:
             "dvc_version_s": version, "tasks": TASKS["quick" if ctx.quick else "full"], "stages": len(built)}
 
 
-def startup_times(ctx: Context, clone: Path) -> dict[str, Any]:
+def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
     reps = 2 if ctx.quick else 3
     logs = WORK / NAME / "startup"
     stages = {}
@@ -100,7 +98,8 @@ def startup_times(ctx: Context, clone: Path) -> dict[str, Any]:
             out = logs / f"{stage}-{rep}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             env = ctx.env(PYTHONPATH=str(clone / "src"), BENCH_PROBE_OUT=str(out), BENCH_T0=repr(time.time()))
-            wall = ctx.run([PYTHON, BENCH / "probe_startup.py", f"stages/{script}", *args], cwd=clone, env=env,
+            wall = ctx.run([PYTHON, BENCH / "probe_startup.py", f"stages/{script}", f"task={task}", *args],
+                           cwd=clone, env=env,
                            log=logs / f"{stage}-{rep}.log")
             runs.append(json.loads(out.read_text()) | {"wall": wall})
         stages[stage] = {"script": f"stages/{script}", "entry_s": median(r["entry"] for r in runs),
@@ -109,7 +108,7 @@ def startup_times(ctx: Context, clone: Path) -> dict[str, Any]:
     for label, code in REFERENCES.items():
         walls = [ctx.run([PYTHON, "-c", code], log=logs / "reference.log") for _ in range(reps)]
         references[label] = median(walls)
-    return {"stages": stages, "references": references, "reps": reps}
+    return {"stages": stages, "references": references, "reps": reps, "task": task}
 
 
 def stage_vs_bare(ctx: Context) -> dict[str, Any]:
@@ -117,7 +116,7 @@ def stage_vs_bare(ctx: Context) -> dict[str, Any]:
     from finetune.training import OWN_KEYS
 
     reps = 1 if ctx.quick else 3
-    samples = 32 if ctx.quick else 256
+    samples = 32 if ctx.quick else 128
     data = pipeline.data_overrides("sentiment", "minilm", max_train_samples=samples, max_eval_samples=samples,
                                    max_length=256)
     train = pipeline.train_overrides(ctx, num_train_epochs=1)
@@ -175,11 +174,12 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([
         f"**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: tasks [{dvc['tasks']}], "
         "`model: [tiny]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop, "",
-        f"**Stage start-up** (median of {startup['reps']}), measured by bench/probe_startup.py from the parent's "
+        f"**Stage start-up** (task `{startup.get('task')}`, model `tiny`, median of {startup['reps']}), measured "
+        "by bench/probe_startup.py from the parent's "
         "spawn: *to stage function* = interpreter start, `finetune.config`, Hydra composition of conf/ + "
         "params.yaml + overrides, up to the first line of the stage function; *to first input read* = "
-        "additionally the imports the stage's work needs (torch/transformers for train and evaluate), up to "
-        "its first read of an input. The references are whole `python -c` processes.", "", starts, "",
+        "additionally whatever the stage function imports before it opens its first input (for train: torch "
+        "and transformers). The references are whole `python -c` processes.", "", starts, "",
         f"**Our train stage vs the bare script**, identical work: MiniLM, {svb['samples']} IMDB reviews, "
         "1 epoch with our defaults (validation each epoch, best checkpoint), same tokenized data; median of "
         f"{s['reps']}. *Outside the loop* = process wall − training loop (start-up, loading, validation, "

@@ -36,29 +36,31 @@ def main() -> int:
     args = parser.parse_args()
     results_dir = BENCH / "results" / ("quick" if args.quick else "")
     ctx = Context(quick=args.quick, threads=args.threads, results_dir=results_dir)
+    failed: list[str] = []
     if not args.render_only:
         shutil.rmtree(WORK / "prepared", ignore_errors=True)  # data is prepared afresh once per run
         ctx.save("machine", machine_info(args.threads) | {"quick": args.quick})
-        failed = []
         for name in args.only or COMPARISONS:
             module = importlib.import_module(name)
             print(f"== {name}", flush=True)
             shutil.rmtree(WORK / name, ignore_errors=True)
             ctx.commands = []
-            start = time.perf_counter()
+            start, load_before = time.perf_counter(), os.getloadavg()[0]
             try:
                 result = module.run(ctx)
             except BenchError as error:
                 print(f"!! {name} failed: {error}", file=sys.stderr, flush=True)
                 failed.append(name)
                 continue
-            result |= {"elapsed_s": time.perf_counter() - start, "quick": args.quick, "threads": args.threads}
+            result |= {"elapsed_s": time.perf_counter() - start, "quick": args.quick, "threads": args.threads,
+                       "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
+                       "load_after": os.getloadavg()[0]}
             print(f"   saved {ctx.save(name, result).relative_to(REPO)} ({result['elapsed_s']:.0f} s)", flush=True)
         if failed:
             print(f"failed: {', '.join(failed)}", file=sys.stderr)
     out = render(results_dir, quick=args.quick)
     print(f"wrote {out.relative_to(REPO)}")
-    return 1 if not args.render_only and failed else 0
+    return 1 if failed else 0
 
 
 def render(results_dir: Path, quick: bool) -> Path:
@@ -69,8 +71,13 @@ def render(results_dir: Path, quick: bool) -> Path:
     sections.append(render_checks(results))
     for name in COMPARISONS:
         module = importlib.import_module(name)
-        body = module.render(results[name]) if results[name] else "_Not run yet._"
-        sections.append(f"## {module.TITLE}\n\n{body}")
+        result = results[name]
+        body = module.render(result) if result else "_Not run yet._"
+        when = (f"_Run {result.get('date')}, {result['elapsed_s'] / 60:.1f} min; 1-minute load average "
+                f"{result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after (≈ "
+                f"{result['threads']}, the measured process's own threads, on a quiet machine)._\n\n"
+                if result and "elapsed_s" in result else "")
+        sections.append(f"## {module.TITLE}\n\n{when}{body}")
     generated = "\n\n".join([BEGIN, *sections, END])
     path = results_dir / "BENCHMARKS.md" if quick else REPO / "BENCHMARKS.md"
     old = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"

@@ -19,7 +19,7 @@ QUICK_LIMIT = 2000
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    reps = 1 if ctx.quick else 3
+    reps = 1  # full size: each run takes minutes, so one run each; --quick: only proves the path
     limit = ["--limit", QUICK_LIMIT] if ctx.quick else []
     base = [PYTHON, BENCH / "squad_windows.py", "--data", data_dir() / SQUAD, "--tokenizer",
             pipeline.model_path("minilm"), *limit]
