@@ -39,7 +39,8 @@ def main() -> int:
     failed: list[str] = []
     if not args.render_only:
         shutil.rmtree(WORK / "prepared", ignore_errors=True)  # data is prepared afresh once per run
-        ctx.save("machine", machine_info(args.threads) | {"quick": args.quick})
+        if not args.only or load_result(results_dir, "machine") is None:  # the machine of the full run
+            ctx.save("machine", machine_info(args.threads) | {"quick": args.quick})
         for name in args.only or COMPARISONS:
             module = importlib.import_module(name)
             print(f"== {name}", flush=True)

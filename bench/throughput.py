@@ -14,20 +14,20 @@ from __future__ import annotations
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, median, table
+from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, median, read_json, table
 
 NAME = "throughput"
 TITLE = "1. Training throughput: stock recipes vs our train stage"
 
-# name -> (task, baseline script, data budget, eval split, epochs (None = the task's), label)
-PAIRS = {
-    "imdb": ("sentiment", "stock_trainer.py", {"max_train_samples": 1000, "max_eval_samples": 2000,
-                                               "max_length": 256}, "test", None, "a"),
-    "sarcasm": ("sarcasm", "global_padding.py", {"max_train_samples": None, "max_eval_samples": None,
-                                                 "max_length": 64}, "validation", None, "b"),
+# The two pairs: our task preset, the baseline script (label a/b), the data budget, the split scored.
+PAIRS: dict[str, dict[str, Any]] = {
+    "imdb": {"task": "sentiment", "baseline": "stock_trainer.py", "label": "a", "eval_split": "test",
+             "data": {"max_train_samples": 1000, "max_eval_samples": 2000, "max_length": 256}},
+    "sarcasm": {"task": "sarcasm", "baseline": "global_padding.py", "label": "b", "eval_split": "validation",
+                "data": {"max_train_samples": None, "max_eval_samples": None, "max_length": 64}},
 }
-QUICK = {"imdb": ({"max_train_samples": 32, "max_eval_samples": 32}, 1),
-         "sarcasm": ({"max_train_samples": 128, "max_eval_samples": 128}, 1)}
+QUICK_DATA = {"imdb": {"max_train_samples": 32, "max_eval_samples": 32},
+              "sarcasm": {"max_train_samples": 128, "max_eval_samples": 128}}  # and 1 epoch
 REPS = {"full": 1, "quick": 1}  # each run is minutes long at full size; quick only proves the path
 
 
@@ -40,11 +40,11 @@ def run(ctx: Context) -> dict[str, Any]:
 def run_pair(ctx: Context, name: str, reps: int, model: str = "minilm", model_overrides: tuple[str, ...] = (),
              baseline_flags: tuple[str, ...] = ()) -> dict[str, Any]:
     """Baseline vs our stage on one pair; `model_overrides` reshape our model preset (bench/gpu.py)."""
-    task, script, budget, eval_split, epochs, label = PAIRS[name]
-    if ctx.quick:
-        budget, epochs = budget | QUICK[name][0], QUICK[name][1]
+    pair = PAIRS[name]
+    task, script, label, eval_split = pair["task"], pair["baseline"], pair["label"], pair["eval_split"]
+    budget = pair["data"] | QUICK_DATA[name] if ctx.quick else pair["data"]
     data = pipeline.data_overrides(task, model, **budget) + list(model_overrides)
-    train = pipeline.train_overrides(ctx, **({"num_train_epochs": epochs} if epochs else {}))
+    train = pipeline.train_overrides(ctx, **({"num_train_epochs": 1} if ctx.quick else {}))  # else the task's
     cfg = pipeline.compose(data + train)
     workdir = WORK / NAME / f"{name}-{model}"
     print(f"[{NAME}] {name}: preparing data", flush=True)
@@ -63,7 +63,7 @@ def run_pair(ctx: Context, name: str, reps: int, model: str = "minilm", model_ov
         meter = workdir / f"baseline-{rep}.meter.json"
         wall = ctx.run([*baseline_cmd, *(["--no-eval"] if rep else [])], cwd=workdir,
                        log=workdir / f"baseline-{rep}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
-        baseline.append(pipeline.read_json(meter) | {"process_wall": wall})
+        baseline.append(read_json(meter) | {"process_wall": wall})
         print(f"[{NAME}] {name}: rep {rep + 1}/{reps}, ours (c)", flush=True)
         ours.append(pipeline.train(ctx, workdir, data, train, tag=f"ours-{rep}"))
         if rep == 0:
