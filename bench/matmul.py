@@ -1,0 +1,51 @@
+"""Matmul GFLOP/s of this machine: torch.matmul on n×n, fp32 and bf16, warm-up then median.
+
+    python bench/matmul.py --size 2048 --reps 20 [--device cuda]   (prints JSON)
+
+The ceiling that training FLOP rates are compared with (bench/efficiency.py, bench/gpu.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from measure import set_threads
+
+
+def gflops(size: int, dtype: torch.dtype, device: str, reps: int, warmup: int = 3) -> dict[str, float]:
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    times = []
+    for i in range(warmup + reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    flops = 2 * size**3
+    return {"median_gflops": flops / statistics.median(times) / 1e9, "best_gflops": flops / min(times) / 1e9,
+            "median_s": statistics.median(times), "reps": reps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    set_threads()
+    result = {"size": args.size, "device": args.device, "threads": torch.get_num_threads()}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        result[name] = gflops(args.size, dtype, args.device, args.reps)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

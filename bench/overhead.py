@@ -1,0 +1,186 @@
+"""Comparison 3: what the pipeline costs around the work.
+
+- No-op `dvc repro`: a throwaway `git clone` of this repository at HEAD, params.yaml set to tiny
+  budgets with `model: [tiny]` and tracking off so it builds fast; one full build, then `dvc repro`
+  with nothing to do, timed (process wall), median of 5.
+- Stage start-up: each stage script in that clone under bench/probe_startup.py, timed from the
+  parent's spawn to (1) the stage function's entry (Hydra config composed) and (2) its first
+  input read (after the imports its work needs); the probe exits there. Median of reps.
+- Our train stage vs the bare script (bench/baselines/bare_train.py) doing identical work
+  (same tokenized data, model, TrainingArguments), whole process wall and training loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pipeline
+from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table
+
+NAME = "overhead"
+TITLE = "3. Pipeline overhead"
+NOOP_REPS = 5
+PROBES = {"download": ["download.py"], "tokenize": ["tokenize_data.py", "model=tiny"],
+          "train": ["train.py", "model=tiny"], "evaluate": ["evaluate_model.py", "model=tiny"],
+          "export": ["export.py", "model=tiny"]}
+REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
+              "from transformers import Trainer": "from transformers import Trainer"}
+CLONE_PARAMS = """\
+# bench/overhead.py: tiny budgets so that the throwaway clone builds fast.
+matrix:
+  task: [{tasks}]
+  model: [tiny]
+data: {{max_train_samples: 64, max_eval_samples: 64}}
+train: {{num_train_epochs: 1}}
+tracking: {{enabled: false}}
+"""
+TASKS = {"full": "sentiment, sarcasm", "quick": "sarcasm"}  # full: the repository's DAG, 2 tasks × 5 stages
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="finetune-bench-clone-"))
+    try:
+        clone = make_clone(tmp / "repo", TASKS["quick" if ctx.quick else "full"])
+        dvc = noop_repro(ctx, clone)
+        startup = startup_times(ctx, clone, task=TASKS["quick" if ctx.quick else "full"].split(",")[0])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"dvc": dvc, "startup": startup, "stage_vs_bare": stage_vs_bare(ctx), "commands": list(ctx.commands)}
+
+
+def make_clone(clone: Path, tasks: str) -> Path:
+    """A clone of HEAD (committed code only) with tiny budgets in its params.yaml."""
+    head = git(REPO, "rev-parse", "HEAD")
+    if git(REPO, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"):
+        print(f"[{NAME}] note: uncommitted changes are not in the clone (it is HEAD {head[:8]})", flush=True)
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
+    git(clone, "checkout", "--quiet", head)
+    (clone / "params.yaml").write_text(CLONE_PARAMS.format(tasks=tasks))
+    return clone
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def noop_repro(ctx: Context, clone: Path) -> dict[str, Any]:
+    env = ctx.env(PYTHONPATH=str(clone / "src"))
+    logs = WORK / NAME / "dvc"
+    print(f"[{NAME}] first dvc repro in a clone (model=tiny)", flush=True)
+    build = ctx.run(["dvc", "repro"], cwd=clone, env=env, log=logs / "build.log")
+    times = []
+    for rep in range(NOOP_REPS):
+        log = logs / f"noop-{rep}.log"
+        times.append(ctx.run(["dvc", "repro"], cwd=clone, env=env, log=log))
+        if "Running stage" in log.read_text():
+            raise BenchError(f"the second `dvc repro` was not a no-op: see {log}")
+    version = median(ctx.run(["dvc", "--version"], cwd=clone, env=env, log=logs / "version.log")
+                     for _ in range(NOOP_REPS))
+    built = [line for line in (logs / "build.log").read_text().splitlines() if line.startswith("Running stage")]
+    return {"build_s": build, "noop_s": times, "noop_median_s": median(times), "reps": NOOP_REPS,
+            "dvc_version_s": version, "tasks": TASKS["quick" if ctx.quick else "full"], "stages": len(built)}
+
+
+def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
+    reps = 2 if ctx.quick else 3
+    logs = WORK / NAME / "startup"
+    stages = {}
+    for stage, (script, *args) in PROBES.items():
+        runs = []
+        for rep in range(reps):
+            out = logs / f"{stage}-{rep}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            env = ctx.env(PYTHONPATH=str(clone / "src"), BENCH_PROBE_OUT=str(out), BENCH_T0=repr(time.time()))
+            wall = ctx.run([PYTHON, BENCH / "probe_startup.py", f"stages/{script}", f"task={task}", *args],
+                           cwd=clone, env=env,
+                           log=logs / f"{stage}-{rep}.log")
+            runs.append(json.loads(out.read_text()) | {"wall": wall})
+        stages[stage] = {"script": f"stages/{script}", "entry_s": median(r["entry"] for r in runs),
+                         "first_input_s": median(r["first_input"] for r in runs), "runs": runs}
+    references = {}
+    for label, code in REFERENCES.items():
+        walls = [ctx.run([PYTHON, "-c", code], log=logs / "reference.log") for _ in range(reps)]
+        references[label] = median(walls)
+    return {"stages": stages, "references": references, "reps": reps, "task": task}
+
+
+def stage_vs_bare(ctx: Context) -> dict[str, Any]:
+    from finetune.config import to_container
+    from finetune.training import OWN_KEYS
+
+    reps = 1 if ctx.quick else 3
+    samples = 32 if ctx.quick else 128
+    data = pipeline.data_overrides("sentiment", "minilm", max_train_samples=samples, max_eval_samples=samples,
+                                   max_length=256)
+    train = pipeline.train_overrides(ctx, num_train_epochs=1)
+    cfg = pipeline.compose(data + train)
+    workdir = WORK / NAME / "stage_vs_bare"
+    tokenized = pipeline.prepare(ctx, data)
+    args_file = workdir / "training_args.json"
+    workdir.mkdir(parents=True, exist_ok=True)
+    args_file.write_text(json.dumps({k: v for k, v in to_container(cfg.train).items() if k not in OWN_KEYS},
+                                    indent=2))
+    bare_cmd = [PYTHON, BENCH / "baselines" / "bare_train.py", "--features", tokenized / "features", "--model",
+                pipeline.model_path("minilm"), "--args", args_file, "--output-dir", workdir / "bare-model",
+                *(["--pad-to-multiple-of", cfg.train.pad_to_multiple_of] if cfg.train.pad_to_multiple_of else [])]
+    ours, bare = [], []
+    for rep in range(reps):
+        print(f"[{NAME}] train stage vs bare script: rep {rep + 1}/{reps}", flush=True)
+        ours.append(pipeline.train(ctx, workdir, data, train, tag=f"stage-{rep}"))
+        meter = workdir / f"bare-{rep}.meter.json"
+        wall = ctx.run(bare_cmd, cwd=workdir, log=workdir / f"bare-{rep}.log",
+                       env=ctx.env(BENCH_METER_OUT=str(meter)))
+        bare.append(json.loads(meter.read_text()) | {"process_wall": wall})
+    with contextlib.suppress(OSError):
+        shutil.rmtree(workdir / "bare-model")
+
+    def side(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        wall, loop = median(r["process_wall"] for r in runs), median(r["train_seconds"] for r in runs)
+        return {"process_wall": wall, "train_seconds": loop, "outside_loop": wall - loop,
+                "samples_per_s": median(r["samples_per_s"] for r in runs), "reps": len(runs)}
+
+    return {"samples": samples, "stage": side(ours), "bare": side(bare)}
+
+
+def render(result: dict[str, Any]) -> str:
+    dvc, startup, svb = result["dvc"], result["startup"], result["stage_vs_bare"]
+    noop = table(["", "seconds"],
+                 [["first `dvc repro` (whole DAG, model=tiny, tiny budgets; "
+                   f"{dvc['stages']} stages run)", fmt(dvc["build_s"], 1)],
+                  [f"no-op `dvc repro`, median of {dvc['reps']}", f"**{dvc['noop_median_s']:.2f}**"],
+                  ["no-op runs", ", ".join(f"{t:.2f}" for t in dvc["noop_s"])],
+                  ["reference: `dvc --version` (the CLI's own start-up), median", fmt(dvc["dvc_version_s"], 2)]])
+    rows = [[name, f"`{s['script']}`", f"**{s['entry_s']:.2f}**", f"{s['first_input_s']:.2f}"]
+            for name, s in startup["stages"].items()]
+    rows += [[f"reference: `{label}`", "(whole process)", "", f"{seconds:.2f}"]
+             for label, seconds in startup["references"].items()]
+    starts = table(["stage", "script", "to stage function (s)", "to first input read (s)"], rows)
+    s, b = svb["stage"], svb["bare"]
+    versus = table(["", "process wall s", "training loop s", "outside the loop s", "samples/s"],
+                   [["`stages/train.py` (our stage)", fmt(s["process_wall"], 2), fmt(s["train_seconds"], 2),
+                     fmt(s["outside_loop"], 2), fmt(s["samples_per_s"], 2)],
+                    ["`bench/baselines/bare_train.py`", fmt(b["process_wall"], 2), fmt(b["train_seconds"], 2),
+                     fmt(b["outside_loop"], 2), fmt(b["samples_per_s"], 2)],
+                    ["difference (stage − bare)", fmt(s["process_wall"] - b["process_wall"], 2),
+                     fmt(s["train_seconds"] - b["train_seconds"], 2), fmt(s["outside_loop"] - b["outside_loop"], 2),
+                     ""]])
+    return "\n".join([
+        f"**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: tasks [{dvc['tasks']}], "
+        "`model: [tiny]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop, "",
+        f"**Stage start-up** (task `{startup.get('task')}`, model `tiny`, median of {startup['reps']}), measured "
+        "by bench/probe_startup.py from the parent's "
+        "spawn: *to stage function* = interpreter start, `finetune.config`, Hydra composition of conf/ + "
+        "params.yaml + overrides, up to the first line of the stage function; *to first input read* = "
+        "additionally whatever the stage function imports before it opens its first input (for train: torch "
+        "and transformers). The references are whole `python -c` processes.", "", starts, "",
+        f"**Our train stage vs the bare script**, identical work: MiniLM, {svb['samples']} IMDB reviews, "
+        "1 epoch with our defaults (validation each epoch, best checkpoint), same tokenized data; median of "
+        f"{s['reps']}. *Outside the loop* = process wall − training loop (start-up, loading, validation, "
+        "saving).", "", versus, "", commands_block(result.get("commands", []))])

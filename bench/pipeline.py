@@ -1,0 +1,113 @@
+"""Driving our pipeline from the harness: the real stage scripts, Hydra overrides, scratch outputs.
+
+Every stage runs as `python stages/<script>.py task=... model=... <overrides>` in a fresh process
+with its working directory in bench/work/, so all outputs (`paths.out`) land there; the raw and
+tokenized data go to a prepared folder shared by the comparisons that ask for the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from common import BENCH, PYTHON, REPO, WORK, Context, read_json
+
+STAGES = REPO / "stages"
+
+
+def data_overrides(task: str, model: str = "minilm", **data: Any) -> list[str]:
+    """`task=... model=...` plus `data.<key>=<value>` (None -> null)."""
+    return [f"task={task}", f"model={model}"] + [f"data.{k}={hydra_value(v)}" for k, v in data.items()]
+
+
+def train_overrides(ctx: Context, **train: Any) -> list[str]:
+    """Tracking off, the harness's thread count, and `train.<key>=<value>`."""
+    values = {"torch_threads": ctx.threads, **train}
+    return ["tracking=none"] + [f"train.{k}={hydra_value(v)}" for k, v in values.items()]
+
+
+def hydra_value(value: Any) -> str:
+    """A Python value as Hydra override text (None -> null, True -> true)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def compose(overrides: list[str]) -> Any:
+    """The config our stages would see (hyper-parameters for the baselines' command lines)."""
+    from finetune.config import compose as compose_config
+
+    return compose_config(REPO, overrides)
+
+
+def pair_name(overrides: list[str]) -> tuple[str, str]:
+    """(task, model preset) named by the overrides."""
+    values = dict(o.split("=", 1) for o in overrides if "=" in o)
+    return values["task"], values["model"]
+
+
+def paths(overrides: list[str]) -> list[str]:
+    """Raw and tokenized data in bench/work/prepared/<hash of the data overrides>/."""
+    task, model = pair_name(overrides)
+    key = hashlib.sha256(json.dumps(sorted(overrides)).encode()).hexdigest()[:12]
+    root = WORK / "prepared" / f"{task}-{model}-{key}"
+    return [f"paths.raw={root}/raw/{task}", f"paths.tokenized={root}/tokenized/{task}-{model}"]
+
+
+def tokenized_dir(overrides: list[str]) -> Path:
+    return Path(paths(overrides)[1].split("=", 1)[1])
+
+
+def prepare(ctx: Context, data: list[str]) -> Path:
+    """Download + tokenize once per distinct data config (not timed); returns the tokenized folder."""
+    out = tokenized_dir(data)
+    if not (out / "manifest.json").exists():
+        logs = out.parent.parent / "logs"
+        for script in ("download.py", "tokenize_data.py"):
+            ctx.run([PYTHON, STAGES / script, *data, *paths(data)], cwd=out.parent.parent,
+                    log=logs / f"{script}.log")
+    return out
+
+
+def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str) -> dict[str, Any]:
+    """Our train stage (real script, Meter hooked in); the Meter summary plus the process wall."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    meter = workdir / f"{tag}.meter.json"
+    meter.unlink(missing_ok=True)
+    wall = ctx.run([PYTHON, BENCH / "hooked_stage.py", STAGES / "train.py", *data, *paths(data), *train],
+                   cwd=workdir, log=workdir / f"{tag}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
+    return read_json(meter) | {"process_wall": wall}
+
+
+def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str) -> dict[str, Any]:
+    """Our evaluate stage on `data.eval_split`: the metrics file it writes, plus its wall time."""
+    wall = ctx.run([PYTHON, STAGES / "evaluate_model.py", *data, *paths(data), *train], cwd=workdir,
+                   log=workdir / f"{tag}.evaluate.log")
+    task, model = pair_name(data)
+    model = next((o.split("=", 1)[1] for o in data if o.startswith("model.name=")), model)  # renamed preset
+    return read_json(workdir / "metrics" / f"{task}-{model}.json") | {"process_wall": wall}
+
+
+def export_examples(tokenized: Path, out_dir: Path, splits: dict[str, str]) -> dict[str, Path]:
+    """The examples our tokenize stage picked, as {"text", "label"} JSON Lines for the baselines.
+
+    `splits` maps a file name to a split ({"train": "train", "eval": "test"}).
+    """
+    from datasets import load_from_disk
+
+    examples = load_from_disk(str(tokenized / "examples"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name, split in splits.items():
+        files[name] = out_dir / f"{name}.jsonl"
+        with open(files[name], "w", encoding="utf-8") as handle:
+            for row in examples[split]:
+                handle.write(json.dumps({"text": row["text"], "label": row["label"]}, ensure_ascii=False) + "\n")
+    return files
+
+
+def model_path(name: str = "minilm") -> str:
+    """Local path of a packaged model preset (what our stage loads for `model=<name>`)."""
+    from finetune.models import resolve_source
+
+    return resolve_source(compose([f"model={name}"]).model)

@@ -1,0 +1,122 @@
+"""Comparison 1: training throughput, stock recipes vs our train stage, same model/data/budget.
+
+Pairs (each side a fresh process, same thread count, alternating a, c, a, c ...):
+- imdb: (a) bench/baselines/stock_trainer.py vs (c) our stage, IMDB 1000 train reviews, length 256;
+  accuracy on 2000 test reviews (our evaluate stage / the baseline's trainer.evaluate).
+- sarcasm: (b) bench/baselines/global_padding.py vs (c) our stage, the first 20000 headlines;
+  accuracy on the remaining 6709 (the validation rows).
+Both sides train on exactly the same examples: the baselines read the ones our tokenize stage
+picked, exported as JSON Lines. Hyper-parameters come from our composed config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pipeline
+from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, median, read_json, table
+
+NAME = "throughput"
+TITLE = "1. Training throughput: stock recipes vs our train stage"
+
+# The two pairs: our task preset, the baseline script (label a/b), the data budget, the split scored.
+PAIRS: dict[str, dict[str, Any]] = {
+    "imdb": {"task": "sentiment", "baseline": "stock_trainer.py", "label": "a", "eval_split": "test",
+             "data": {"max_train_samples": 1000, "max_eval_samples": 2000, "max_length": 256}},
+    "sarcasm": {"task": "sarcasm", "baseline": "global_padding.py", "label": "b", "eval_split": "validation",
+                "data": {"max_train_samples": None, "max_eval_samples": None, "max_length": 64}},
+}
+QUICK_DATA = {"imdb": {"max_train_samples": 32, "max_eval_samples": 32},
+              "sarcasm": {"max_train_samples": 128, "max_eval_samples": 128}}  # and 1 epoch
+REPS = {"full": 1, "quick": 1}  # each run is minutes long at full size; quick only proves the path
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    reps = REPS["quick" if ctx.quick else "full"]
+    return {"pairs": {name: run_pair(ctx, name, reps) for name in PAIRS}, "reps": reps,
+            "commands": list(ctx.commands)}
+
+
+def run_pair(ctx: Context, name: str, reps: int, model: str = "minilm", model_overrides: tuple[str, ...] = (),
+             baseline_flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Baseline vs our stage on one pair; `model_overrides` reshape our model preset (bench/gpu.py)."""
+    pair = PAIRS[name]
+    task, script, label, eval_split = pair["task"], pair["baseline"], pair["label"], pair["eval_split"]
+    budget = pair["data"] | QUICK_DATA[name] if ctx.quick else pair["data"]
+    data = pipeline.data_overrides(task, model, **budget) + list(model_overrides)
+    train = pipeline.train_overrides(ctx, **({"num_train_epochs": 1} if ctx.quick else {}))  # else the task's
+    cfg = pipeline.compose(data + train)
+    workdir = WORK / NAME / f"{name}-{model}"
+    print(f"[{NAME}] {name}: preparing data", flush=True)
+    files = pipeline.export_examples(pipeline.prepare(ctx, data), workdir / "examples",
+                                     {"train": "train", "eval": eval_split})
+    t = cfg.train
+    baseline_cmd = [PYTHON, BENCH / "baselines" / script, "--train", files["train"], "--eval", files["eval"],
+                    "--model", pipeline.model_path("minilm"), "--max-length", cfg.data.max_length,
+                    "--epochs", t.num_train_epochs, "--lr", t.learning_rate, "--batch-size",
+                    t.per_device_train_batch_size, "--eval-batch-size", t.per_device_eval_batch_size,
+                    "--weight-decay", t.weight_decay, "--warmup", t.warmup_steps, "--seed", t.seed,
+                    "--output-dir", workdir / "baseline-out", *baseline_flags]
+    baseline, ours, accuracy = [], [], {}
+    for rep in range(reps):
+        print(f"[{NAME}] {name}: rep {rep + 1}/{reps}, baseline ({label})", flush=True)
+        meter = workdir / f"baseline-{rep}.meter.json"
+        wall = ctx.run([*baseline_cmd, *(["--no-eval"] if rep else [])], cwd=workdir,
+                       log=workdir / f"baseline-{rep}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
+        baseline.append(read_json(meter) | {"process_wall": wall})
+        print(f"[{NAME}] {name}: rep {rep + 1}/{reps}, ours (c)", flush=True)
+        ours.append(pipeline.train(ctx, workdir, data, train, tag=f"ours-{rep}"))
+        if rep == 0:
+            metrics = pipeline.evaluate(ctx, workdir, data, train, tag="ours-0")
+            accuracy = {"baseline": baseline[0]["accuracy"], "ours": metrics["accuracy"],
+                        "eval_split": eval_split, "eval_examples": baseline[0]["eval_examples"],
+                        "ours_eval_examples": metrics.get("n_eval")}
+    result = {"task": task, "model": model, "baseline_label": label, "baseline_script": script,
+              "budget": budget, "epochs": float(t.num_train_epochs), "learning_rate": float(t.learning_rate),
+              "batch_size": int(t.per_device_train_batch_size), "baseline": summarize(baseline),
+              "ours": summarize(ours), "accuracy": accuracy, "runs": {"baseline": baseline, "ours": ours}}
+    b, o = result["baseline"], result["ours"]
+    result["ratio_tokens_per_s"] = o["real_tokens_per_s"] / b["real_tokens_per_s"]
+    result["ratio_samples_per_s"] = o["samples_per_s"] / b["samples_per_s"]
+    result["same_real_tokens"] = b["real_tokens"] == o["real_tokens"]
+    return result
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over repetitions of the speed numbers; counts and settings from the first run."""
+    speed = ("train_seconds", "samples_per_s", "real_tokens_per_s", "process_wall")
+    return runs[0] | {key: median(run[key] for run in runs) for key in speed} | {"reps": len(runs)}
+
+
+def render(result: dict[str, Any]) -> str:
+    rows = []
+    for name, pair in result["pairs"].items():
+        label, acc = pair["baseline_label"], pair["accuracy"]
+        for side, tag, accuracy in (("baseline", f"({label}) {pair['baseline_script']}", acc.get("baseline")),
+                                    ("ours", "(c) stages/train.py", acc.get("ours"))):
+            s = pair[side]
+            rows.append([name, tag, "bf16" if s["bf16"] else "fp32", s["sampler"], s["samples"],
+                         f"{s['real_tokens']:,}", f"{100 * s['padding_fraction']:.0f}%", fmt(s["train_seconds"]),
+                         fmt(s["samples_per_s"], 2), fmt(s["real_tokens_per_s"], 0), fmt(s["process_wall"]),
+                         "n/a" if accuracy is None else f"{100 * accuracy:.2f}"])
+        rows.append([name, f"**ratio c/{label}**", "", "", "", "", "", "",
+                     f"**{pair['ratio_samples_per_s']:.2f}×**", f"**{pair['ratio_tokens_per_s']:.2f}×**", "",
+                     f"Δ {100 * (acc['ours'] - acc['baseline']):+.2f} pt" if acc else ""])
+    notes = []
+    for name, pair in result["pairs"].items():
+        acc = pair["accuracy"]
+        notes.append(f"- **{name}**: task `{pair['task']}`, model `{pair['model']}`, {pair['baseline']['samples']} "
+                     f"training samples seen ({pair['epochs']:g} epoch(s), batch {pair['batch_size']}, "
+                     f"lr {pair['learning_rate']:g}); accuracy on {acc.get('eval_examples')} `{acc.get('eval_split')}` "
+                     f"examples; identical real tokens on both sides: {pair['same_real_tokens']}; "
+                     f"repetitions: {pair['ours']['reps']} (median).")
+    return "\n".join([
+        table(["pair", "side", "precision", "sampler", "samples", "real tokens", "padding", "train s",
+               "samples/s", "real tokens/s", "process wall s", "accuracy %"], rows), "",
+        "Train s = the Trainer's epochs (data loading, forward, backward, optimizer), without model load, "
+        "tokenization, evaluation or checkpoint saving; real tokens are summed from the attention masks of "
+        "the batches the model was fed (bench/measure.py, the same code on both sides). Process wall = the "
+        "whole process, spawn to exit (the baseline tokenizes and evaluates inside it; ours is the train "
+        "stage only, with its per-epoch validation and checkpointing).", "", *notes, "",
+        commands_block(result.get("commands", []))])
+
