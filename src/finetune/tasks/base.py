@@ -32,6 +32,11 @@ class TaskFamily(ABC):
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
 
+    def option(self, group: str, key: str, default: Any) -> Any:
+        """`cfg.<group>.<key>`, or `default` when it is absent or null (family-specific keys)."""
+        value = self.cfg[group].get(key)
+        return default if value is None else value
+
     # -- data -------------------------------------------------------------------------------
     @abstractmethod
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:

@@ -39,24 +39,20 @@ class Family(TaskFamily):
     primary_metric = "f1"
     formats = ("squad",)
 
-    # -- settings (task presets set them; the defaults make any SQuAD-shaped file work) ------
-    def _setting(self, group: str, key: str, default: Any) -> Any:
-        value = self.cfg[group].get(key)
-        return default if value is None else value
-
+    # Settings come from the task preset; the defaults of `option()` make any SQuAD-shaped file work.
     @property
     def version_2(self) -> bool:
-        return bool(self._setting("task", "version_2_with_negative", False))
+        return bool(self.option("task", "version_2_with_negative", False))
 
     # -- data -------------------------------------------------------------------------------
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
-        policy = str(self._setting("data", "on_bad_answer", "fix"))
+        policy = str(self.option("data", "on_bad_answer", "fix"))
         examples = read_squad(path, fmt, on_bad_answer=policy)
         self._check_unanswerable(examples, str(path))
         return examples
 
     def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
-        policy, report, examples = str(self._setting("data", "on_bad_answer", "fix")), AnswerReport(), []
+        policy, report, examples = str(self.option("data", "on_bad_answer", "fix")), AnswerReport(), []
         for i, row in enumerate(dataset):
             qid = str(row.get("id", i))
             where = f"row {i + 1}, question id '{qid}'"
@@ -84,9 +80,9 @@ class Family(TaskFamily):
 
     # -- model ------------------------------------------------------------------------------
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
-        max_length = int(self._setting("data", "max_length", 384))
-        stride = int(self._setting("data", "doc_stride", 128))
-        max_query = int(self._setting("task", "max_query_length", 64))
+        max_length = int(self.option("data", "max_length", 384))
+        stride = int(self.option("data", "doc_stride", 128))
+        max_query = int(self.option("task", "max_query_length", 64))
         if not getattr(tokenizer, "is_fast", False):
             raise FinetuneError("question answering needs a fast tokenizer (offset mapping); "
                                 f"{type(tokenizer).__name__} is not one")
@@ -155,9 +151,9 @@ class Family(TaskFamily):
         start_logits, end_logits = _start_end(outputs)
         if len(start_logits) != len(features):
             raise FinetuneError(f"{len(start_logits)} model outputs for {len(features)} features")
-        n_best = int(self._setting("task", "n_best_size", 20))
-        max_answer = int(self._setting("task", "max_answer_length", 30))
-        threshold = float(self._setting("task", "null_score_diff_threshold", 0.0))
+        n_best = int(self.option("task", "n_best_size", 20))
+        max_answer = int(self.option("task", "max_answer_length", 30))
+        threshold = float(self.option("task", "null_score_diff_threshold", 0.0))
         version_2 = self.version_2
         by_example: dict[str, list[int]] = defaultdict(list)
         for index, ident in enumerate(_column(features, "example_id")):

@@ -38,34 +38,30 @@ class Family(TaskFamily):
     formats = ("conll",)
 
     # -- data -------------------------------------------------------------------------------
-    def _opt(self, section: str, key: str, default: Any) -> Any:
-        value = self.cfg[section].get(key, default)
-        return default if value is None else value
-
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
-        scheme = str(self._opt("data", "tag_scheme", "iob2"))
-        on_bad = str(self._opt("data", "on_bad_tag", "fail"))
+        scheme = str(self.option("data", "tag_scheme", "iob2"))
+        on_bad = str(self.option("data", "on_bad_tag", "fail"))
         if fmt == "csv":
             raise DataError(path, "a CSV table cannot hold token and tag lists; use CoNLL columns "
                             "(data.format=conll) or JSON Lines rows of tokens/tags lists (data.format=jsonl)")
         if fmt in ("json", "jsonl", "parquet"):
             configured = self.cfg.task.get("labels")
             sentences = read_tagged_records(
-                path, fmt, tokens_field=str(self._opt("data", "tokens_column", "tokens")),
-                tags_field=str(self._opt("data", "tags_column", "tags")),
+                path, fmt, tokens_field=str(self.option("data", "tokens_column", "tokens")),
+                tags_field=str(self.option("data", "tags_column", "tags")),
                 tag_names=list(configured) if configured else None, tag_scheme=scheme, on_bad_tag=on_bad,
                 split_column=self.cfg.data.get("split_column"), split=split)
         else:
             # conll, and whatever else a tagged corpus file is called in practice: .tsv (WNUT),
             # .iob, eng.train / eng.testa (a tab-separated *table* cannot hold token lists anyway).
-            sentences = read_conll(path, tag_column=int(self._opt("data", "tag_column", -1)),
-                                   token_column=int(self._opt("data", "token_column", 0)),
+            sentences = read_conll(path, tag_column=int(self.option("data", "tag_column", -1)),
+                                   token_column=int(self.option("data", "token_column", 0)),
                                    tag_scheme=scheme, on_bad_tag=on_bad)
         return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s}
                 for i, s in enumerate(sentences)]
 
     def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
-        tokens_col = str(self._opt("data", "tokens_column", "tokens"))
+        tokens_col = str(self.option("data", "tokens_column", "tokens"))
         tags_col = next((c for c in (self.cfg.data.get("tags_column"), "ner_tags", "tags")
                          if c and c in dataset.column_names), None)
         if tokens_col not in dataset.column_names or tags_col is None:
@@ -137,7 +133,7 @@ class Family(TaskFamily):
         if not getattr(tokenizer, "is_fast", False):
             raise FinetuneError("token classification needs a fast tokenizer (word_ids())")
         max_length = int(self.cfg.data.max_length)
-        label_all = bool(self._opt("task", "label_all_tokens", False))
+        label_all = bool(self.option("task", "label_all_tokens", False))
         inside = continuation_ids(labels or [])
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
