@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
-from finetune.training import bf16_supported, make_trainer, training_arguments
+from finetune.training import bf16_supported, make_trainer, micro_batch_size, training_arguments
 from tests.conftest import REPO
 
 
@@ -51,6 +51,54 @@ def test_sampler_uses_saved_lengths_in_shuffled_buckets_and_eval_keeps_order(tmp
     spread = sum(max(b) - min(b) for b in batches) / len(batches)
     assert spread < 20, "each batch holds similar lengths (random batches spread ~55)"
     assert list(trainer._get_eval_sampler(data)) == list(range(256))
+
+
+def test_max_batch_tokens_splits_batches_into_micro_batches(tmp_path):
+    assert micro_batch_size(32, 256, 2048) == 8
+    assert micro_batch_size(32, 64, 2048) == 32
+    assert micro_batch_size(8, 384, 2048) == 4, "the largest divisor of the batch within the budget"
+    assert micro_batch_size(7, 512, 2048) == 1
+    assert micro_batch_size(32, 256, None) == 32
+    args = training_arguments(train_cfg("train.per_device_train_batch_size=32", "train.max_batch_tokens=2048",
+                                        "+train.gradient_accumulation_steps=2"), tmp_path, "accuracy", max_length=256)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 8)
+    assert args.per_device_eval_batch_size == 8
+    args = training_arguments(train_cfg("train.per_device_train_batch_size=32", "train.max_batch_tokens=null"),
+                              tmp_path, "accuracy", max_length=256)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (32, 1)
+
+
+def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
+    import torch
+    from datasets import Dataset
+    from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding
+
+    from finetune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(compose(REPO, ["model=tiny"]).model)
+    texts = [" ".join(["word"] * (3 + i % 9)) + f" {i}" for i in range(32)]
+    data = Dataset.from_dict({**tokenizer(texts), "labels": [i % 2 for i in range(32)]})
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2)
+
+    def train(budget: str) -> tuple[float, dict]:
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config)
+        args = training_arguments(train_cfg("train.per_device_train_batch_size=16", f"train.max_batch_tokens={budget}",
+                                            "train.num_train_epochs=1", "train.train_sampling_strategy=random",
+                                            "train.learning_rate=1e-3", "+train.max_grad_norm=1e9",
+                                            "train.disable_tqdm=true"),
+                                  tmp_path / budget, "accuracy", has_eval=False, max_length=16)
+        trainer = make_trainer(args=args, model=model, tokenizer=tokenizer, collator=DataCollatorWithPadding(tokenizer),
+                               train_dataset=data, eval_dataset=None, compute_metrics=None, callbacks=[])
+        result = trainer.train()
+        return result.training_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    loss_whole, weights_whole = train("null")
+    loss_micro, weights_micro = train("64")  # 4 rows of 16 tokens: 4 micro-batches per step
+    assert loss_micro == pytest.approx(loss_whole, rel=1e-4)
+    for name, value in weights_whole.items():
+        torch.testing.assert_close(weights_micro[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
 class _TinyModel:

@@ -13,7 +13,7 @@ from finetune.config import to_container
 from finetune.errors import FinetuneError
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
-OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads")
+OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens")
 
 
 def bf16_supported() -> bool:
@@ -36,12 +36,37 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def micro_batch_size(batch_size: int, max_length: int | None, max_batch_tokens: int | None) -> int:
+    """The largest divisor of `batch_size` whose batches hold at most `max_batch_tokens` tokens.
+
+    Full-length batches are what the budget is checked against (`max_length` tokens per row).
+    """
+    if not max_batch_tokens or not max_length or batch_size * max_length <= max_batch_tokens:
+        return batch_size
+    fitting = [d for d in range(1, batch_size + 1) if batch_size % d == 0 and d * max_length <= max_batch_tokens]
+    return max(fitting, default=1)
+
+
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
-                       has_eval: bool = True) -> Any:
-    """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved)."""
+                       has_eval: bool = True, max_length: int | None = None) -> Any:
+    """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved).
+
+    With `max_batch_tokens`, a batch of `per_device_train_batch_size` rows is fed to the model in
+    micro-batches whose gradients are accumulated: the optimizer sees the same batches and takes
+    the same steps, while the activations stay small enough for the CPU's caches.
+    """
     from transformers import TrainingArguments
 
     values = {k: v for k, v in to_container(train_cfg).items() if k not in OWN_KEYS}
+    budget = train_cfg.get("max_batch_tokens")
+    batch = int(values.get("per_device_train_batch_size", 8))
+    micro = micro_batch_size(batch, max_length, budget)
+    if micro < batch:
+        values["per_device_train_batch_size"] = micro
+        values["gradient_accumulation_steps"] = int(values.get("gradient_accumulation_steps", 1)) * (batch // micro)
+    if budget and max_length:
+        eval_batch = int(values.get("per_device_eval_batch_size", 8))
+        values["per_device_eval_batch_size"] = max(1, min(eval_batch, budget // max_length))
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -71,6 +96,13 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class LengthAwareTrainer(Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # BERT-style heads take **kwargs but compute a plain mean loss, ignoring the
+            # num_items_in_batch the Trainer then passes instead of dividing by the accumulation
+            # steps: gradients (and the logged loss) would grow with gradient accumulation.
+            self.model_accepts_loss_kwargs = False
+
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:

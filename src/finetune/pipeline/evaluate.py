@@ -35,7 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     tokenizer = load_tokenizer(cfg.model)
     model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir))
     scratch = Path(cfg.paths.checkpoints) / "evaluate"
-    args = training_arguments(cfg.train, scratch, family.primary_metric, has_eval=False)
+    args = training_arguments(cfg.train, scratch, family.primary_metric, has_eval=False,
+                              max_length=cfg.data.max_length)
     trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
                            collator=family.collator(tokenizer, cfg.train.pad_to_multiple_of),
                            train_dataset=None, eval_dataset=None, compute_metrics=None, callbacks=[])

@@ -39,7 +39,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(cfg.train.torch_threads))
     transformers.set_seed(int(cfg.train.seed))
     has_eval = "validation" in features
-    args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval)
+    args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
+                              max_length=cfg.data.max_length)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, family.auto_model, int(cfg.train.seed), **family.model_kwargs(labels))
 
