@@ -132,9 +132,9 @@ def render_checks(results: dict) -> str:
     if ov:
         rows.append(["no-op `dvc repro` ≤ 1.5 s", f"{ov['dvc']['noop_median_s']:.2f} s",
                      _ok(ov["dvc"]["noop_median_s"] <= 1.5)])
-        worst = max(ov["startup"]["stages"].values(), key=lambda s: s["entry_s"])
-        rows.append(["each stage's start-up ≤ 3 s (spawn → stage function)",
-                     f"max {worst['entry_s']:.2f} s ({worst['script']})", _ok(worst["entry_s"] <= 3)])
+        worst = max(ov["startup"]["stages"].values(), key=lambda s: s["first_input_s"])
+        rows.append(["each stage's start-up ≤ 3 s (spawn → first input read, after its imports)",
+                     f"max {worst['first_input_s']:.2f} s ({worst['script']})", _ok(worst["first_input_s"] <= 3)])
     if not rows:
         return "## Checks (issue 5)\n\n_Not run yet._"
     return "## Checks (issue 5)\n\n" + table(["target", "measured", "result"], rows)

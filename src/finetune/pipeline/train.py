@@ -22,6 +22,11 @@ CONFIG = "config.yaml"
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    # Inputs first: a missing or broken input fails before the seconds of torch/transformers imports.
+    examples, features, labels, manifest = load_tokenized(cfg)
+    if "train" not in features:
+        raise FinetuneError(f"{cfg.paths.tokenized} has no train split (splits: {', '.join(features)})")
+
     import torch
     import transformers
     from transformers import EarlyStoppingCallback
@@ -31,9 +36,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from finetune.models import load_model, load_tokenizer
     from finetune.training import history_callback, make_trainer, training_arguments
 
-    examples, features, labels, manifest = load_tokenized(cfg)
-    if "train" not in features:
-        raise FinetuneError(f"{cfg.paths.tokenized} has no train split (splits: {', '.join(features)})")
     family = get_family(cfg)
     if cfg.train.torch_threads:
         torch.set_num_threads(int(cfg.train.torch_threads))
