@@ -7,7 +7,7 @@
 # down by hand in bench/results/qa_quality.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-name=$1; shift
+name=${1:?usage: bench/qa_quality.sh default | N [hydra overrides]}; shift
 work=bench/work/qa-quality/$name
 mkdir -p "$work"
 out="paths.tokenized=$work/tokenized paths.metrics=$work/metrics.json paths.predictions=$work/predictions"
