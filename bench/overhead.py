@@ -113,7 +113,7 @@ def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
 
 def stage_vs_bare(ctx: Context) -> dict[str, Any]:
     from finetune.config import to_container
-    from finetune.training import OWN_KEYS
+    from finetune.training import OWN_KEYS, pad_multiple, training_arguments
 
     reps = 1 if ctx.quick else 3
     samples = 32 if ctx.quick else 128
@@ -125,11 +125,17 @@ def stage_vs_bare(ctx: Context) -> dict[str, Any]:
     tokenized = pipeline.prepare(ctx, data)
     args_file = workdir / "training_args.json"
     workdir.mkdir(parents=True, exist_ok=True)
-    args_file.write_text(json.dumps({k: v for k, v in to_container(cfg.train).items() if k not in OWN_KEYS},
-                                    indent=2))
+    # Identical work: the TrainingArguments our stage resolves (micro-batches, bf16), our model switches.
+    resolved = training_arguments(cfg.train, workdir / "checkpoints", "accuracy", max_length=cfg.data.max_length)
+    kwargs = {k: v for k, v in to_container(cfg.train).items() if k not in OWN_KEYS}
+    kwargs |= {k: getattr(resolved, k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                                  "per_device_eval_batch_size", "bf16", "use_cpu")}
+    args_file.write_text(json.dumps(kwargs, indent=2))
+    pad, dropout = pad_multiple(cfg.train.pad_to_multiple_of), cfg.train.attention_dropout
     bare_cmd = [PYTHON, BENCH / "baselines" / "bare_train.py", "--features", tokenized / "features", "--model",
                 pipeline.model_path("minilm"), "--args", args_file, "--output-dir", workdir / "bare-model",
-                *(["--pad-to-multiple-of", cfg.train.pad_to_multiple_of] if cfg.train.pad_to_multiple_of else [])]
+                *(["--pad-to-multiple-of", pad] if pad else []),
+                *(["--attention-dropout", dropout] if dropout is not None else [])]
     ours, bare = [], []
     for rep in range(reps):
         print(f"[{NAME}] train stage vs bare script: rep {rep + 1}/{reps}", flush=True)

@@ -48,3 +48,22 @@ def test_hub_model_offline_fails_with_one_clear_line(repo, name, monkeypatch):
     message = str(error.value)
     assert cfg.model.hub_id in message and "HF_HUB_OFFLINE" in message and "model=minilm" in message
     assert "\n" not in message
+
+
+def test_attention_dropout_replaces_the_checkpoints_own(repo):
+    cfg = compose(repo, ["model=minilm"])
+    kept = load_model(cfg.model, "AutoModelForSequenceClassification", 0, num_labels=2)
+    off = load_model(cfg.model, "AutoModelForSequenceClassification", 0, attention_dropout=0.0, num_labels=2)
+    assert kept.config.attention_probs_dropout_prob == 0.1
+    assert off.config.attention_probs_dropout_prob == 0.0 and off.config.hidden_dropout_prob == 0.1
+    assert off.bert.encoder.layer[0].attention.self.dropout.p == 0.0
+    assert (kept.bert.embeddings.word_embeddings.weight == off.bert.embeddings.word_embeddings.weight).all()
+
+
+def test_attention_dropout_finds_the_key_of_other_architectures():
+    from omegaconf import OmegaConf
+
+    spec = {"model_type": "distilbert", "dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 64, "vocab_size": 99}
+    distil = OmegaConf.create({"name": "tiny-distil", "source": "random", "config": spec})
+    model = load_model(distil, "AutoModelForQuestionAnswering", 0, attention_dropout=0.0)
+    assert model.config.attention_dropout == 0.0 and model.config.dropout == 0.1

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
-from finetune.training import bf16_supported, make_trainer, micro_batch_size, training_arguments
+from finetune.training import bf16_supported, make_trainer, micro_batch_size, pad_multiple, training_arguments
 from tests.conftest import REPO
 
 
@@ -22,6 +22,16 @@ def test_train_keys_pass_through_and_own_keys_are_removed(tmp_path):
     assert args.metric_for_best_model == "accuracy" and args.greater_is_better
     assert args.bf16 == bf16_supported()
     assert not hasattr(args, "early_stopping_patience")
+
+
+def test_pad_multiple_auto_is_8_on_cuda_and_none_on_a_cpu(monkeypatch):
+    import finetune.training
+
+    assert pad_multiple(8) == 8 and pad_multiple(None) is None
+    monkeypatch.setattr(finetune.training, "_cuda_available", lambda: False)
+    assert pad_multiple("auto") is None
+    monkeypatch.setattr(finetune.training, "_cuda_available", lambda: True)
+    assert pad_multiple("auto") == 8
 
 
 def test_unknown_train_key_suggests_the_field(tmp_path):

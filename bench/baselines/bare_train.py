@@ -1,9 +1,10 @@
 """The bare script that does our train stage's work, without the pipeline around it.
 
-Same tokenized features (read from the tokenize stage's output), same model, same
-TrainingArguments (given as JSON, `bf16: auto` resolved the same way), stock `Trainer`; it saves
-the model and nothing else: no Hydra, no config checks, no history, plots or summaries. Timing
-it against `stages/train.py` on identical work shows what the pipeline costs on top.
+Same tokenized features (read from the tokenize stage's output), same model and attention
+dropout, same TrainingArguments (given as JSON, as our stage resolved them: micro-batches, bf16),
+stock `Trainer`; it saves the model and nothing else: no Hydra, no config checks, no history,
+plots or summaries. Timing it against `stages/train.py` on identical work shows what the pipeline
+costs on top.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from datasets import load_from_disk
 from transformers import (
     AutoModelForSequenceClassification,
@@ -34,18 +34,16 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--args", required=True, help="JSON file of TrainingArguments keywords")
     parser.add_argument("--pad-to-multiple-of", type=int, default=None)
+    parser.add_argument("--attention-dropout", type=float, default=None)
     parser.add_argument("--output-dir", required=True)
     args = parser.parse_args()
     set_threads()
 
     kwargs = json.loads(Path(args.args).read_text())
-    if kwargs.get("bf16") == "auto":
-        kwargs["bf16"] = torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported()
-    if kwargs["bf16"] and not torch.cuda.is_available():
-        kwargs["use_cpu"] = True
     features = load_from_disk(args.features)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+    dropout = {} if args.attention_dropout is None else {"attention_probs_dropout_prob": args.attention_dropout}
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2, **dropout)
 
     def compute_metrics(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}

@@ -56,17 +56,34 @@ def load_tokenizer(model_cfg: DictConfig, presets_dir: Path | None = None) -> An
     return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg)))
 
 
-def load_model(model_cfg: DictConfig, auto_model: str, seed: int, **kwargs: Any) -> Any:
-    """A pretrained model with the family's head, or a seeded random one for `source: random`."""
+# Where architectures keep the dropout on attention probabilities (BERT/RoBERTa/..., DistilBERT/...).
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def load_model(model_cfg: DictConfig, auto_model: str, seed: int, attention_dropout: float | None = None,
+               **kwargs: Any) -> Any:
+    """A pretrained model with the family's head, or a seeded random one for `source: random`.
+
+    `attention_dropout` (None: the checkpoint's own) replaces the dropout on attention
+    probabilities; at 0, PyTorch's fused scaled-dot-product attention kernel runs in training too.
+    """
     import transformers
 
     auto = getattr(transformers, auto_model)
     if model_cfg.source == "random":
         spec = OmegaConf.to_container(model_cfg.config, resolve=True)
         config = transformers.AutoConfig.for_model(spec.pop("model_type"), **spec, **kwargs)
+    else:
+        source = resolve_source(model_cfg)
+        config = _hub_guard(model_cfg, lambda: transformers.AutoConfig.from_pretrained(source, **kwargs))
+    if attention_dropout is not None:
+        for key in ATTENTION_DROPOUT_KEYS:
+            if hasattr(config, key):
+                setattr(config, key, float(attention_dropout))
+    if model_cfg.source == "random":
         transformers.set_seed(seed)
         return auto.from_config(config)
-    return _hub_guard(model_cfg, lambda: auto.from_pretrained(resolve_source(model_cfg), **kwargs))
+    return _hub_guard(model_cfg, lambda: auto.from_pretrained(source, config=config))
 
 
 def _preset_path(name: str, presets_dir: Path | None) -> Path:

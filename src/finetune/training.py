@@ -13,7 +13,8 @@ from finetune.config import to_container
 from finetune.errors import FinetuneError
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
-OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens")
+OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
+            "attention_dropout")
 
 
 def bf16_supported() -> bool:
@@ -34,6 +35,17 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def pad_multiple(value: int | str | None) -> int | None:
+    """`pad_to_multiple_of` resolved: `auto` = 8 on a CUDA GPU (tensor-core tiles), none on a CPU.
+
+    On this project's CPU, rounding short batches up cost time (32 headlines of 21 tokens: 122
+    samples/s, padded to 24: 105) and gained nothing at length 256 (bench/ ablation).
+    """
+    if value == "auto":
+        return 8 if _cuda_available() else None
+    return int(value) if value else None
 
 
 def micro_batch_size(batch_size: int, max_length: int | None, max_batch_tokens: int | None) -> int:
@@ -74,6 +86,7 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
         described = ", ".join(f"'{k}'" + (f" (did you mean '{hints[k][0]}'?)" if hints[k] else "")
                               for k in unknown)
         raise FinetuneError(f"train.{unknown[0]}: not a TrainingArguments field: {described}")
+    values.setdefault("dataloader_pin_memory", _cuda_available())  # pinning is for host-to-GPU copies
     if values.get("bf16") == "auto":
         values["bf16"] = bf16_supported()
     if values.get("bf16") and not _cuda_available():

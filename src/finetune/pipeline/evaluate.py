@@ -23,7 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     from finetune.metrics import scalar_metrics
     from finetune.models import load_tokenizer
-    from finetune.training import make_trainer, training_arguments
+    from finetune.training import make_trainer, pad_multiple, training_arguments
 
     model_dir = require(cfg.paths.model, "train", cfg)
     examples, features, labels, _ = load_tokenized(cfg)
@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     args = training_arguments(cfg.train, scratch, family.primary_metric, has_eval=False,
                               max_length=cfg.data.max_length)
     trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
-                           collator=family.collator(tokenizer, cfg.train.pad_to_multiple_of),
+                           collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
                            train_dataset=None, eval_dataset=None, compute_metrics=None, callbacks=[])
     output = trainer.predict(features[split], metric_key_prefix=split)
     predictions = family.postprocess(examples[split], features[split], output.predictions, labels)

@@ -34,7 +34,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from finetune import plots
     from finetune.metrics import scalar_metrics
     from finetune.models import load_model, load_tokenizer
-    from finetune.training import history_callback, make_trainer, training_arguments
+    from finetune.training import history_callback, make_trainer, pad_multiple, training_arguments
 
     family = get_family(cfg)
     if cfg.train.torch_threads:
@@ -44,7 +44,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
                               max_length=cfg.data.max_length)
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, family.auto_model, int(cfg.train.seed), **family.model_kwargs(labels))
+    model = load_model(cfg.model, family.auto_model, int(cfg.train.seed),
+                       attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs(labels))
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
         val_examples, val_features = examples["validation"], features["validation"]
@@ -56,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.train.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.train.early_stopping_patience)))
     trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
-                           collator=family.collator(tokenizer, cfg.train.pad_to_multiple_of),
+                           collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
                            train_dataset=features["train"], eval_dataset=features.get("validation"),
                            compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks)
     with tracking.start_run(cfg, tags=tracking.run_tags(cfg, manifest)) as run:
