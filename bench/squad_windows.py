@@ -1,18 +1,15 @@
-"""SQuAD v1.1 train windowed into features, timed: our way vs a plain per-example `map`.
+"""SQuAD v1.1 train windowed into features, timed: our QA family vs a plain per-question `map`.
 
-    python bench/squad_windows.py --mode batched --num-proc 2 [--limit N]   (prints JSON)
+    python bench/squad_windows.py --mode ours --num-proc 2 [--limit N]   (prints JSON)
 
-`prepare_features` mirrors the standard extractive-QA windowing of the transformers examples
-(run_qa.py's prepare_train_features): question first (left-stripped), `only_second` truncation
-of the context, max_length 384, doc_stride 128, overflowing windows with offsets, start/end
-token positions of the answer (CLS when the answer is outside the window). No padding: batches
-are padded later by the collator. It stands alone here because the QA family module
-(src/finetune/tasks/question_answering.py) is being written separately; it should match it.
-
-Modes (only `Dataset.map` is timed; loading the JSON is not):
-- plain: single process, the tokenizer called once per question (`batch_size=1`; a non-batched
-  map cannot return several windows for one question, so this is the per-example form);
-- batched: `batched=True` (1000 questions per call), `num_proc` processes.
+Modes (only the windowing is timed; loading the JSON is not; caching is off):
+- plain: the tutorials' shape, `prepare_train_features` of the standard extractive-QA recipe
+  written out here (question left-stripped, `only_second` truncation, max_length 384, doc_stride
+  128, overflowing windows with offsets, start/end token positions), the tokenizer called once
+  per question (`batch_size=1`: a non-batched map cannot return several windows per question);
+- ours: the QA family's own `tokenize` (src/finetune/tasks/question_answering.py, what the
+  tokenize stage runs: batched map, same windows plus the evaluation bookkeeping) with
+  `data.num_proc` processes.
 """
 
 from __future__ import annotations
@@ -21,27 +18,24 @@ import argparse
 import gzip
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, disable_caching
 from transformers import AutoTokenizer
 
 MAX_LENGTH, DOC_STRIDE = 384, 128
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_squad(path: str, limit: int | None) -> Dataset:
     with gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8") as f:
         articles = json.load(f)["data"]
-    rows: dict[str, list[Any]] = {"id": [], "question": [], "context": [], "answer_start": [], "answer_text": []}
-    for article in articles:
-        for paragraph in article["paragraphs"]:
-            for qa in paragraph["qas"]:
-                rows["id"].append(qa["id"])
-                rows["question"].append(qa["question"])
-                rows["context"].append(paragraph["context"])
-                rows["answer_start"].append(qa["answers"][0]["answer_start"])
-                rows["answer_text"].append(qa["answers"][0]["text"])
-    dataset = Dataset.from_dict(rows)
+    rows = [{"id": qa["id"], "title": article["title"], "context": paragraph["context"], "question": qa["question"],
+             "answers": {"text": [a["text"] for a in qa["answers"]],
+                         "answer_start": [a["answer_start"] for a in qa["answers"]]}}
+            for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    dataset = Dataset.from_list(rows)
     return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
 
 
@@ -55,8 +49,9 @@ def prepare_features(batch: dict[str, list[Any]], tokenizer: Any) -> dict[str, l
     for i, offsets in enumerate(encoded["offset_mapping"]):
         sample = sample_map[i]
         example_ids.append(batch["id"][sample])
-        start_char = batch["answer_start"][sample]
-        end_char = start_char + len(batch["answer_text"][sample])
+        answer = batch["answers"][sample]
+        start_char = answer["answer_start"][0]
+        end_char = start_char + len(answer["text"][0])
         sequence_ids = encoded.sequence_ids(i)
         first = sequence_ids.index(1)
         last = len(sequence_ids) - 1 - sequence_ids[::-1].index(1)
@@ -80,27 +75,39 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--tokenizer", required=True)
-    parser.add_argument("--mode", choices=("plain", "batched"), required=True)
-    parser.add_argument("--num-proc", type=int, default=1)
+    parser.add_argument("--mode", choices=("plain", "ours"), required=True)
+    parser.add_argument("--num-proc", default="1", help="ours: data.num_proc (an integer or auto)")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
     disable_caching()  # every repetition tokenizes for real
     questions = load_squad(args.data, args.limit)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    columns = questions.column_names
-    start = time.perf_counter()
     if args.mode == "plain":
+        start = time.perf_counter()
         features = questions.map(prepare_features, fn_kwargs={"tokenizer": tokenizer}, batched=True,
-                                 batch_size=1, remove_columns=columns)
+                                 batch_size=1, remove_columns=questions.column_names)
+        seconds = time.perf_counter() - start
+        in_window = sum(1 for s in features["start_positions"] if s > 0)
     else:
-        features = questions.map(prepare_features, fn_kwargs={"tokenizer": tokenizer}, batched=True,
-                                 batch_size=1000, num_proc=args.num_proc if args.num_proc > 1 else None,
-                                 remove_columns=columns)
-    seconds = time.perf_counter() - start
+        family = qa_family(args.num_proc)
+        questions = questions.cast(family.features(None))
+        start = time.perf_counter()
+        features, _ = family.tokenize(questions, tokenizer, None)
+        seconds = time.perf_counter() - start
+        in_window = sum(1 for s in features["start_positions"] if s > 0)
     print(json.dumps({"mode": args.mode, "num_proc": args.num_proc, "questions": len(questions),
                       "features": len(features), "seconds": seconds, "features_per_s": len(features) / seconds,
-                      "questions_per_s": len(questions) / seconds,
-                      "answer_in_window": sum(1 for s in features["start_positions"] if s > 0)}))
+                      "questions_per_s": len(questions) / seconds, "answer_in_window": in_window}))
+
+
+def qa_family(num_proc: str) -> Any:
+    """Our QA family as the tokenize stage builds it (conf/ composed, windows 384 / stride 128)."""
+    from finetune.config import compose
+    from finetune.tasks import get_family
+
+    cfg = compose(ROOT, ["task=qa", "model=minilm", f"data.num_proc={num_proc}",
+                         f"data.max_length={MAX_LENGTH}", f"data.doc_stride={DOC_STRIDE}"])
+    return get_family(cfg)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,16 @@ def test_question_is_stripped_and_long_questions_are_cut():
     assert labelled_text(features[1], "Paris is big.") == "Paris"
 
 
+def test_several_tokenize_processes_give_the_same_features_in_the_same_order():
+    rows = [example(f"q{i}", LONG_CONTEXT, WORDS[i % len(WORDS)]) for i in range(40)]
+    single, tokenizer = qa_family("data.num_proc=1")
+    parallel, _ = qa_family("data.num_proc=2")
+    one, stats_one = single.tokenize(dataset(single, rows), tokenizer, None)
+    two, stats_two = parallel.tokenize(dataset(parallel, rows), tokenizer, None)
+    assert len(one) > len(rows) and stats_one == stats_two
+    assert one.to_list() == two.to_list()
+
+
 def test_doc_stride_must_leave_room_for_context():
     family, tokenizer = qa_family("data.doc_stride=30")
     with pytest.raises(FinetuneError, match="data.doc_stride=30 must be below the context room"):

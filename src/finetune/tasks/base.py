@@ -7,6 +7,7 @@ interface, so adding a family is one module here plus one config file in conf/ta
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-serialisable)
+PARALLEL_FROM = 20_000  # examples; SQuAD train (87,599 questions): 56 s in 1 process, 40 s in 2 (bench/)
 
 
 class TaskFamily(ABC):
@@ -36,6 +38,20 @@ class TaskFamily(ABC):
         """`cfg.<group>.<key>`, or `default` when it is absent or null (family-specific keys)."""
         value = self.cfg[group].get(key)
         return default if value is None else value
+
+    def map_batches(self, examples: Any, encode: Any, remove_columns: list[str]) -> Any:
+        """`examples.map(encode, batched=True)` in `data.num_proc` processes (same rows, same order).
+
+        `auto`: one process per CPU core from PARALLEL_FROM examples on (below, starting the
+        processes costs more than it saves); an integer: that many.
+        """
+        setting = self.option("data", "num_proc", "auto")
+        if setting == "auto":
+            processes = (os.cpu_count() or 1) if len(examples) >= PARALLEL_FROM else 1
+        else:
+            processes = max(1, int(setting))
+        return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
+                            num_proc=processes if processes > 1 else None)
 
     # -- data -------------------------------------------------------------------------------
     @abstractmethod

@@ -92,7 +92,7 @@ class Family(TaskFamily):
             encoded["truncated"] = [i in truncated for i in range(len(batch["text"]))]
             return encoded
 
-        features = examples.map(encode, batched=True, remove_columns=["text", "label"], desc="tokenize")
+        features = self.map_batches(examples, encode, ["text", "label"])
         truncated = int(sum(features["truncated"]))
         features = features.remove_columns("truncated")
         return features, {"examples": len(examples), "features": len(features), "truncated": truncated,

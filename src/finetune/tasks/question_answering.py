@@ -120,7 +120,7 @@ class Family(TaskFamily):
                 out["_question_cut"].append(owner in cut)
             return {**encoded, **out}
 
-        features = examples.map(encode, batched=True, remove_columns=examples.column_names, desc="tokenize")
+        features = self.map_batches(examples, encode, examples.column_names)
         answered, found, cut = set(), set(), set()
         for ident, has, inside, question_cut in zip(features["example_id"], features["_has_answer"],
                                                      features["_in_window"], features["_question_cut"],

@@ -157,7 +157,7 @@ class Family(TaskFamily):
             encoded["empty_words"] = empty
             return encoded
 
-        features = examples.map(encode, batched=True, remove_columns=["tokens", "tags"], desc="tokenize")
+        features = self.map_batches(examples, encode, ["tokens", "tags"])
         stats = {"examples": len(examples), "features": len(features),
                  "truncated": int(sum(features["truncated"])),
                  "truncated_words": int(sum(features["truncated_words"])),
