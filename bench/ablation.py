@@ -22,6 +22,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16 auto → true": {"bf16": True},  # auto = fp32 on a CPU without AMX; forced bf16 shows why
     "group_by_length → random sampler": {"train_sampling_strategy": "random"},
     "pad_to_multiple_of auto → 8": {"pad_to_multiple_of": 8},  # auto = none on a CPU
+    "dataloader_num_workers 0 → 1": {"dataloader_num_workers": 1},
 }
 SHORT = {"num_train_epochs": 1, "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False}
 # Two sets: speed (IMDB at length 256, short, >= 3 reps) and quality (headlines, a budget where
