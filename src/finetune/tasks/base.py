@@ -47,7 +47,8 @@ class TaskFamily(ABC):
         """
         setting = self.option("data", "num_proc", "auto")
         if setting == "auto":
-            processes = (os.cpu_count() or 1) if len(examples) >= PARALLEL_FROM else 1
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            processes = cores if len(examples) >= PARALLEL_FROM else 1
         else:
             processes = max(1, int(setting))
         return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
