@@ -22,8 +22,10 @@ TITLE = "1. Training throughput: stock recipes vs our train stage"
 # The two pairs: our task preset, the baseline script (label a/b), the data budget, the split scored.
 PAIRS: dict[str, dict[str, Any]] = {
     "imdb": {"task": "sentiment", "baseline": "stock_trainer.py", "label": "a", "eval_split": "test",
-             "data": {"max_train_samples": 1000, "max_eval_samples": 2000, "max_length": 256},
-             "train": {"num_train_epochs": 1}},  # one epoch each side: the stock side alone takes ~8 min
+             # The preset's 2 epochs: after one epoch (63 steps) accuracy on the 2000 test reviews still
+             # swings with the seed (ours: 0.748-0.805 over seeds and attention dropout), too much to
+             # compare within a point.
+             "data": {"max_train_samples": 1000, "max_eval_samples": 2000, "max_length": 256}},
     "sarcasm": {"task": "sarcasm", "baseline": "global_padding.py", "label": "b", "eval_split": "validation",
                 "data": {"max_train_samples": None, "max_eval_samples": None, "max_length": 64}},
 }
