@@ -21,6 +21,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "max_batch_tokens 2048 → null": {"max_batch_tokens": None},
     "bf16 auto → true": {"bf16": True},  # auto = fp32 on a CPU without AMX; forced bf16 shows why
     "group_by_length → random sampler": {"train_sampling_strategy": "random"},
+    "length_bucket_batches 8 → 50 (transformers' grouping)": {"length_bucket_batches": 50},
     "pad_to_multiple_of auto → 8": {"pad_to_multiple_of": 8},  # auto = none on a CPU
     "dataloader_num_workers 0 → 1": {"dataloader_num_workers": 1},
 }
@@ -33,7 +34,8 @@ SETS: dict[str, dict[str, Any]] = {
                   "quick": {"max_train_samples": 32, "max_eval_samples": 64, "max_length": 256}},
     "sarcasm": {"judges": "quality", "reps": 1,
                 "variants": ["defaults", "attention_dropout 0 → null (checkpoint's 0.1)", "bf16 auto → true",
-                             "group_by_length → random sampler"],
+                             "group_by_length → random sampler",
+                             "length_bucket_batches 8 → 50 (transformers' grouping)"],
                 "full": {"max_train_samples": 5000, "max_eval_samples": None, "max_length": 64},
                 "quick": None},  # quick: skipped
 }

@@ -7,7 +7,15 @@ from omegaconf import OmegaConf
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
-from finetune.training import bf16_supported, make_trainer, micro_batch_size, pad_multiple, training_arguments
+from finetune.training import (
+    LengthGroupedBuckets,
+    bf16_supported,
+    length_grouped_order,
+    make_trainer,
+    micro_batch_size,
+    pad_multiple,
+    training_arguments,
+)
 from tests.conftest import REPO
 
 
@@ -52,15 +60,45 @@ def test_sampler_uses_saved_lengths_in_shuffled_buckets_and_eval_keeps_order(tmp
 
     lengths = [5 + (i * 7) % 60 for i in range(256)]
     data = Dataset.from_dict({"input_ids": [[1] * n for n in lengths], "labels": [0] * 256, "length": lengths})
-    args = training_arguments(train_cfg("train.per_device_train_batch_size=8"), tmp_path, "accuracy")
+    cfg = train_cfg("train.per_device_train_batch_size=8")
+    args = training_arguments(cfg, tmp_path, "accuracy")
     trainer = make_trainer(args=args, model=_TinyModel(), tokenizer=None, collator=None, train_dataset=data,
-                           eval_dataset=data, compute_metrics=None, callbacks=[])
+                           eval_dataset=data, compute_metrics=None, callbacks=[],
+                           length_bucket_batches=cfg.length_bucket_batches)
     order = list(trainer._get_train_sampler(data))
     assert sorted(order) == list(range(256)) and order != sorted(order, key=lengths.__getitem__)
     batches = [[lengths[i] for i in order[k:k + 8]] for k in range(0, 256, 8)]
     spread = sum(max(b) - min(b) for b in batches) / len(batches)
     assert spread < 20, "each batch holds similar lengths (random batches spread ~55)"
     assert list(trainer._get_eval_sampler(data)) == list(range(256))
+
+
+def test_length_buckets_shuffle_batches_keep_the_short_one_last_and_put_the_longest_first():
+    import torch
+
+    lengths = torch.randint(1, 500, (1003,), generator=torch.Generator().manual_seed(0))
+
+    def order(bucket_batches, seed=1):
+        return length_grouped_order(lengths, 16, bucket_batches, torch.Generator().manual_seed(seed))
+
+    def mean_spread(indices):
+        batches = torch.as_tensor(indices).split(16)
+        return sum(int(lengths[b].max() - lengths[b].min()) for b in batches) / len(batches)
+
+    small, whole = order(4), order(None)
+    assert sorted(small) == list(range(1003)) and order(4) == small and order(4, seed=2) != small
+    assert int(lengths[small[:16]].max()) == int(lengths.max()), "longest batch first"
+    assert len(small) % 16 == 11 and small[-11:] != sorted(small[-11:]), "the short batch is the last one"
+    # buckets of 4 batches: batches far more alike than random ones, less alike than with one bucket
+    assert mean_spread(whole) < mean_spread(small) < mean_spread(torch.randperm(1003).tolist()) / 3
+    first_of_batches = [lengths[b[0]] for b in torch.as_tensor(whole[16:-11]).split(16)]
+    assert first_of_batches != sorted(first_of_batches, reverse=True), "batches are shuffled, not in sorted order"
+
+    sampler = LengthGroupedBuckets(lengths.tolist(), 16, 4, seed=7)
+    first, second = list(sampler), list(sampler)
+    assert first != second and sorted(first) == sorted(second) == list(range(1003))
+    sampler.set_epoch(0)
+    assert list(sampler) == first, "set_epoch (accelerate, resuming) replays an epoch's order"
 
 
 def test_max_batch_tokens_splits_batches_into_micro_batches(tmp_path):

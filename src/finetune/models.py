@@ -72,18 +72,22 @@ def load_model(model_cfg: DictConfig, auto_model: str, seed: int, attention_drop
     auto = getattr(transformers, auto_model)
     if model_cfg.source == "random":
         spec = OmegaConf.to_container(model_cfg.config, resolve=True)
-        config = transformers.AutoConfig.for_model(spec.pop("model_type"), **spec, **kwargs)
-    else:
-        source = resolve_source(model_cfg)
-        config = _hub_guard(model_cfg, lambda: transformers.AutoConfig.from_pretrained(source, **kwargs))
+        config = _with_attention_dropout(transformers.AutoConfig.for_model(spec.pop("model_type"), **spec, **kwargs),
+                                         attention_dropout)
+        transformers.set_seed(seed)
+        return auto.from_config(config)
+    source = resolve_source(model_cfg)
+    config = _hub_guard(model_cfg, lambda: transformers.AutoConfig.from_pretrained(source, **kwargs))
+    config = _with_attention_dropout(config, attention_dropout)
+    return _hub_guard(model_cfg, lambda: auto.from_pretrained(source, config=config))
+
+
+def _with_attention_dropout(config: Any, attention_dropout: float | None) -> Any:
     if attention_dropout is not None:
         for key in ATTENTION_DROPOUT_KEYS:
             if hasattr(config, key):
                 setattr(config, key, float(attention_dropout))
-    if model_cfg.source == "random":
-        transformers.set_seed(seed)
-        return auto.from_config(config)
-    return _hub_guard(model_cfg, lambda: auto.from_pretrained(source, config=config))
+    return config
 
 
 def _preset_path(name: str, presets_dir: Path | None) -> Path:

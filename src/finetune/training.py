@@ -14,7 +14,7 @@ from finetune.errors import FinetuneError
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
-            "attention_dropout")
+            "attention_dropout", "length_bucket_batches")
 
 
 def bf16_supported() -> bool:
@@ -57,6 +57,55 @@ def micro_batch_size(batch_size: int, max_length: int | None, max_batch_tokens: 
         return batch_size
     fitting = [d for d in range(1, batch_size + 1) if batch_size % d == 0 and d * max_length <= max_batch_tokens]
     return max(fitting, default=1)
+
+
+def length_grouped_order(lengths: Any, batch_size: int, bucket_batches: int | None, generator: Any) -> list[int]:
+    """One epoch's example order for length-grouped batches from shuffled buckets.
+
+    Shuffle all examples, cut them into buckets of `bucket_batches` batches (None: one bucket),
+    sort each bucket by length, cut it into batches, then shuffle the batches across the epoch.
+    Small buckets keep batches close to random samples (transformers' sampler sorts 50 batches'
+    worth and keeps each bucket's batches together, longest first); most of the padding still
+    goes. The batch with the longest example comes first (an out-of-memory error shows at once)
+    and a short last batch stays last (micro-batches stay aligned with the batches).
+    """
+    import torch
+
+    lengths = torch.as_tensor(lengths)
+    order = torch.randperm(len(lengths), generator=generator)
+    bucket = batch_size * bucket_batches if bucket_batches else len(lengths)
+    batches = []
+    for start in range(0, len(order), bucket):
+        members = order[start:start + bucket]
+        members = members[torch.argsort(lengths[members], descending=True, stable=True)]
+        batches.extend(members.split(batch_size))
+    short_last = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    if batches:
+        longest = max(range(len(batches)), key=lambda i: int(lengths[batches[i]].max()))
+        batches.insert(0, batches.pop(longest))
+    return torch.cat(batches + short_last).tolist() if batches or short_last else []
+
+
+class LengthGroupedBuckets:
+    """A sampler (for the Trainer's DataLoader) over `length_grouped_order`, reshuffled every epoch."""
+
+    def __init__(self, lengths: Any, batch_size: int, bucket_batches: int | None, seed: int) -> None:
+        self.lengths, self.batch_size, self.bucket_batches, self.seed = lengths, batch_size, bucket_batches, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by accelerate before each epoch, also on resume
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of indices
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # a fresh order next epoch even if nobody calls set_epoch
+        return iter(length_grouped_order(self.lengths, self.batch_size, self.bucket_batches, generator))
 
 
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
@@ -103,10 +152,10 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
 
 
 def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_dataset: Any,
-                 eval_dataset: Any, compute_metrics: Any, callbacks: list[Any]) -> Any:
+                 eval_dataset: Any, compute_metrics: Any, callbacks: list[Any],
+                 length_bucket_batches: int | None = None) -> Any:
     """A Trainer whose length-grouped sampler uses the lengths saved at tokenize time."""
     from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     class LengthAwareTrainer(Trainer):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -119,13 +168,10 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy == "group_by_length" and lengths is not None:
-                import torch
-
-                generator = torch.Generator()
-                generator.manual_seed(self.args.data_seed if self.args.data_seed is not None else self.args.seed)
-                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                            dataset=dataset, lengths=lengths, generator=generator)
-            return super()._get_train_sampler(train_dataset)
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return LengthGroupedBuckets(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                            length_bucket_batches, seed)
+            return super()._get_train_sampler(dataset)
 
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
             # transformers 5 length-groups (shuffles) evaluation too under group_by_length; our

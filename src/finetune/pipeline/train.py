@@ -59,7 +59,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
                            collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
                            train_dataset=features["train"], eval_dataset=features.get("validation"),
-                           compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks)
+                           compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
+                           length_bucket_batches=cfg.train.get("length_bucket_batches"))
     with tracking.start_run(cfg, tags=tracking.run_tags(cfg, manifest)) as run:
         if run is not None:
             tracking.log_params(cfg)
