@@ -50,13 +50,14 @@ def plot(out: Path) -> Path:
     for metric, marker in (("f1", "o"), ("exact_match", "s")):
         xs = [questions(r) for r in runs]
         ax.plot(xs, [r["metrics"][metric] for r in runs], marker=marker, label=metric.replace("_", " "))
-    for r in runs:
+    for i, r in enumerate(runs):
         s = r["settings"]
         dropout = 0.1 if s["train.attention_dropout"] is None else s["train.attention_dropout"]  # None: MiniLM's
         label = (f"{s['train.num_train_epochs']:g} ep, b{s['train.per_device_train_batch_size']}, "
                  f"lr {s['train.learning_rate']:g}, attn drop {dropout:g}")
-        ax.annotate(label, (questions(r), r["metrics"]["f1"]), fontsize=6,
-                    textcoords="offset points", xytext=(4, 6))
+        last = i == len(runs) - 1  # the last point's label goes left of it, inside the axes
+        ax.annotate(label, (questions(r), r["metrics"]["f1"]), fontsize=6, textcoords="offset points",
+                    xytext=(-4 if last else 4, 6), ha="right" if last else "left")
     ax.axhline(70, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("training questions (log scale)")
