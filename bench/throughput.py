@@ -12,7 +12,8 @@ picked, exported as JSON Lines. Hyper-parameters come from our composed config.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from statistics import fmean
 from typing import Any
 
 import pipeline
@@ -77,8 +78,8 @@ def run_pair(ctx: Context, name: str, seeds: Sequence[int], model: str = "minilm
         metrics = pipeline.evaluate(ctx, workdir, data, seeded, tag=f"ours-{seed}")
         per_seed[seed] = {"baseline": baseline[-1]["accuracy"], "ours": metrics["accuracy"],
                           "ours_eval_examples": metrics.get("n_eval")}
-    accuracy = {"baseline": mean(v["baseline"] for v in per_seed.values()),
-                "ours": mean(v["ours"] for v in per_seed.values()), "per_seed": per_seed,
+    accuracy = {"baseline": fmean(v["baseline"] for v in per_seed.values()),
+                "ours": fmean(v["ours"] for v in per_seed.values()), "per_seed": per_seed,
                 "eval_split": eval_split, "eval_examples": baseline[0]["eval_examples"]}
     result = {"task": task, "model": model, "baseline_label": label, "baseline_script": script,
               "budget": budget, "epochs": float(t.num_train_epochs), "learning_rate": float(t.learning_rate),
@@ -96,10 +97,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     speed = ("train_seconds", "samples_per_s", "real_tokens_per_s", "process_wall")
     return runs[0] | {key: median(run[key] for run in runs) for key in speed} | {"reps": len(runs)}
 
-
-def mean(values: Iterable[float]) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def render(result: dict[str, Any]) -> str:

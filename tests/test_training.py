@@ -89,6 +89,8 @@ def test_length_buckets_shuffle_batches_keep_the_short_one_last_and_put_the_long
     assert sorted(small) == list(range(1003)) and order(4) == small and order(4, seed=2) != small
     assert int(lengths[small[:16]].max()) == int(lengths.max()), "longest batch first"
     assert len(small) % 16 == 11 and small[-11:] != sorted(small[-11:]), "the short batch is the last one"
+    batches = [lengths[b].tolist() for b in torch.as_tensor(small).split(16)]
+    assert all(b == sorted(b, reverse=True) for b in batches), "16 full batches, then the short one, each sorted"
     # buckets of 4 batches: batches far more alike than random ones, less alike than with one bucket
     assert mean_spread(whole) < mean_spread(small) < mean_spread(torch.randperm(1003).tolist()) / 3
     first_of_batches = [lengths[b[0]] for b in torch.as_tensor(whole[16:-11]).split(16)]
