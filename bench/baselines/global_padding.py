@@ -21,6 +21,7 @@ from transformers import (
     Trainer,
     TrainingArguments,
     default_data_collator,
+    set_seed,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,6 +59,9 @@ def main() -> None:
     eval_encoded = tokenizer(eval_headlines, padding=True, truncation=True, max_length=args.max_length)
     train_set = Dataset.from_dict({**train_encoded, "labels": train_labels})
     eval_set = Dataset.from_dict({**eval_encoded, "labels": eval_labels})
+    # Seed before building the model, as run_glue.py does: the new head's initialisation follows
+    # --seed like ours follows train.seed (unseeded, every seed shares torch's default-seeded head).
+    set_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
 
     def compute_metrics(prediction):

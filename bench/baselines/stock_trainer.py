@@ -21,6 +21,7 @@ from transformers import (
     DataCollatorWithPadding,
     Trainer,
     TrainingArguments,
+    set_seed,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,6 +55,9 @@ def main() -> None:
         return tokenizer(batch["text"], truncation=True, max_length=args.max_length)
 
     tokenized = data.map(tokenize, batched=True)
+    # Seed before building the model, as run_glue.py does: the new head's initialisation follows
+    # --seed like ours follows train.seed (unseeded, every seed shares torch's default-seeded head).
+    set_seed(args.seed)
     if args.random_bert_base:
         model = AutoModelForSequenceClassification.from_config(BertConfig(num_labels=2))
     else:
