@@ -3,7 +3,7 @@
 A default stays only if it is faster at equal quality. Short IMDB budget (1 epoch, no per-epoch
 validation), accuracy from our evaluate stage on 500 test reviews; speed = median over reps of
 the training loop (bench/measure.py), variants interleaved rep by rep so machine drift hits all
-alike. Plus the quality check of bf16 against fp32 on the sarcasm headlines.
+alike. bf16's quality is checked per task family in bench/precision.py.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ SETS: dict[str, dict[str, Any]] = {
                   "full": {"max_train_samples": 192, "max_eval_samples": 500, "max_length": 256},
                   "quick": {"max_train_samples": 32, "max_eval_samples": 64, "max_length": 256}},
     "sarcasm": {"judges": "quality", "reps": 1,
-                "variants": ["defaults", "attention_dropout 0 → null (checkpoint's 0.1)", "bf16 auto → true",
+                "variants": ["defaults", "attention_dropout 0 → null (checkpoint's 0.1)",
                              "group_by_length → random sampler",
                              "length_bucket_batches 8 → 50 (transformers' grouping)"],
                 "full": {"max_train_samples": 5000, "max_eval_samples": None, "max_length": 64},

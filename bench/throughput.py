@@ -13,7 +13,7 @@ picked, exported as JSON Lines. Hyper-parameters come from our composed config.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from statistics import fmean
+from statistics import fmean, stdev
 from typing import Any
 
 import pipeline
@@ -100,6 +100,16 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 
+def paired_spread(per_seed: dict[Any, dict[str, float]]) -> str:
+    """Spread of the per-seed differences (ours - baseline, same seed): how far the mean can be trusted."""
+    deltas = [100 * (acc["ours"] - acc["baseline"]) for acc in per_seed.values()]
+    if len(deltas) < 2:
+        return ""
+    sd = stdev(deltas)
+    return (f" Per-seed Δ: mean {fmean(deltas):+.2f} pt, standard deviation {sd:.2f} pt, standard error of the "
+            f"mean {sd / len(deltas) ** 0.5:.2f} pt.")
+
+
 def render(result: dict[str, Any]) -> str:
     rows = []
     for name, pair in result["pairs"].items():
@@ -127,7 +137,7 @@ def render(result: dict[str, Any]) -> str:
                      f"lr {pair['learning_rate']:g}); accuracy on {acc.get('eval_examples')} `{acc.get('eval_split')}` "
                      f"examples; identical real tokens on both sides: {pair['same_real_tokens']}; "
                      f"runs a side: {pair['ours']['reps']} (seeds {seeds_run}"
-                     "; speeds: the median, accuracy: the mean).")
+                     "; speeds: the median, accuracy: the mean)." + paired_spread(acc.get("per_seed", {})))
     return "\n".join([
         table(["pair", "side", "precision", "sampler", "samples", "real tokens", "padding", "train s",
                "samples/s", "real tokens/s", "process wall s", "accuracy %"], rows), "",
