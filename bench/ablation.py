@@ -11,15 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 import pipeline
-from common import WORK, Context, commands_block, fmt, median, table
+from common import WORK, Context, commands_block, fmt, load_result, median, table
 
 NAME = "ablation"
 TITLE = "6. Fast-path ablations (one switch flipped at a time)"
+BF16 = "bf16 auto → true"
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "attention_dropout 0 → null (checkpoint's 0.1)": {"attention_dropout": None},
     "max_batch_tokens 2048 → null": {"max_batch_tokens": None},
-    "bf16 auto → true": {"bf16": True},  # auto = fp32 on a CPU without AMX; forced bf16 shows why
+    BF16: {"bf16": True},  # auto = fp32 on a CPU without AMX; forced bf16 shows why
     "group_by_length → random sampler": {"train_sampling_strategy": "random"},
     "length_bucket_batches 8 → 50 (transformers' grouping)": {"length_bucket_batches": 50},
     "pad_to_multiple_of auto → 8": {"pad_to_multiple_of": 8},  # auto = none on a CPU
@@ -44,11 +45,12 @@ THRESHOLD = 0.03  # speed differences under 3% are called a tie
 
 def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"sets": {}}
+    skipped = not_worth_running(ctx)
     for task, spec in SETS.items():
         budget = spec["quick"] if ctx.quick else spec["full"]
         if budget is None:
             continue
-        reps, names = 1 if ctx.quick else spec["reps"], spec["variants"]
+        reps, names = 1 if ctx.quick else spec["reps"], [n for n in spec["variants"] if n not in skipped]
         model = "tiny" if ctx.quick else "minilm"  # quick proves the path; tiny keeps it short
         data = pipeline.data_overrides(task, model, **budget)
         pipeline.prepare(ctx, data)
@@ -68,9 +70,23 @@ def run(ctx: Context) -> dict[str, Any]:
                        "padding_fraction": runs[name][0]["padding_fraction"],
                        "all_samples_per_s": [r["samples_per_s"] for r in runs[name]]} for name in names}
         out["sets"][task] = {"model": model, "budget": budget, "eval_examples": budget["max_eval_samples"],
-                             "judges": spec["judges"], "reps": reps, "variants": rows}
+                             "judges": spec["judges"], "reps": reps, "variants": rows,
+                             "skipped": {n: skipped[n] for n in spec["variants"] if n in skipped}}
     out["commands"] = list(ctx.commands)
     return out
+
+
+def not_worth_running(ctx: Context) -> dict[str, str]:
+    """Variants skipped on this machine, with the reason: forced bf16 where a bf16 matmul runs more
+    than 10x slower than fp32 (no bf16 units; comparison 2 measured it in this run)."""
+    matmul = (load_result(ctx.results_dir, "efficiency") or {}).get("matmul")
+    if not matmul:
+        return {}
+    fp32, bf16 = matmul["fp32"]["median_gflops"], matmul["bf16"]["median_gflops"]
+    if bf16 * 10 >= fp32:
+        return {}
+    return {BF16: f"not run: bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.0f} here (comparison 2), so a bf16 "
+                  f"step would take ~{fp32 / bf16:.0f}x as long; `bf16: auto` = fp32 on this CPU"}
 
 
 def slug(name: str) -> str:
@@ -104,6 +120,8 @@ def render(result: dict[str, Any]) -> str:
                  fmt(spec["real_tokens_per_s"], 0), f"{100 * spec['padding_fraction']:.0f}%",
                  f"{100 * spec['accuracy']:.2f}",
                  "" if name == "defaults" else verdict(default, spec, judges)] for name, spec in variants.items()]
+        rows += [[name, " ".join(f"{k}={pipeline.hydra_value(v)}" for k, v in VARIANTS[name].items()),
+                  "", "", "", "", "", why] for name, why in data.get("skipped", {}).items()]
         budget = data["budget"]
         parts += ["", f"**{task}** ({judges} set, model `{data['model']}`, {data.get('reps', 1)} rep(s)): "
                   f"{budget['max_train_samples']} training examples, accuracy on "

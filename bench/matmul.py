@@ -16,19 +16,28 @@ import torch
 from measure import set_threads
 
 
-def gflops(size: int, dtype: torch.dtype, device: str, reps: int, warmup: int = 3) -> dict[str, float]:
+def gflops(size: int, dtype: torch.dtype, device: str, reps: int, warmup: int = 3,
+           budget_s: float = 60.0) -> dict[str, float]:
+    """Median and best GFLOP/s over `reps` timed products after `warmup`; a product so slow that the
+    whole would outlast `budget_s` (bf16 without bf16 units: ~1 min each at 2048²) gets 3 reps, 1 warm-up."""
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
-    times = []
-    for i in range(warmup + reps):
+
+    def timed() -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         torch.matmul(a, b)
         if device == "cuda":
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+    first = timed()
+    if first * (warmup + reps) > budget_s:
+        warmup, reps = 1, min(reps, 3)
+    for _ in range(warmup - 1):
+        timed()
+    times = [timed() for _ in range(reps)]
     flops = 2 * size**3
     return {"median_gflops": flops / statistics.median(times) / 1e9, "best_gflops": flops / min(times) / 1e9,
             "median_s": statistics.median(times), "reps": reps}

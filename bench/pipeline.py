@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,23 @@ def prepare(ctx: Context, data: list[str]) -> Path:
     return out
 
 
-def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str) -> dict[str, Any]:
-    """Our train stage (real script, Meter hooked in); the Meter summary plus the process wall."""
+def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str,
+          wrap: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Our train stage (real script, Meter hooked in); the Meter summary plus the process wall.
+
+    `wrap`: a runner script put before the stage (bench/bf16_emulation.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     meter = workdir / f"{tag}.meter.json"
     meter.unlink(missing_ok=True)
-    wall = ctx.run([PYTHON, BENCH / "hooked_stage.py", STAGES / "train.py", *data, *paths(data), *train],
+    wall = ctx.run([PYTHON, *wrap, BENCH / "hooked_stage.py", STAGES / "train.py", *data, *paths(data), *train],
                    cwd=workdir, log=workdir / f"{tag}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
     return read_json(meter) | {"process_wall": wall}
 
 
-def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str) -> dict[str, Any]:
+def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str,
+             wrap: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Our evaluate stage on `data.eval_split`: the metrics file it writes, plus its wall time."""
-    wall = ctx.run([PYTHON, STAGES / "evaluate_model.py", *data, *paths(data), *train], cwd=workdir,
+    wall = ctx.run([PYTHON, *wrap, STAGES / "evaluate_model.py", *data, *paths(data), *train], cwd=workdir,
                    log=workdir / f"{tag}.evaluate.log")
     task, model = pair_name(data)
     model = next((o.split("=", 1)[1] for o in data if o.startswith("model.name=")), model)  # renamed preset

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import BENCH, REPO, WORK, BenchError, Context, load_result, machine_info, table
+from common import BENCH, REPO, WORK, BenchError, Context, git_commit, load_result, machine_info, table
 
 sys.path.insert(0, str(REPO / "src"))  # compose configs with this checkout's code
 
@@ -54,6 +54,7 @@ def main() -> int:
                 failed.append(name)
                 continue
             result |= {"elapsed_s": time.perf_counter() - start, "quick": args.quick, "threads": args.threads,
+                       "commit": git_commit(),
                        "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
                        "load_after": os.getloadavg()[0]}
             print(f"   saved {ctx.save(name, result).relative_to(REPO)} ({result['elapsed_s']:.0f} s)", flush=True)
@@ -74,7 +75,8 @@ def render(results_dir: Path, quick: bool) -> Path:
         module = importlib.import_module(name)
         result = results[name]
         body = module.render(result) if result else "_Not run yet._"
-        when = (f"_Run {result.get('date')}, {result['elapsed_s'] / 60:.1f} min; 1-minute load average "
+        commit = f" at commit {result['commit']}" if result and result.get("commit") else ""
+        when = (f"_Run {result.get('date')}{commit}, {result['elapsed_s'] / 60:.1f} min; 1-minute load average "
                 f"{result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after (≈ "
                 f"{result['threads']}, the measured process's own threads, on a quiet machine)._\n\n"
                 if result and "elapsed_s" in result else "")
