@@ -141,7 +141,9 @@ def git_commit() -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # The harness's own outputs (results, BENCHMARKS.md) do not make the measured code dirty.
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results", ":!BENCHMARKS.md")
+    return commit + ("-dirty" if dirty else "")
 
 
 # -- Markdown -----------------------------------------------------------------------------------

@@ -52,10 +52,13 @@ def render(result: dict[str, Any]) -> str:
     if not result["training"]:
         training = "_No throughput result in this results folder: run `--only throughput efficiency`._"
     else:
+        # Without bf16 units (a bf16 matmul >10x slower than fp32) a fraction of that rate means nothing.
+        bf16_units = m["bf16"]["median_gflops"] * 10 >= m["fp32"]["median_gflops"]
         training = table(["pair", "side", "precision", "training GFLOP/s (real tokens)", "of fp32 matmul",
                           "of bf16 matmul"],
                          [[r["pair"], f"{r['side']} ({r['script']})", "bf16" if r["bf16"] else "fp32",
-                           fmt(r["gflops"]), f"{100 * r['of_fp32']:.0f}%", f"{100 * r['of_bf16']:.0f}%"]
+                           fmt(r["gflops"]), f"{100 * r['of_fp32']:.0f}%",
+                           f"{100 * r['of_bf16']:.0f}%" if bf16_units else "n/a (no bf16 units)"]
                           for r in result["training"]])
     return "\n".join([f"Threads: {m['threads']}. Training FLOPs per sequence of real length s: "
                       "**6 · N · s + 12 · L · h · s²** (N = non-embedding parameters, L = layers, h = hidden "
