@@ -2,7 +2,8 @@
 
 - No-op `dvc repro`: a throwaway `git clone` of this repository at HEAD, params.yaml set to tiny
   budgets with `model: [tiny]` and tracking off so it builds fast; one full build, then `dvc repro`
-  with nothing to do, timed (process wall), median of 5.
+  with nothing to do, timed (process wall), median of 5. Beside it, DVC's own floor on this machine:
+  the same no-op in a throwaway repo whose stages (1, and as many as ours) each copy one small file.
 - Stage start-up: each stage script in that clone under bench/probe_startup.py, timed from the
   parent's spawn to (1) the stage function's entry (Hydra config composed) and (2) its first
   input read (after the imports its work needs); the probe exits there. Median of reps.
@@ -84,8 +85,27 @@ def noop_repro(ctx: Context, clone: Path) -> dict[str, Any]:
     version = median(ctx.run(["dvc", "--version"], cwd=clone, env=env, log=logs / "version.log")
                      for _ in range(NOOP_REPS))
     built = [line for line in (logs / "build.log").read_text().splitlines() if line.startswith("Running stage")]
+    floor = {str(n): dvc_floor(ctx, n, clone.parent / f"floor-{n}") for n in sorted({1, len(built)})}
     return {"build_s": build, "noop_s": times, "noop_median_s": median(times), "reps": NOOP_REPS,
-            "dvc_version_s": version, "tasks": TASKS["quick" if ctx.quick else "full"], "stages": len(built)}
+            "dvc_version_s": version, "tasks": TASKS["quick" if ctx.quick else "full"], "stages": len(built),
+            "floor_median_s": floor}
+
+
+def dvc_floor(ctx: Context, stages: int, repo: Path) -> float:
+    """Median no-op `dvc repro` of a repo with `stages` trivial stages (`cp inN outN`), same DVC config."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "--quiet")
+    lines = ["stages:"]
+    for n in range(stages):
+        (repo / f"in{n}").write_text(f"{n}\n")
+        lines += [f"  copy{n}:", f"    cmd: cp in{n} out{n}", f"    deps: [in{n}]", f"    outs: [out{n}]"]
+    (repo / "dvc.yaml").write_text("\n".join(lines) + "\n")
+    subprocess.run(["dvc", "init", "--quiet"], cwd=repo, check=True)
+    shutil.copy(REPO / ".dvc" / "config", repo / ".dvc" / "config")
+    logs = WORK / NAME / "dvc"
+    ctx.run(["dvc", "repro"], cwd=repo, log=logs / f"floor-{stages}-build.log", record=False)
+    return median(ctx.run(["dvc", "repro"], cwd=repo, log=logs / f"floor-{stages}-noop.log", record=False)
+                  for _ in range(NOOP_REPS))
 
 
 def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
@@ -162,6 +182,8 @@ def render(result: dict[str, Any]) -> str:
                    f"{dvc['stages']} stages run)", fmt(dvc["build_s"], 1)],
                   [f"no-op `dvc repro`, median of {dvc['reps']}", f"**{dvc['noop_median_s']:.2f}**"],
                   ["no-op runs", ", ".join(f"{t:.2f}" for t in dvc["noop_s"])],
+                  *[[f"DVC's floor: no-op `dvc repro` of {n} trivial stage{'s' * (n != '1')} (`cp` one file), "
+                     "median", fmt(seconds, 2)] for n, seconds in dvc.get("floor_median_s", {}).items()],
                   ["reference: `dvc --version` (the CLI's own start-up), median", fmt(dvc["dvc_version_s"], 2)]])
     rows = [[name, f"`{s['script']}`", f"**{s['entry_s']:.2f}**", f"{s['first_input_s']:.2f}"]
             for name, s in startup["stages"].items()]
