@@ -45,6 +45,7 @@ def make_project(dest: Path, data_file: Path, **train: object) -> Path:
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=dest)
     sh("dvc", "init", "-q", cwd=dest)
+    shutil.copy(REPO / ".dvcignore", dest / ".dvcignore")  # `dvc init` writes its template over it
     sh("git", "add", "-A", cwd=dest)
     sh("git", "commit", "-qm", "project", cwd=dest)
     return dest
@@ -57,10 +58,16 @@ def project(tmp_path_factory) -> Path:
     return make_project(root / "repo", data)
 
 
+KINDS = ("download", "tokenize", "train", "evaluate", "export")
+
+
 def test_repro_builds_every_stage_then_does_nothing(project):
-    first = sh("dvc", "repro", cwd=project)
-    assert ran_stages(first.stdout) == ["download@sarcasm", "tokenize@sarcasm-tiny", "train@sarcasm-tiny",
-                                        "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+    first = ran_stages(sh("dvc", "repro", cwd=project).stdout)
+    assert [name for name in first if "@" in name] == ["download@sarcasm", "tokenize@sarcasm-tiny",
+                                                       "train@sarcasm-tiny", "evaluate@sarcasm-tiny",
+                                                       "export@sarcasm-tiny"]
+    assert sorted(name for name in first if "@" not in name) == sorted(f"code-{kind}" for kind in KINDS)
+    assert "src/finetune/training.py" in (project / "data" / "code" / "train.sha256").read_text()
     metrics = read_json(project / "metrics" / "sarcasm-tiny.json")
     assert metrics["n_eval"] == 30 and 0 <= metrics["accuracy"] <= 1
     assert (project / "exports" / "sarcasm-tiny" / "README.md").exists()
@@ -83,6 +90,17 @@ def test_changing_a_train_param_reruns_only_train_and_after(project):
     assert "download@sarcasm" not in status and "tokenize@sarcasm-tiny" not in status
     rerun = sh("dvc", "repro", cwd=project)
     assert ran_stages(rerun.stdout) == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+
+
+def test_editing_library_code_reruns_the_stages_that_run_it(project):
+    training = project / "src" / "finetune" / "training.py"
+    training.write_text(training.read_text() + "\n# an edit to the training loop\n")
+    rerun = ran_stages(sh("dvc", "repro", cwd=project).stdout)
+    assert sorted(rerun) == sorted(["code-train", "code-evaluate", "train@sarcasm-tiny", "evaluate@sarcasm-tiny",
+                                    "export@sarcasm-tiny"])
+    (project / "src" / "finetune" / "tasks" / "__pycache__").mkdir(exist_ok=True)
+    (project / "src" / "finetune" / "tasks" / "__pycache__" / "stray.pyc").write_bytes(b"bytecode")
+    assert ran_stages(sh("dvc", "repro", cwd=project).stdout) == []  # bytecode is not code
 
 
 def test_editing_a_task_config_file_reruns_that_task(project):
