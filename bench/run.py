@@ -145,7 +145,7 @@ def render_checks(results: dict) -> str:
         worst = min(pr["families"].items(), key=lambda item: item[1]["delta_pt"])
         kept = ", ".join(family for family, r in pr["families"].items() if r["keeps_fp32"]) or "none"
         rows.append(["bf16 quality by task family (a drop > 1 pt keeps fp32 for that family)",
-                     f"largest Δ {worst[1]['delta_pt']:+.2f} pt ({worst[0]}); fp32 kept for: {kept}",
+                     f"smallest Δ (bf16 − fp32) {worst[1]['delta_pt']:+.2f} pt ({worst[0]}); fp32 kept for: {kept}",
                      "pass" if kept == "none" else "fp32 kept"])
     if not rows:
         return "## Checks (issue 5)\n\n_Not run yet._"
