@@ -42,7 +42,7 @@ data: {{max_train_samples: 64, max_eval_samples: 64}}
 train: {{num_train_epochs: 1}}
 tracking: {{enabled: false}}
 """
-TASKS = {"full": "sentiment, sarcasm, ner, qa", "quick": "sarcasm"}  # full: the default DAG, 4 tasks (25 stages with code-*)
+TASKS = {"full": "sentiment, sarcasm, ner, qa", "quick": "sarcasm"}  # full: the default DAG (25 stages)
 
 
 def run(ctx: Context) -> dict[str, Any]:
