@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pipeline
-from common import WORK, Context, commands_block, fmt, load_result, median, table
+from common import WORK, Context, commands_block, fmt, has_bf16_units, load_result, median, table
 
 NAME = "ablation"
 TITLE = "6. Fast-path ablations (one switch flipped at a time)"
@@ -80,11 +80,9 @@ def not_worth_running(ctx: Context) -> dict[str, str]:
     """Variants skipped on this machine, with the reason: forced bf16 where a bf16 matmul runs more
     than 10x slower than fp32 (no bf16 units; comparison 2 measured it in this run)."""
     matmul = (load_result(ctx.results_dir, "efficiency") or {}).get("matmul")
-    if not matmul:
+    if not matmul or has_bf16_units(matmul):
         return {}
     fp32, bf16 = matmul["fp32"]["median_gflops"], matmul["bf16"]["median_gflops"]
-    if bf16 * 10 >= fp32:
-        return {}
     return {BF16: f"not run: bf16 matmul {bf16:.1f} GFLOP/s vs fp32 {fp32:.0f} here (comparison 2), so a bf16 "
                   f"step would take ~{fp32 / bf16:.0f}x as long; `bf16: auto` = fp32 on this CPU"}
 

@@ -31,12 +31,12 @@ MATMULS = {aten.mm.default, aten.addmm.default, aten.bmm.default, aten.baddbmm.d
 BF16 = torch.bfloat16
 
 
-def _up(value: Any) -> Any:
-    return value.float() if isinstance(value, torch.Tensor) and value.dtype == BF16 else value
-
-
 def _is_bf16(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.dtype == BF16
+
+
+def _up(value: Any) -> Any:
+    return value.float() if _is_bf16(value) else value
 
 
 def _scores(q: torch.Tensor, k: torch.Tensor, is_causal: bool, attn_mask: torch.Tensor | None,

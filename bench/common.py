@@ -36,6 +36,12 @@ def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
 
+def has_bf16_units(matmul: dict[str, Any]) -> bool:
+    """Whether comparison 2's matmul result shows bf16 hardware: without it (no AVX-512 BF16 or AMX)
+    a bf16 matmul runs more than 10x slower than fp32, through a scalar fallback."""
+    return matmul["bf16"]["median_gflops"] * 10 >= matmul["fp32"]["median_gflops"]
+
+
 def data_dir() -> Path:
     """The data mirror, resolved like conf/data/default.yaml does (FINETUNE_DATA_DIR wins)."""
     return Path(os.environ.get("FINETUNE_DATA_DIR") or REPO.parent / "shared" / "data").resolve()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, load_result, table
+from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, has_bf16_units, load_result, table
 
 NAME = "efficiency"
 TITLE = "2. Efficiency against the machine (matmul ceiling)"
@@ -52,8 +52,7 @@ def render(result: dict[str, Any]) -> str:
     if not result["training"]:
         training = "_No throughput result in this results folder: run `--only throughput efficiency`._"
     else:
-        # Without bf16 units (a bf16 matmul >10x slower than fp32) a fraction of that rate means nothing.
-        bf16_units = m["bf16"]["median_gflops"] * 10 >= m["fp32"]["median_gflops"]
+        bf16_units = has_bf16_units(m)  # without them a fraction of the bf16 rate means nothing
         training = table(["pair", "side", "precision", "training GFLOP/s (real tokens)", "of fp32 matmul",
                           "of bf16 matmul"],
                          [[r["pair"], f"{r['side']} ({r['script']})", "bf16" if r["bf16"] else "fp32",

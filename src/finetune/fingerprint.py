@@ -2,7 +2,7 @@
 
 DVC checks every dependency of every stage on each `dvc repro`. Listing the ~12 library files and
 config folders a stage kind runs under each of its (task, model) stages made a no-op repro of the
-default matrix cost ~0.75 s more than the same DAG with one dependency in their place. So each
+default matrix take 2.16 s instead of 1.67 s (bench/overhead.py, BENCHMARKS.md). So each
 stage kind has one `code-<kind>` stage that depends on that code and writes a sha256sum-style
 listing of it; the (task, model) stages depend on the listing. Invalidation stays exact: an edit
 changes the listing, which re-runs that kind's stages and nothing else.
