@@ -1,9 +1,11 @@
 """Comparison 3: what the pipeline costs around the work.
 
-- No-op `dvc repro`: a throwaway `git clone` of this repository at HEAD, params.yaml set to tiny
-  budgets with `model: [tiny]` and tracking off so it builds fast; one full build, then `dvc repro`
-  with nothing to do, timed (process wall), median of 5. Beside it, DVC's own floor on this machine:
-  the same no-op in a throwaway repo whose stages (1, and as many as ours) each copy one small file.
+- No-op `dvc repro`: a throwaway `git clone` of this repository at HEAD, params.yaml keeping the
+  default matrix (so the DAG and dvc.lock are the ones users run) with tiny budgets and tracking
+  off so it builds fast; one full build, then `dvc repro` with nothing to do, timed (process wall),
+  median of NOOP_REPS (the machine's speed drifts by ±10% from minute to minute). Beside it, DVC's
+  own floor on this machine: the same no-op in a throwaway repo whose stages (1, and as many as
+  ours) each copy one small file.
 - Stage start-up: each stage script in that clone under bench/probe_startup.py, timed from the
   parent's spawn to (1) the stage function's entry (Hydra config composed) and (2) its first
   input read (after the imports its work needs); the probe exits there. Median of reps.
@@ -27,22 +29,23 @@ from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_bloc
 
 NAME = "overhead"
 TITLE = "3. Pipeline overhead"
-NOOP_REPS = 5
-PROBES = {"download": ["download.py"], "tokenize": ["tokenize_data.py", "model=tiny"],
-          "train": ["train.py", "model=tiny"], "evaluate": ["evaluate_model.py", "model=tiny"],
-          "export": ["export.py", "model=tiny"]}
+NOOP_REPS = 9
+MODEL = "minilm"  # the default matrix's model
+PROBES = {"download": ["download.py"], "tokenize": ["tokenize_data.py", f"model={MODEL}"],
+          "train": ["train.py", f"model={MODEL}"], "evaluate": ["evaluate_model.py", f"model={MODEL}"],
+          "export": ["export.py", f"model={MODEL}"]}
 REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
               "from transformers import Trainer": "from transformers import Trainer"}
 CLONE_PARAMS = """\
 # bench/overhead.py: tiny budgets so that the throwaway clone builds fast.
 matrix:
   task: [{tasks}]
-  model: [tiny]
+  model: [{model}]
 data: {{max_train_samples: 64, max_eval_samples: 64}}
 train: {{num_train_epochs: 1}}
 tracking: {{enabled: false}}
 """
-TASKS = {"full": "sentiment, sarcasm, ner, qa", "quick": "sarcasm"}  # full: the default DAG (25 stages)
+TASKS = {"full": "sentiment, sarcasm, ner, qa", "quick": "sarcasm"}  # full: the default DAG (21 stages)
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -63,7 +66,7 @@ def make_clone(clone: Path, tasks: str) -> Path:
         print(f"[{NAME}] note: uncommitted changes are not in the clone (it is HEAD {head[:8]})", flush=True)
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
     git(clone, "checkout", "--quiet", head)
-    (clone / "params.yaml").write_text(CLONE_PARAMS.format(tasks=tasks))
+    (clone / "params.yaml").write_text(CLONE_PARAMS.format(tasks=tasks, model=MODEL))
     return clone
 
 
@@ -74,7 +77,7 @@ def git(repo: Path, *args: str) -> str:
 def noop_repro(ctx: Context, clone: Path) -> dict[str, Any]:
     env = ctx.env(PYTHONPATH=str(clone / "src"))
     logs = WORK / NAME / "dvc"
-    print(f"[{NAME}] first dvc repro in a clone (model=tiny)", flush=True)
+    print(f"[{NAME}] first dvc repro in a clone (model={MODEL}, tiny budgets)", flush=True)
     build = ctx.run(["dvc", "repro"], cwd=clone, env=env, log=logs / "build.log")
     times = []
     for rep in range(NOOP_REPS):
@@ -178,7 +181,7 @@ def stage_vs_bare(ctx: Context) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     dvc, startup, svb = result["dvc"], result["startup"], result["stage_vs_bare"]
     noop = table(["", "seconds"],
-                 [["first `dvc repro` (whole DAG, model=tiny, tiny budgets; "
+                 [[f"first `dvc repro` (whole DAG, model={MODEL}, tiny budgets; "
                    f"{dvc['stages']} stages run)", fmt(dvc["build_s"], 1)],
                   [f"no-op `dvc repro`, median of {dvc['reps']}", f"**{dvc['noop_median_s']:.2f}**"],
                   ["no-op runs", ", ".join(f"{t:.2f}" for t in dvc["noop_s"])],
@@ -201,9 +204,9 @@ def render(result: dict[str, Any]) -> str:
                      ""]])
     return "\n".join([
         f"**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: tasks [{dvc['tasks']}], "
-        "`model: [tiny]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop, "",
-        f"**Stage start-up** (task `{startup.get('task')}`, model `tiny`, median of {startup['reps']}), measured "
-        "by bench/probe_startup.py from the parent's "
+        f"`model: [{MODEL}]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop,
+        "", f"**Stage start-up** (task `{startup.get('task')}`, model `{MODEL}`, median of {startup['reps']}), "
+        "measured by bench/probe_startup.py from the parent's "
         "spawn: *to stage function* = interpreter start, `finetune.config`, Hydra composition of conf/ + "
         "params.yaml + overrides, up to the first line of the stage function; *to first input read* = "
         "additionally whatever the stage function imports before it opens its first input (for train: torch "

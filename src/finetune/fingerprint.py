@@ -1,17 +1,23 @@
-"""Code fingerprints: `python -m finetune.fingerprint <stage>` for the `code-*` stages of dvc.yaml.
+"""Code fingerprints: `python -m finetune.fingerprint`, the `code` stage of dvc.yaml.
 
-DVC checks every dependency of every stage on each `dvc repro`. Listing the ~12 library files and
-config folders a stage kind runs under each of its (task, model) stages made a no-op repro of the
-default matrix take 2.16 s instead of 1.67 s (bench/overhead.py, BENCHMARKS.md). So each
-stage kind has one `code-<kind>` stage that depends on that code and writes a sha256sum-style
-listing of it; the (task, model) stages depend on the listing. Invalidation stays exact: an edit
-changes the listing, which re-runs that kind's stages and nothing else.
+DVC checks every dependency of every stage on each `dvc repro`, and each stage costs it a lock
+round trip. Listing the ~12 library files and config folders a stage kind runs under each of its
+(task, model) stages made a no-op repro of the default matrix take 2.16 s; one `code-<kind>` stage
+per kind brought it to 1.67 s, and this single stage to 1.4x s (bench/overhead.py, BENCHMARKS.md).
 
-The file list is read from the stage's own `deps` in dvc.yaml, so it is written down once.
+The `code` stage depends on the code and config folders as a whole and writes, for each stage kind,
+a sha256sum-style listing of exactly what that kind runs to `data/code/<kind>.sha256`; the kind's
+(task, model) stages depend on their listing. Invalidation stays exact: an edit re-runs `code`
+(under a second), and then only the kinds whose listing changed.
+
+What a kind runs is derived, not hand-kept: its stage script, every `finetune` module the script
+imports, followed through imports at any depth (function-level imports included), and the shared
+config it composes (KINDS).
 """
 
 from __future__ import annotations
 
+import ast
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,8 +27,69 @@ import yaml
 from finetune.errors import FinetuneError
 from finetune.io import atomic_file, sha256_file
 
+STAGE = "code"
+PACKAGE = "finetune"
+SOURCE = "src"  # where PACKAGE lives, relative to the project root
 
-def code_files(paths: Iterable[str], root: Path) -> Iterator[str]:
+# Each stage kind: its script, then the shared config it composes. Its conf/task and conf/model
+# files are per-pair dependencies in dvc.yaml.
+KINDS: dict[str, tuple[str, ...]] = {
+    "download": ("stages/download.py", "conf/config.yaml", "conf/data"),
+    "tokenize": ("stages/tokenize_data.py", "conf/config.yaml", "conf/data"),
+    "train": ("stages/train.py", "conf/config.yaml", "conf/train", "conf/tracking"),
+    "evaluate": ("stages/evaluate_model.py", "conf/config.yaml"),
+    "export": ("stages/export.py", "conf/config.yaml", "conf/export"),
+}
+# Packages that import their modules by name at run time (invisible to the import scan): reaching
+# the package brings in all of its modules.
+IMPORTED_BY_NAME = ("finetune.tasks",)  # the task families, chosen by conf/task's `family`
+
+
+def module_path(name: str, root: Path) -> Path | None:
+    """The source file of module `name` of PACKAGE under `root`, or None if it is not one."""
+    if name != PACKAGE and not name.startswith(f"{PACKAGE}."):
+        return None
+    base = root / SOURCE / Path(*name.split("."))
+    for path in (base / "__init__.py", base.with_suffix(".py")):
+        if path.is_file():
+            return path
+    return None
+
+
+def imported_names(path: Path, root: Path) -> Iterator[str]:
+    """Every module name `path` imports, anywhere in its body; `from a import b` yields a and a.b."""
+    package = ".".join(path.relative_to(root / SOURCE).parent.parts) if path.is_relative_to(root / SOURCE) else ""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: resolved against the importing module's package
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(part for part in [*anchor, module] if part)
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def python_files(script: str, root: Path) -> list[str]:
+    """`script` and the PACKAGE modules it runs, including each imported module's parent packages."""
+    todo, seen = [root / script], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        names = set(imported_names(path, root))
+        for name in list(names):
+            parts = name.split(".")
+            names.update(".".join(parts[:n]) for n in range(1, len(parts)))  # importing a.b runs a
+            if name in IMPORTED_BY_NAME and (package := module_path(name, root)):
+                names.update(f"{name}.{module.stem}" for module in package.parent.glob("*.py"))
+        todo.extend(found for name in names if (found := module_path(name, root)))
+    return sorted(path.relative_to(root).as_posix() for path in seen)
+
+
+def files_under(paths: Iterable[str], root: Path) -> Iterator[str]:
     """The files under `paths` (relative to `root`), folders walked in sorted order, bytecode left out."""
     for path in paths:
         full = root / path
@@ -34,31 +101,54 @@ def code_files(paths: Iterable[str], root: Path) -> Iterator[str]:
                 if file.is_file() and file.suffix != ".pyc" and "__pycache__" not in relative.parts:
                     yield relative.as_posix()
         else:
-            raise FinetuneError(f"{root / 'dvc.yaml'}: dependency {path!r} does not exist")
+            raise FinetuneError(f"{full} does not exist (named in finetune.fingerprint.KINDS)")
 
 
-def listing(paths: Iterable[str], root: Path) -> str:
-    """`sha256sum` output for the files under `paths`: changes exactly when one of them does."""
-    return "".join(f"{sha256_file(root / file)}  {file}\n" for file in code_files(paths, root))
+def kind_files(kind: str, root: Path = Path(".")) -> list[str]:
+    """Everything stage kind `kind` runs: its script's Python files, then its shared config files."""
+    script, *config = KINDS[kind]
+    if not (root / script).is_file():
+        raise FinetuneError(f"{root / script} does not exist (the script of stage kind {kind!r})")
+    return [*python_files(script, root), *files_under(config, root)]
 
 
-def write_fingerprint(stage: str, root: Path = Path(".")) -> Path:
-    """Write the listing of `stage`'s deps to its single output, as dvc.yaml declares them."""
+def listing(files: Iterable[str], root: Path) -> str:
+    """`sha256sum` output for `files`: it changes exactly when one of them does."""
+    return "".join(f"{sha256_file(root / file)}  {file}\n" for file in files)
+
+
+def write_fingerprints(root: Path = Path(".")) -> dict[str, Path]:
+    """Write every kind's listing into the `code` stage's output folder, as dvc.yaml declares it.
+
+    Each listed file must lie under one of the stage's deps, or DVC would not re-run the stage
+    when it changes: that is an error naming dvc.yaml and the file.
+    """
     dvcfile = root / "dvc.yaml"
-    spec = (yaml.safe_load(dvcfile.read_text()).get("stages") or {}).get(stage)
-    if not spec or not spec.get("deps") or len(spec.get("outs") or []) != 1:
-        raise FinetuneError(f"{dvcfile}: stage {stage!r} must exist with deps and exactly one output")
-    out = spec["outs"][0]
-    target = root / (next(iter(out)) if isinstance(out, dict) else out)
-    with atomic_file(target) as handle:
-        handle.write(listing(spec["deps"], root))
-    return target
+    if not dvcfile.is_file():
+        raise FinetuneError(f"{dvcfile.resolve()} not found: run from the project root")
+    spec = (yaml.safe_load(dvcfile.read_text()).get("stages") or {}).get(STAGE) or {}
+    outs, deps = spec.get("outs") or [], spec.get("deps") or []
+    if len(outs) != 1 or not deps:
+        raise FinetuneError(f"{dvcfile}: stage {STAGE!r} must exist with deps and exactly one output folder")
+    out = root / (next(iter(outs[0])) if isinstance(outs[0], dict) else outs[0])
+    files = {kind: kind_files(kind, root) for kind in KINDS}
+    for kind, names in files.items():
+        for name in names:
+            if not any(name == dep or name.startswith(dep.rstrip("/") + "/") for dep in deps):
+                raise FinetuneError(f"{dvcfile}: stage {STAGE!r} does not depend on {name} (run by {kind}); "
+                                    "add it or a folder above it to the stage's deps")
+    written = {}
+    for kind, names in files.items():
+        with atomic_file(out / f"{kind}.sha256") as handle:
+            handle.write(listing(names, root))
+        written[kind] = out / f"{kind}.sha256"
+    return written
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m finetune.fingerprint <dvc.yaml stage name, e.g. code-train>")
+    if len(sys.argv) != 1:
+        sys.exit("usage: python -m finetune.fingerprint  (run from the project root; dvc repro runs it)")
     try:
-        write_fingerprint(sys.argv[1])
+        write_fingerprints()
     except FinetuneError as error:
         sys.exit(f"error: {error}")
