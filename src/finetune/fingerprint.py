@@ -1,9 +1,10 @@
 """Code fingerprints: `python -m finetune.fingerprint`, the `code` stage of dvc.yaml.
 
-DVC checks every dependency of every stage on each `dvc repro`, and each stage costs it a lock
-round trip. Listing the ~12 library files and config folders a stage kind runs under each of its
-(task, model) stages made a no-op repro of the default matrix take 2.16 s; one `code-<kind>` stage
-per kind brought it to 1.67 s, and this single stage to 1.4x s (bench/overhead.py, BENCHMARKS.md).
+DVC checks every dependency of every stage on each `dvc repro`, and each stage costs it ~8
+read-write-lock file edits. Listing the ~12 library files and config folders a stage kind runs
+under each of its (task, model) stages made a no-op repro of the default matrix take 2.16 s; one
+`code-<kind>` stage per kind brought it to 1.67 s; one `code` stage for all kinds takes off a
+further ~0.19 s (1.55 -> 1.36 s, interleaved runs on one machine; see BENCHMARKS.md).
 
 The `code` stage depends on the code and config folders as a whole and writes, for each stage kind,
 a sha256sum-style listing of exactly what that kind runs to `data/code/<kind>.sha256`; the kind's
