@@ -38,6 +38,7 @@ def make_project(root: Path) -> Path:
         "src/finetune/export.py": "",
         "stages/run.py": "def main():\n    from finetune.pipeline.run import run\n",
         "stages/export.py": "from finetune import export\n",
+        "stages/one_family.py": "import finetune.families.alpha\n",
         "conf/config.yaml": "a: 1\n",
         "conf/train/default.yaml": "b: 2\n",
         "conf/train/__pycache__/stray.pyc": "bytecode",
@@ -69,6 +70,9 @@ def test_python_files_follow_every_import_a_script_can_run(toy):
     ]
     assert python_files("stages/export.py", toy) == ["src/finetune/__init__.py", "src/finetune/export.py",
                                                      "stages/export.py"]  # `from finetune import export`
+    write(toy, {"src/finetune/families/beta.py": ""})
+    assert {"src/finetune/families/__init__.py", "src/finetune/families/beta.py"} <= set(
+        python_files("stages/one_family.py", toy))  # importing one module of the package runs its registry
 
 
 def test_kind_files_add_shared_config_without_bytecode(toy):

@@ -81,11 +81,10 @@ def python_files(script: str, root: Path) -> list[str]:
             continue
         seen.add(path)
         names = set(imported_names(path, root))
-        for name in list(names):
-            parts = name.split(".")
-            names.update(".".join(parts[:n]) for n in range(1, len(parts)))  # importing a.b runs a
-            if name in IMPORTED_BY_NAME and (package := module_path(name, root)):
-                names.update(f"{name}.{module.stem}" for module in package.parent.glob("*.py"))
+        names |= {name.rsplit(".", n)[0] for name in names for n in range(1, name.count(".") + 1)}  # a.b runs a
+        for package in IMPORTED_BY_NAME:
+            if package in names and (init := module_path(package, root)):
+                names |= {f"{package}.{module.stem}" for module in init.parent.glob("*.py")}
         todo.extend(found for name in names if (found := module_path(name, root)))
     return sorted(path.relative_to(root).as_posix() for path in seen)
 
