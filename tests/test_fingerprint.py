@@ -114,8 +114,8 @@ def test_a_file_outside_the_stage_deps_or_a_missing_stage_is_named(toy):
     (toy / "dvc.yaml").write_text(yaml.safe_dump({"stages": {}}))
     with pytest.raises(FinetuneError, match=r"dvc.yaml: stage 'code' must exist"):
         write_fingerprints(toy)
-    (toy / "dvc.yaml").write_text(yaml.safe_dump(stage | {"stages": {"code": stage["stages"]["code"] | {
-        "deps": ["stages", "src/finetune", "conf"]}}}))
+    stage["stages"]["code"]["deps"] = ["stages", "src/finetune", "conf"]
+    (toy / "dvc.yaml").write_text(yaml.safe_dump(stage))
     (toy / "stages" / "export.py").unlink()
     with pytest.raises(FinetuneError, match=r"stages/export.py does not exist \(the script of stage kind 'export'\)"):
         write_fingerprints(toy)

@@ -1,10 +1,11 @@
 """Code fingerprints: `python -m finetune.fingerprint`, the `code` stage of dvc.yaml.
 
 DVC checks every dependency of every stage on each `dvc repro`, and each stage costs it ~8
-read-write-lock file edits. Listing the ~12 library files and config folders a stage kind runs
-under each of its (task, model) stages made a no-op repro of the default matrix take 2.16 s; one
-`code-<kind>` stage per kind brought it to 1.67 s; one `code` stage for all kinds takes off a
-further ~0.19 s (1.55 -> 1.36 s, interleaved runs on one machine; see BENCHMARKS.md).
+read-write-lock acquisitions (two file rewrites each). Listing the ~12 library files and config
+folders a stage kind runs under each of its (task, model) stages made a no-op repro of the default
+matrix take 2.16 s; one `code-<kind>` stage per kind brought it to 1.67 s; one `code` stage for all
+kinds takes off a further ~0.19 s (1.55 -> 1.36 s, interleaved runs on one machine; see
+bench/README.md).
 
 The `code` stage depends on the code and config folders as a whole and writes, for each stage kind,
 a sha256sum-style listing of exactly what that kind runs to `data/code/<kind>.sha256`; the kind's
@@ -66,8 +67,8 @@ def imported_names(path: Path, root: Path) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:  # relative: resolved against the importing module's package
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join(part for part in [*anchor, module] if part)
+                anchor = package.rsplit(".", node.level - 1)[0]
+                module = f"{anchor}.{module}" if module else anchor
             yield module
             yield from (f"{module}.{alias.name}" for alias in node.names)
 
@@ -134,7 +135,7 @@ def write_fingerprints(root: Path = Path(".")) -> dict[str, Path]:
     files = {kind: kind_files(kind, root) for kind in KINDS}
     for kind, names in files.items():
         for name in names:
-            if not any(name == dep or name.startswith(dep.rstrip("/") + "/") for dep in deps):
+            if not any(Path(name).is_relative_to(dep) for dep in deps):
                 raise FinetuneError(f"{dvcfile}: stage {STAGE!r} does not depend on {name} (run by {kind}); "
                                     "add it or a folder above it to the stage's deps")
     written = {}
