@@ -53,12 +53,15 @@ def test_stage_outputs(trained):
     assert metrics["n_eval"] == 40 and set(metrics["per_class"]) == {"not_sarcastic", "sarcastic"}
     assert metrics["accuracy"] >= 0.9, "one marker word decides the label: a tiny model learns it"
     lines = (Path(cfg.paths.predictions) / "predictions.jsonl").read_text().splitlines()
-    assert len(lines) == 40 and set(json.loads(lines[0])) == {"id", "label", "prediction", "score"}
+    assert len(lines) == 40 and set(json.loads(lines[0])) == {"id", "gold", "label", "score", "probabilities"}
     assert (Path(cfg.paths.plots) / "eval" / "confusion_matrix.png").exists()
     assert (Path(cfg.paths.plots) / "train" / "learning_curves.png").exists()
     card = (Path(cfg.paths.export) / "README.md").read_text()
     assert "## Evaluation on `validation` (40 examples)" in card and manifest["data_sha256"] in card
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in Path(cfg.paths.export).iterdir()}
+    exported = {p.name for p in Path(cfg.paths.export).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "finetune.json", "model.onnx",
+            "model.int8.onnx"} <= exported
+    assert not [name for name in exported if name.endswith((".bin", ".pt", ".pkl"))], "safetensors only"
     assert not (Path(cfg.paths.export) / "run.json").exists()
 
 
@@ -96,7 +99,11 @@ def test_mlflow_run_has_params_metrics_tags_artifacts(trained):
     assert len(client.get_metric_history(run_id, "learning_rate")) == len(loss)
     assert run.data.metrics["validation_accuracy"] == read_json(cfg.paths.metrics)["accuracy"]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config", "metrics", "predictions", "eval", "train", "model"} <= artifacts
+    assert {"config", "metrics", "predictions", "eval", "train"} <= artifacts
+    [version] = client.search_model_versions("name='sarcasm-tiny'")
+    assert version.run_id == run_id, "the registered version links to the run that trained it"
+    assert client.get_model_version_by_alias("sarcasm-tiny", "champion").version == version.version
+    assert version.tags["promotion"] == "promoted" and version.tags["eval_split"] == "validation"
     nested = {a.path for a in client.list_artifacts(run_id, "eval")}
     assert "eval/confusion_matrix.png" in nested
     assert mlflow.active_run() is None

@@ -39,8 +39,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "download": ("stages/download.py", "conf/config.yaml", "conf/data"),
     "tokenize": ("stages/tokenize_data.py", "conf/config.yaml", "conf/data"),
     "train": ("stages/train.py", "conf/config.yaml", "conf/train", "conf/tracking"),
-    "evaluate": ("stages/evaluate_model.py", "conf/config.yaml"),
-    "export": ("stages/export.py", "conf/config.yaml", "conf/export"),
+    "evaluate": ("stages/evaluate_model.py", "conf/config.yaml", "conf/train", "conf/tracking"),
+    "export": ("stages/export.py", "conf/config.yaml", "conf/export", "conf/tracking"),
 }
 # Packages that import their modules by name at run time (invisible to the import scan): reaching
 # the package brings in all of its modules.

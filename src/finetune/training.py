@@ -108,6 +108,18 @@ class LengthGroupedBuckets:
         return iter(length_grouped_order(self.lengths, self.batch_size, self.bucket_batches, generator))
 
 
+def eval_batch_size(train_cfg: DictConfig, max_length: int | None) -> int:
+    """`per_device_eval_batch_size`, capped so a full-length batch holds <= `max_batch_tokens` tokens."""
+    batch = int(train_cfg.get("per_device_eval_batch_size") or 8)
+    budget = train_cfg.get("max_batch_tokens")
+    return max(1, min(batch, int(budget) // int(max_length))) if budget and max_length else batch
+
+
+def precision_setting(bf16: Any) -> str:
+    """`train.bf16` (auto / true / false) as an inference precision (auto / bf16 / fp32)."""
+    return "auto" if bf16 == "auto" else ("bf16" if bf16 else "fp32")
+
+
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
                        has_eval: bool = True, max_length: int | None = None) -> Any:
     """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved).
@@ -125,9 +137,7 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
     if micro < batch:
         values["per_device_train_batch_size"] = micro
         values["gradient_accumulation_steps"] = int(values.get("gradient_accumulation_steps", 1)) * (batch // micro)
-    if budget and max_length:
-        eval_batch = int(values.get("per_device_eval_batch_size", 8))
-        values["per_device_eval_batch_size"] = max(1, min(eval_batch, budget // max_length))
+    values["per_device_eval_batch_size"] = eval_batch_size(train_cfg, max_length)
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     unknown = sorted(set(values) - fields)
     if unknown:

@@ -1,9 +1,13 @@
-"""Stage evaluate: score the trained model on `data.eval_split`: metrics, predictions, plots."""
+"""Stage evaluate: score the trained model on `data.eval_split`: metrics, predictions, plots.
+
+The model runs through finetune.inference and its outputs are decoded by the family's `decode`,
+exactly as `finetune-predict` and the served model do; only the scoring against gold is extra.
+"""
 
 from __future__ import annotations
 
 import logging
-import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,10 @@ log = logging.getLogger("finetune")
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import transformers
 
+    from finetune.inference import TorchBackend, output_names, resolve_bf16, run_model
     from finetune.metrics import scalar_metrics
     from finetune.models import load_tokenizer
-    from finetune.training import make_trainer, pad_multiple, training_arguments
+    from finetune.training import eval_batch_size, precision_setting
 
     model_dir = require(cfg.paths.model, "train", cfg)
     examples, features, labels, _ = load_tokenized(cfg)
@@ -33,20 +38,23 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                             f"(splits: {', '.join(features)})")
     family = get_family(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir))
-    scratch = Path(cfg.paths.checkpoints) / "evaluate"
-    args = training_arguments(cfg.train, scratch, family.primary_metric, has_eval=False,
-                              max_length=cfg.data.max_length)
-    trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
-                           collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
-                           train_dataset=None, eval_dataset=None, compute_metrics=None, callbacks=[])
-    output = trainer.predict(features[split], metric_key_prefix=split)
-    predictions = family.postprocess(examples[split], features[split], output.predictions, labels)
-    metrics = family.metrics(examples[split], predictions, labels)
-    metrics.update(split=split, task=cfg.task.name, model=cfg.model.name,
-                   eval_runtime=output.metrics.get(f"{split}_runtime"))
+    model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir), use_safetensors=True)
+    if cfg.train.torch_threads:
+        import torch
+
+        torch.set_num_threads(int(cfg.train.torch_threads))
+    backend = TorchBackend(model, output_names(family), bf16=resolve_bf16(precision_setting(cfg.train.bf16)))
+    started = time.perf_counter()
+    outputs = run_model(backend, features[split], pad_id=tokenizer.pad_token_id or 0,
+                        batch_size=eval_batch_size(cfg.train, cfg.data.max_length),
+                        token_outputs=family.token_outputs, progress=True)
+    predictions = family.decode(examples[split], features[split], outputs, labels)
+    runtime = time.perf_counter() - started
+    metrics = family.score(examples[split], predictions, labels)
+    metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
+                   bf16=backend.bf16)
     with atomic_dir(cfg.paths.predictions) as out:
-        written = family.write_predictions(predictions, out)
+        written = family.write_predictions(examples[split], predictions, out)
     with atomic_dir(Path(cfg.paths.plots) / "eval") as out:
         drawn = family.plots(examples[split], predictions, metrics, labels, out)
     write_json(cfg.paths.metrics, metrics)
@@ -56,7 +64,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             tracking.log_artifacts([Path(cfg.paths.metrics)], "metrics")
             tracking.log_artifacts([Path(cfg.paths.predictions) / p.name for p in written], "predictions")
             tracking.log_artifacts([Path(cfg.paths.plots) / "eval" / p.name for p in drawn], "eval")
-    shutil.rmtree(scratch, ignore_errors=True)
     log.info("evaluated %s on %s: %s=%.4f", cfg.paths.pair, split, family.primary_metric,
              metrics[family.primary_metric])
     return metrics

@@ -1,28 +1,54 @@
-"""Stage export: a self-contained model folder with tokenizer and model card; logged to MLflow."""
+"""Stage export: the self-contained model folder; logged to MLflow as a model, registered, gated."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
 from finetune import tracking
+from finetune.errors import FinetuneError
 from finetune.io import read_json
-from finetune.pipeline.common import MANIFEST, require
+from finetune.pipeline.common import load_tokenized, require
+from finetune.tasks import get_family
+
+log = logging.getLogger("finetune")
 
 
-def export(cfg: DictConfig) -> Path:
+def export(cfg: DictConfig) -> dict[str, Any]:
     from finetune.export import write_export
 
     model_dir = require(cfg.paths.model, "train", cfg)
     metrics = read_json(require(cfg.paths.metrics, "evaluate", cfg))
-    manifest = read_json(require(Path(cfg.paths.tokenized) / MANIFEST, "tokenize", cfg))
-    out = write_export(cfg, model_dir, metrics, manifest)
+    examples, features, labels, manifest = load_tokenized(cfg)
+    split = metrics.get("split")
+    if split not in features:
+        raise FinetuneError(f"{cfg.paths.metrics} was scored on split '{split}', which "
+                            f"{cfg.paths.tokenized} does not have (splits: {', '.join(features)})")
+    family = get_family(cfg)
+    spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]), labels)
+    out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
             import mlflow
 
+            from finetune.export import registry
+
             mlflow.set_tag("exported_to", str(out))
+            if spec["onnx"]:
+                tracking.log_metrics({"onnx_max_abs_delta": spec["onnx"]["max_abs_delta"]} | (
+                    {f"onnx_int8_{split}_{family.primary_metric}": spec["onnx"]["int8"][family.primary_metric]}
+                    if "int8" in spec["onnx"] else {}))
             if cfg.tracking.log_model:
-                tracking.log_artifacts([out], "model")
-    return out
+                info = registry.log_model(out, cfg.paths.pair, family.input_fields)
+                spec["registry"] = registry.promote(
+                    cfg.paths.pair, info.registered_model_version, family.primary_metric,
+                    float(metrics[family.primary_metric]), split, family.greater_is_better,
+                    str(cfg.export.promotion))
+                decision = spec["registry"]
+                print(f"registry: {cfg.paths.pair} v{decision['version']} "
+                      f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: "
+                      f"{decision['reason']}")
+    return spec

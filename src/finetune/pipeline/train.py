@@ -49,8 +49,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
         val_examples, val_features = examples["validation"], features["validation"]
-        predicted = family.postprocess(val_examples, val_features, prediction.predictions, labels)
-        return scalar_metrics(family.metrics(val_examples, predicted, labels))
+        predicted = family.decode(val_examples, val_features, prediction.predictions, labels)
+        return scalar_metrics(family.score(val_examples, predicted, labels))
 
     history = history_callback(log_to_mlflow=bool(cfg.tracking.enabled))
     callbacks = [history]

@@ -11,12 +11,13 @@ import numpy as np
 from finetune import metrics as metric_fns
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.errors import DataError, FinetuneError
-from finetune.tasks.base import Prediction, TaskFamily, logits_of
+from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, softmax
 
 
 class Family(TaskFamily):
     name = "classification"
     auto_model = "AutoModelForSequenceClassification"
+    pipeline_tag = "text-classification"
     primary_metric = "accuracy"
 
     # -- data -------------------------------------------------------------------------------
@@ -73,9 +74,14 @@ class Family(TaskFamily):
                                 field=self.cfg.data.label_column)
         return examples
 
+    def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+        return [{"id": str(record.get("id", row)), "text": require_text(record, "text", source, row)}
+                for row, record in enumerate(records, start=1)]
+
     # -- model ------------------------------------------------------------------------------
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
-        max_length = int(self.cfg.data.max_length)
+        max_length = int(self.settings.max_length)
+        gold = "label" in examples.column_names
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             # Encode in full first to count truncation, then re-encode only the long texts.
@@ -86,15 +92,15 @@ class Family(TaskFamily):
                 for key in encoded:
                     for j, i in enumerate(long):
                         encoded[key][i] = cut[key][j]
-            encoded["labels"] = batch["label"]
+            if gold:
+                encoded["labels"] = batch["label"]
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             truncated = set(long)
             encoded["truncated"] = [i in truncated for i in range(len(batch["text"]))]
             return encoded
 
-        features = self.map_batches(examples, encode, ["text", "label"])
+        features = self.map_batches(examples, encode, [c for c in ("text", "label") if c in examples.column_names])
         truncated = int(sum(features["truncated"]))
-        features = features.remove_columns("truncated")
         return features, {"examples": len(examples), "features": len(features), "truncated": truncated,
                           "tokens": int(sum(features["length"]))}
 
@@ -103,31 +109,34 @@ class Family(TaskFamily):
 
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def postprocess(self, examples: Any, features: Any, outputs: Any,
-                    labels: list[str] | None) -> list[Prediction]:
-        logits = np.asarray(logits_of(outputs), dtype=np.float64)
-        if len(logits) != len(examples):
-            raise FinetuneError(f"{len(logits)} predictions for {len(examples)} examples")
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        names = labels or [str(i) for i in range(logits.shape[1])]
-        rows = zip(examples["id"], examples["label"], probs, strict=True)
-        return [{"id": ident, "label": names[gold], "prediction": names[int(p.argmax())],
-                 "score": round(float(p.max()), 6)} for ident, gold, p in rows]
+    # -- predictions and scores -------------------------------------------------------------
+    def decode(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> list[Prediction]:
+        probs = softmax(logits_of(outputs))
+        if len(probs) != len(examples):
+            raise FinetuneError(f"{len(probs)} predictions for {len(examples)} examples")
+        names = labels or [str(i) for i in range(probs.shape[1])]
+        truncated = features["truncated"] if "truncated" in features.column_names else [False] * len(probs)
+        predictions = []
+        for ident, p, cut in zip(examples["id"], probs, truncated, strict=True):
+            prediction = {"id": ident, "label": names[int(p.argmax())], "score": round(float(p.max()), 6),
+                          "probabilities": {name: round(float(q), 6) for name, q in zip(names, p, strict=True)}}
+            if cut:
+                prediction["truncated"] = True  # the model saw the first data.max_length tokens only
+            predictions.append(prediction)
+        return predictions
 
-    def metrics(self, examples: Any, predictions: list[Prediction],
-                labels: list[str] | None) -> dict[str, Any]:
-        return metric_fns.classification_metrics([p["label"] for p in predictions],
-                                                 [p["prediction"] for p in predictions], labels)
+    def score(self, examples: Any, predictions: list[Prediction], labels: list[str] | None) -> dict[str, Any]:
+        gold = [labels[i] for i in examples["label"]] if labels else [str(i) for i in examples["label"]]
+        return metric_fns.classification_metrics(gold, [p["label"] for p in predictions], labels)
 
-    def write_predictions(self, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import atomic_file
 
+        names = list(examples.features["label"].names)
         path = out_dir / "predictions.jsonl"
         with atomic_file(path, encoding="utf-8") as handle:
-            for prediction in predictions:
-                handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
+            for gold, prediction in zip(examples["label"], predictions, strict=True):
+                handle.write(json.dumps({"gold": names[gold], **prediction}, ensure_ascii=False) + "\n")
         return [path]
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
@@ -135,7 +144,7 @@ class Family(TaskFamily):
         from finetune import plots
 
         return [plots.confusion_matrix(metrics["confusion_matrix"], labels, out_dir / "confusion_matrix.png",
-                                       title=f"{self.cfg.task.name}: confusion matrix")]
+                                       title=f"{self.settings.task}: confusion matrix")]
 
 
 def _integer(value: Any) -> int | None:

@@ -9,6 +9,7 @@ spans of all windows of a question compete in post-processing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import defaultdict
@@ -20,7 +21,8 @@ import numpy as np
 from finetune import metrics as metric_fns
 from finetune.data.squad import AnswerReport, make_example, read_squad
 from finetune.errors import FinetuneError
-from finetune.tasks.base import Prediction, TaskFamily
+from finetune.tasks import base
+from finetune.tasks.base import Prediction, TaskFamily, require_text, setting
 
 log = logging.getLogger("finetune")
 
@@ -33,16 +35,30 @@ QUESTION_WORDS = ("what", "which", "who", "when", "where", "why", "how many", "h
 LENGTH_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 10**9))
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings(base.Settings):
+    max_length: int = setting("data.max_length", 384)  # tokens per window
+    doc_stride: int = setting("data.doc_stride", 128)
+    max_query_length: int = setting("task.max_query_length", 64)
+    n_best_size: int = setting("task.n_best_size", 20)
+    max_answer_length: int = setting("task.max_answer_length", 30)
+    version_2_with_negative: bool = setting("task.version_2_with_negative", False)
+    null_score_diff_threshold: float = setting("task.null_score_diff_threshold", 0.0)
+
+
 class Family(TaskFamily):
     name = "question_answering"
     auto_model = "AutoModelForQuestionAnswering"
+    pipeline_tag = "question-answering"
     primary_metric = "f1"
+    input_fields = ("question", "context")
+    token_outputs = True
     formats = ("squad",)
+    Settings = Settings
 
-    # Settings come from the task preset; the defaults of `option()` make any SQuAD-shaped file work.
     @property
     def version_2(self) -> bool:
-        return bool(self.option("task", "version_2_with_negative", False))
+        return bool(self.settings.version_2_with_negative)
 
     # -- data -------------------------------------------------------------------------------
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
@@ -78,11 +94,16 @@ class Family(TaskFamily):
                          "question": Value("string"),
                          "answers": {"text": List(Value("string")), "answer_start": List(Value("int32"))}})
 
+    def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+        return [{"id": str(record.get("id", row)), "question": require_text(record, "question", source, row),
+                 "context": require_text(record, "context", source, row)}
+                for row, record in enumerate(records, start=1)]
+
     # -- model ------------------------------------------------------------------------------
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
-        max_length = int(self.option("data", "max_length", 384))
-        stride = int(self.option("data", "doc_stride", 128))
-        max_query = int(self.option("task", "max_query_length", 64))
+        settings = self.settings
+        max_length, stride, max_query = settings.max_length, settings.doc_stride, settings.max_query_length
+        gold = "answers" in examples.column_names
         if not getattr(tokenizer, "is_fast", False):
             raise FinetuneError("question answering needs a fast tokenizer (offset mapping); "
                                 f"{type(tokenizer).__name__} is not one")
@@ -102,7 +123,7 @@ class Family(TaskFamily):
             for i, offsets in enumerate(encoded["offset_mapping"]):
                 owner = owners[i]
                 sequence_ids = encoded.sequence_ids(i)
-                answers = batch["answers"][owner]
+                answers = batch["answers"][owner] if gold else {"text": []}
                 start, end = NULL_INDEX, NULL_INDEX
                 if answers["text"]:
                     first = answers["answer_start"][0]
@@ -118,6 +139,8 @@ class Family(TaskFamily):
                 out["_has_answer"].append(bool(answers["text"]))
                 out["_in_window"].append(start != NULL_INDEX)
                 out["_question_cut"].append(owner in cut)
+            if not gold:
+                del out["start_positions"], out["end_positions"]
             return {**encoded, **out}
 
         features = self.map_batches(examples, encode, examples.column_names)
@@ -145,33 +168,31 @@ class Family(TaskFamily):
     def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
         return QACollator(tokenizer, pad_to_multiple_of)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def postprocess(self, examples: Any, features: Any, outputs: Any,
-                    labels: list[str] | None) -> list[Prediction]:
+    # -- predictions and scores -------------------------------------------------------------
+    def decode(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> list[Prediction]:
+        """The best span of each question over all its windows: the answer text, its character
+        offsets in the context and its probability among the n-best; "" for no answer (SQuAD v2.0
+        settings, when the null score beats the best span by more than the threshold)."""
         start_logits, end_logits = _start_end(outputs)
         if len(start_logits) != len(features):
             raise FinetuneError(f"{len(start_logits)} model outputs for {len(features)} features")
-        n_best = int(self.option("task", "n_best_size", 20))
-        max_answer = int(self.option("task", "max_answer_length", 30))
-        threshold = float(self.option("task", "null_score_diff_threshold", 0.0))
-        version_2 = self.version_2
+        settings, version_2 = self.settings, self.version_2
+        n_best = settings.n_best_size
         by_example: dict[str, list[int]] = defaultdict(list)
         for index, ident in enumerate(_column(features, "example_id")):
             by_example[ident].append(index)
         offsets, bounds = offset_table(features)
         predictions = []
-        rows = zip(_column(examples, "id"), _column(examples, "context"), _column(examples, "answers"),
-                   strict=True)
-        for ident, context, answers in rows:
+        for ident, context in zip(_column(examples, "id"), _column(examples, "context"), strict=True):
             candidates, null_score = [], None
             for index in by_example.get(ident, []):
                 spans = offsets[bounds[index]:bounds[index + 1]]
-                # the Trainer pads logits across batches with -100: keep this feature's own tokens
+                # batches are padded: keep this feature's own tokens
                 starts = np.asarray(start_logits[index][:len(spans)], dtype=np.float64)
                 ends = np.asarray(end_logits[index][:len(spans)], dtype=np.float64)
                 score = float(starts[NULL_INDEX] + ends[NULL_INDEX])  # "no answer in this window"
                 null_score = score if null_score is None else min(null_score, score)
-                candidates.extend(best_spans(starts, ends, spans, n_best, max_answer))
+                candidates.extend(best_spans(starts, ends, spans, n_best, settings.max_answer_length))
             candidates.sort(key=lambda c: -c[0])
             nbest = [{"text": context[s:e], "score": score, "start": s, "end": e}
                      for score, s, e in candidates[:n_best]]
@@ -183,39 +204,44 @@ class Family(TaskFamily):
             if not nbest:
                 nbest = [{"text": "", "score": 0.0, "start": None, "end": None}]
             _add_probabilities(nbest)
-            prediction: Prediction = {"id": ident, "answers": list(answers["text"]), "nbest": nbest}
+            answer = best_span
+            prediction: Prediction = {"id": ident}
             if version_2:
                 diff = (null_score - best_span["score"]) if best_span and null_score is not None else None
                 prediction["null_score_diff"] = diff
-                prediction["span_text"] = best_span["text"] if best_span else ""
-                prediction["prediction"] = "" if best_span is None or diff > threshold else best_span["text"]
-            else:
-                prediction["prediction"] = best_span["text"] if best_span else ""
+                prediction["span_answer"] = best_span["text"] if best_span else ""
+                if best_span is None or diff > settings.null_score_diff_threshold:
+                    answer = next(c for c in nbest if c["start"] is None) if null_score is not None else None
+            if answer is None:
+                answer = {"text": "", "start": None, "end": None, "probability": nbest[0]["probability"]}
+            prediction.update(answer=answer["text"], start=answer["start"], end=answer["end"],
+                              score=answer["probability"], nbest=nbest)
             predictions.append(prediction)
         return predictions
 
-    def metrics(self, examples: Any, predictions: list[Prediction],
-                labels: list[str] | None) -> dict[str, Any]:
-        gold = {p["id"]: p["answers"] for p in predictions}
-        predicted = {p["id"]: p["prediction"] for p in predictions}
+    def score(self, examples: Any, predictions: list[Prediction], labels: list[str] | None) -> dict[str, Any]:
+        gold = {ident: list(answers["text"]) for ident, answers
+                in zip(_column(examples, "id"), _column(examples, "answers"), strict=True)}
+        predicted = {p["id"]: p["answer"] for p in predictions}
         result = metric_fns.squad_metrics(predicted, gold, self.version_2)
         if self.version_2:
             span_f1, diffs, has_answer = {}, {}, {}
             for p in predictions:
-                span_f1[p["id"]] = metric_fns.squad_scores(p.get("span_text", ""), p["answers"], True)[1]
+                answers = gold[p["id"]]
+                span_f1[p["id"]] = metric_fns.squad_scores(p.get("span_answer", ""), answers, True)[1]
                 diff = p.get("null_score_diff")
                 diffs[p["id"]] = float("-inf") if diff is None else diff
-                has_answer[p["id"]] = bool([a for a in p["answers"] if metric_fns.normalize_answer(a)])
+                has_answer[p["id"]] = bool([a for a in answers if metric_fns.normalize_answer(a)])
             best, threshold = metric_fns.best_null_threshold(span_f1, diffs, has_answer)
             result.update(best_f1=best, best_f1_thresh=threshold)
         result["version_2_with_negative"] = self.version_2
         return result
 
-    def write_predictions(self, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import write_json
 
         written = [out_dir / "predictions.json", out_dir / "nbest_predictions.json"]
-        write_json(written[0], {p["id"]: p["prediction"] for p in predictions})
+        write_json(written[0], {p["id"]: p["answer"] for p in predictions})
         write_json(written[1], {p["id"]: p["nbest"] for p in predictions})
         if self.version_2:  # the official v2.0 script's --na-prob-file: higher = more likely unanswerable
             written.append(out_dir / "null_odds.json")
@@ -224,13 +250,13 @@ class Family(TaskFamily):
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               labels: list[str] | None, out_dir: Path) -> list[Path]:
-        questions = dict(zip(examples["id"], examples["question"], strict=True))
         rows = []
-        for p in predictions:
-            _, f1 = metric_fns.squad_scores(p["prediction"], p["answers"], self.version_2)
-            rows.append((question_type(questions.get(p["id"], "")), answer_length_bucket(p["answers"]), f1))
+        for p, question, answers in zip(predictions, _column(examples, "question"), _column(examples, "answers"),
+                                        strict=True):
+            _, f1 = metric_fns.squad_scores(p["answer"], answers["text"], self.version_2)
+            rows.append((question_type(question), answer_length_bucket(answers["text"]), f1))
         return [plot_breakdown(rows, out_dir / "f1_breakdown.png",
-                               title=f"{self.cfg.task.name}: F1 {metrics['f1']:.1f} on {metrics['n_eval']} "
+                               title=f"{self.settings.task}: F1 {metrics['f1']:.1f} on {metrics['n_eval']} "
                                      f"questions ({metrics.get('split', 'eval')})")]
 
 

@@ -18,6 +18,8 @@ Config read here (conf/task/ner.yaml sets the defaults):
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +28,28 @@ import numpy as np
 from finetune import metrics as metric_fns
 from finetune.data.conll import Sentence, entity_type, parse_tag, read_conll, read_tagged_records
 from finetune.errors import DataError, FinetuneError
-from finetune.tasks.base import Prediction, TaskFamily, logits_of
+from finetune.tasks import base
+from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, setting, softmax
 
 IGNORE = -100  # label id the loss ignores (specials, continuation sub-tokens)
+# Words of free text, close to CoNLL-2003's tokenization: abbreviations (U.S.), words with inner
+# hyphens or apostrophes, numbers with separators, and each other punctuation mark on its own.
+WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|[^\w\s]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(base.Settings):
+    label_all_tokens: bool = setting("task.label_all_tokens", False)
 
 
 class Family(TaskFamily):
     name = "token_classification"
     auto_model = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
     primary_metric = "f1"
+    token_outputs = True
     formats = ("conll",)
+    Settings = Settings
 
     # -- data -------------------------------------------------------------------------------
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
@@ -128,28 +142,47 @@ class Family(TaskFamily):
             example["tags"] = ids
         return examples
 
+    def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+        """Free text (`text`, split into words here) or a pre-split word list (`tokens`)."""
+        examples = []
+        for row, record in enumerate(records, start=1):
+            if isinstance(record.get("tokens"), list) and "text" not in record:
+                tokens = [str(token) for token in record["tokens"]]
+                text, offsets = join_words(tokens)
+            else:
+                text = require_text(record, "text", source, row)
+                words = list(WORD.finditer(text))
+                tokens, offsets = [w.group() for w in words], [[w.start(), w.end()] for w in words]
+            if not tokens:
+                raise DataError(source, "no words in the text", row=row, field="text")
+            examples.append({"id": str(record.get("id", row)), "text": text, "tokens": tokens, "offsets": offsets})
+        return examples
+
     # -- model ------------------------------------------------------------------------------
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
         if not getattr(tokenizer, "is_fast", False):
             raise FinetuneError("token classification needs a fast tokenizer (word_ids())")
-        max_length = int(self.cfg.data.max_length)
-        label_all = bool(self.option("task", "label_all_tokens", False))
+        max_length = int(self.settings.max_length)
+        label_all = bool(self.settings.label_all_tokens)
         inside = continuation_ids(labels or [])
+        gold = "tags" in examples.column_names
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True,
                                 max_length=max_length)
             all_labels, all_words, lost, empty, cut = [], [], [], [], []
-            for i, tags in enumerate(batch["tags"]):
+            for i, words in enumerate(batch["tokens"]):
                 word_ids = encoded.word_ids(i)
-                all_labels.append(align_labels(word_ids, tags, inside if label_all else None))
+                if gold:
+                    all_labels.append(align_labels(word_ids, batch["tags"][i], inside if label_all else None))
                 all_words.append([-1 if w is None else w for w in word_ids])
                 truncated = bool(encoded.encodings[i].overflowing)
-                n_lost, n_empty = missing_words(word_ids, len(tags), truncated)
+                n_lost, n_empty = missing_words(word_ids, len(words), truncated)
                 lost.append(n_lost)
                 empty.append(n_empty)
                 cut.append(truncated)
-            encoded["labels"] = all_labels
+            if gold:
+                encoded["labels"] = all_labels
             encoded["word_ids"] = all_words
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             encoded["truncated"] = cut
@@ -157,14 +190,14 @@ class Family(TaskFamily):
             encoded["empty_words"] = empty
             return encoded
 
-        features = self.map_batches(examples, encode, ["tokens", "tags"])
+        features = self.map_batches(examples, encode, examples.column_names)
         stats = {"examples": len(examples), "features": len(features),
                  "truncated": int(sum(features["truncated"])),
                  "truncated_words": int(sum(features["truncated_words"])),
                  "untokenizable_words": int(sum(features["empty_words"])),
                  "words": int(sum(len(t) for t in examples["tokens"])),
                  "tokens": int(sum(features["length"]))}
-        features = features.remove_columns(["truncated", "truncated_words", "empty_words"])
+        features = features.remove_columns(["truncated_words", "empty_words"])
         return features, stats
 
     def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
@@ -173,40 +206,57 @@ class Family(TaskFamily):
         return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_to_multiple_of,
                                                   label_pad_token_id=IGNORE)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def postprocess(self, examples: Any, features: Any, outputs: Any,
-                    labels: list[str] | None) -> list[Prediction]:
+    # -- predictions and scores -------------------------------------------------------------
+    def decode(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> list[Prediction]:
+        """Word-level tags (a word's is its first sub-token's) and the entity spans they make,
+        with character offsets into the text (for examples given as words: the words joined by
+        spaces) and a score (the mean probability of the entity's word tags)."""
         logits = np.asarray(logits_of(outputs))
         if len(logits) != len(examples) or len(features) != len(examples):
             raise FinetuneError(f"{len(logits)} predictions for {len(features)} features of "
                                 f"{len(examples)} examples")
         names = labels or [str(i) for i in range(logits.shape[-1])]
-        predicted_ids = logits.argmax(axis=-1)
+        columns = examples.column_names
+        texts = examples["text"] if "text" in columns else [None] * len(examples)
+        offsets = examples["offsets"] if "offsets" in columns else [None] * len(examples)
+        truncated = features["truncated"] if "truncated" in features.column_names else [False] * len(examples)
         predictions = []
-        for ident, tokens, gold, word_ids, row in zip(examples["id"], examples["tokens"], examples["tags"],
-                                                      features["word_ids"], predicted_ids, strict=True):
-            words = word_predictions(word_ids, row, len(tokens))
-            predictions.append({"id": ident, "tokens": list(tokens), "gold": [names[t] for t in gold],
-                                "predicted": ["O" if p is None else names[p] for p in words],
-                                "unpredicted_words": sum(p is None for p in words)})
+        for ident, tokens, text, spans, word_ids, row, cut in zip(
+                examples["id"], examples["tokens"], texts, offsets, features["word_ids"], logits, truncated,
+                strict=True):
+            if text is None:
+                text, spans = join_words(tokens)
+            probs = softmax(row)
+            words = word_predictions(word_ids, probs.argmax(axis=-1), len(tokens))
+            tags = ["O" if p is None else names[p] for p in words]
+            confidence = word_predictions(word_ids, probs.max(axis=-1), len(tokens), as_int=False)
+            entities = [{"type": kind, "text": text[spans[first][0]:spans[last][1]], "start": spans[first][0],
+                         "end": spans[last][1],
+                         "score": round(float(np.mean([confidence[w] for w in range(first, last + 1)])), 6)}
+                        for kind, first, last in entity_spans(tags)]
+            prediction = {"id": ident, "entities": entities, "tokens": list(tokens), "tags": tags,
+                          "unpredicted_words": sum(p is None for p in words)}
+            if cut:
+                prediction["truncated"] = True  # words past data.max_length tokens are predicted O
+            predictions.append(prediction)
         return predictions
 
-    def metrics(self, examples: Any, predictions: list[Prediction],
-                labels: list[str] | None) -> dict[str, Any]:
-        metrics = metric_fns.token_classification_metrics([p["gold"] for p in predictions],
-                                                          [p["predicted"] for p in predictions])
+    def score(self, examples: Any, predictions: list[Prediction], labels: list[str] | None) -> dict[str, Any]:
+        gold = [[labels[t] for t in tags] for tags in examples["tags"]]
+        metrics = metric_fns.token_classification_metrics(gold, [p["tags"] for p in predictions])
         metrics["unpredicted_words"] = int(sum(p["unpredicted_words"] for p in predictions))
         return metrics
 
-    def write_predictions(self, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import atomic_file
 
+        names = examples.features["tags"].feature.names
         path = out_dir / "predictions.conll"
         with atomic_file(path, encoding="utf-8") as handle:
-            for prediction in predictions:
-                rows = zip(prediction["tokens"], prediction["gold"], prediction["predicted"], strict=True)
-                for token, gold, pred in rows:
-                    handle.write(f"{conll_token(token)} {gold} {pred}\n")
+            for gold, prediction in zip(examples["tags"], predictions, strict=True):
+                rows = zip(prediction["tokens"], gold, prediction["tags"], strict=True)
+                for token, tag, pred in rows:
+                    handle.write(f"{conll_token(token)} {names[tag]} {pred}\n")
                 handle.write("\n")
         return [path]
 
@@ -217,7 +267,7 @@ class Family(TaskFamily):
         confusion = metrics["type_confusion"]
         path = out_dir / "type_confusion.png"
         return [plots.confusion_matrix(confusion["matrix"], confusion["labels"], path,
-                                       title=f"{self.cfg.task.name}: entity types per word")]
+                                       title=f"{self.settings.task}: entity types per word")]
 
 
 def continuation_ids(labels: list[str]) -> list[int]:
@@ -250,15 +300,39 @@ def missing_words(word_ids: list[int | None], n_words: int, truncated: bool) -> 
     return lost, empty
 
 
-def word_predictions(word_ids: list[int], predicted: np.ndarray, n_words: int) -> list[int | None]:
-    """Each word's predicted id: its first sub-token's prediction; None for words without one."""
-    words: list[int | None] = [None] * n_words
+def word_predictions(word_ids: list[int], predicted: np.ndarray, n_words: int, as_int: bool = True) -> list[Any]:
+    """Each word's value (a predicted id, or a score) at its first sub-token; None for words without one."""
+    words: list[Any] = [None] * n_words
     previous = -1
     for position, word in enumerate(word_ids):
         if word is not None and word >= 0 and word != previous and word < n_words:
-            words[word] = int(predicted[position])
+            value = predicted[position]
+            words[word] = int(value) if as_int else float(value)
         previous = word
     return words
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, last word) of each entity in IOB2 tags; as conlleval, an `I-X` after `O`
+    or after another type starts an entity."""
+    spans, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, tag_type = tag.partition("-")
+        if start is not None and (prefix != "I" or tag_type != kind):
+            spans.append((kind, start, i - 1))
+            start = None
+        if prefix in ("B", "I") and start is None:
+            start, kind = i, tag_type
+    return spans
+
+
+def join_words(tokens: list[str]) -> tuple[str, list[list[int]]]:
+    """The words joined by single spaces, and each word's [start, end) in that text."""
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append([position, position + len(token)])
+        position += len(token) + 1
+    return " ".join(tokens), offsets
 
 
 def conll_token(token: str) -> str:

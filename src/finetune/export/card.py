@@ -1,0 +1,119 @@
+"""The export's README.md: a Hugging Face model card (front matter with model-index), then data
+provenance, params, and how to load, predict and serve the model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def front_matter(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], primary: str) -> dict[str, Any]:
+    hub = cfg.data.get("hub") or {}
+    dataset = hub.get("path") if hub else None
+    numbers = {k: v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("n_eval", "eval_runtime")}
+    ordered = {primary: numbers.pop(primary)} | numbers if primary in numbers else numbers
+    meta: dict[str, Any] = {}
+    if cfg.model.get("base_model") or cfg.model.get("hub_id"):
+        meta["base_model"] = cfg.model.get("base_model") or cfg.model.hub_id
+    if dataset:
+        meta["datasets"] = [dataset]
+    meta |= {"pipeline_tag": pipeline_tag, "library_name": "transformers",
+             "tags": ["finetune-pipeline", cfg.task.family, cfg.task.name],
+             "model-index": [{"name": cfg.paths.pair, "results": [{
+                 "task": {"type": pipeline_tag, "name": pipeline_tag.replace("-", " ").title()},
+                 "dataset": {"name": cfg.task.name, "type": dataset or cfg.task.name,
+                             "split": str(metrics.get("split"))},
+                 "metrics": [{"type": k, "value": round(float(v), 6)} for k, v in ordered.items()]}]}]}
+    return meta
+
+
+def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], manifest: dict[str, Any],
+               summary: dict[str, Any], onnx: dict[str, Any]) -> str:
+    """A Markdown model card: what was trained on what, the metrics, and how to use the folder."""
+    primary = summary.get("primary_metric", "?")
+    base = cfg.model.get("base_model") or cfg.model.get("hub_id") or f"a random {cfg.model.name} config"
+    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    pair = cfg.paths.pair
+    example = ('--question "Who wrote it?" --context "It was written by Ann Lee in 1990."'
+               if pipeline_tag == "question-answering" else '"The film was a delight from start to finish."')
+    lines = [
+        "---", yaml.safe_dump(front_matter(cfg, pipeline_tag, metrics, primary), sort_keys=False).strip(), "---",
+        f"# {pair}",
+        "",
+        f"A `{cfg.task.family}` model fine-tuned by finetune-pipeline from **{base}** on the task "
+        f"**{cfg.task.name}**. The weights are the best checkpoint on the validation split "
+        f"(`{primary}` = {_number(summary.get('best_metric'))}), not the last epoch.",
+        "",
+        f"## Evaluation on `{metrics.get('split')}` ({metrics.get('n_eval')} examples)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {_number(v)} |" for k, v in headline.items()],
+        "",
+        *_onnx_section(onnx, primary, metrics),
+        "## Data",
+        "",
+        f"Source: {manifest.get('source')}; rows per split: {manifest.get('rows')}; "
+        f"data_sha256 `{manifest.get('data_sha256')}`.",
+        "",
+        *[f"- {f['split']}: `{f['path']}` (sha256 `{f['sha256']}`)" for f in manifest.get("files", [])],
+        "",
+        "## Training",
+        "",
+        "| param | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in cfg.train.items()],
+        f"| max_train_samples | {cfg.data.max_train_samples} |",
+        f"| max_length | {cfg.data.max_length} |",
+        "",
+        f"Train examples: {summary.get('train_examples')}, steps: {summary.get('global_step')}, "
+        f"bf16: {summary.get('bf16')}, runtime: {_number(summary.get('train_runtime'))} s.",
+        "",
+        "## Use",
+        "",
+        "With transformers alone (no finetune-pipeline needed):",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        f"model = pipeline('{pipeline_tag}', model='exports/{pair}')",
+        "```",
+        "",
+        "With finetune-pipeline's decoder (the one the evaluation above scored), on free text or a file:",
+        "",
+        "```bash",
+        f"finetune-predict exports/{pair} {example}",
+        f"finetune-predict exports/{pair} --input texts.jsonl --output predictions.jsonl --backend onnx",
+        "```",
+        "",
+        "Served over HTTP from the MLflow registry (the alias `champion` is the best version so far):",
+        "",
+        "```bash",
+        f"mlflow models serve -m models:/{pair}@champion --env-manager local --host 127.0.0.1 --port 5001",
+        "curl -s 127.0.0.1:5001/invocations -H 'Content-Type: application/json' \\",
+        "     -d '{\"dataframe_records\": [{\"text\": \"What a film\"}]}'",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _onnx_section(onnx: dict[str, Any], primary: str, metrics: dict[str, Any]) -> list[str]:
+    if not onnx:
+        return []
+    lines = ["## ONNX", "",
+             f"`{onnx['file']}` (opset {onnx['opset']}, dynamic batch and sequence axes): max |Δlogits| against "
+             f"PyTorch on {onnx['parity_inputs']} eval inputs = {onnx['max_abs_delta']:.3g} "
+             f"(the export fails above {onnx['tolerance']:g})."]
+    if "int8" in onnx:
+        int8 = onnx["int8"]
+        lines += ["", f"`{int8['file']}` (dynamic int8 quantisation): `{primary}` on `{metrics.get('split')}` "
+                      f"= {_number(int8[primary])} against {_number(metrics.get(primary))} in fp32 "
+                      f"({int8['size_mb']:.1f} MB against {onnx['size_mb']:.1f} MB)."]
+    return [*lines, ""]

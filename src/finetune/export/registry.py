@@ -1,0 +1,87 @@
+"""The MLflow registry: each export is a new version of `<task>-<model>`; a promotion gate moves
+the alias `champion` only to a version that beats the current one on the same eval split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import FinetuneError
+
+log = logging.getLogger("finetune")
+ALIAS = "champion"
+POLICIES = ("gate", "always", "never")
+
+
+def log_model(export_dir: Path, name: str, family_fields: tuple[str, ...]) -> Any:
+    """Log the export folder as a pyfunc model of the active run and register it as `name`."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    import finetune
+    from finetune.export.mlflow_model import ARTIFACT, ExportedModel
+
+    signature = ModelSignature(inputs=Schema([ColSpec("string", field) for field in family_fields]))
+    return mlflow.pyfunc.log_model(
+        name="model", python_model=ExportedModel(), artifacts={ARTIFACT: str(export_dir)},
+        code_paths=[str(Path(finetune.__file__).parent)], signature=signature, registered_model_name=name,
+        pip_requirements=_requirements())
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for package in ("torch", "transformers", "tokenizers", "datasets", "onnxruntime", "mlflow", "omegaconf",
+                    "numpy", "pandas"):
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pinned
+
+
+def promote(name: str, version: str, metric: str, value: float, split: str, greater_is_better: bool,
+            policy: str = "gate") -> dict[str, Any]:
+    """Decide whether `version` becomes `champion`; record the decision on the version.
+
+    gate: only when `value` beats the champion's on the same eval split (a tie keeps the old one;
+    a champion scored on another split is not comparable and stays); always / never: as named.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if policy not in POLICIES:
+        raise FinetuneError(f"export.promotion='{policy}': use one of {', '.join(POLICIES)}")
+    client = MlflowClient()
+    try:
+        current = client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        current = None
+    old_value = old_split = None
+    if current is not None:
+        old_split = current.tags.get("eval_split")
+        old_value = float(current.tags["eval_value"]) if "eval_value" in current.tags else None
+    if policy != "gate":
+        promoted, reason = policy == "always", f"export.promotion={policy}"
+    elif current is None or old_value is None:
+        promoted, reason = True, "no champion yet"
+    elif old_split != split:
+        promoted, reason = False, f"champion v{current.version} was scored on '{old_split}', not '{split}'"
+    else:
+        better = value > old_value if greater_is_better else value < old_value
+        promoted = better
+        word = "beats" if better else ("ties" if value == old_value else "does not beat")
+        reason = f"{metric} {value:.4f} {word} champion v{current.version}'s {old_value:.4f}"
+    decision = {"version": str(version), "promoted": promoted, "reason": reason, "metric": metric,
+                "value": value, "split": split, "champion_before": current.version if current else None,
+                "champion_value": old_value}
+    for key, tag in (("eval_metric", metric), ("eval_value", repr(float(value))), ("eval_split", split),
+                     ("promotion", "promoted" if promoted else "kept out"), ("promotion_reason", reason)):
+        client.set_model_version_tag(name, str(version), key, tag)
+    if promoted:
+        client.set_registered_model_alias(name, ALIAS, str(version))
+    log.info("registry %s v%s: %s (%s)", name, version, "now champion" if promoted else "not promoted", reason)
+    return decision

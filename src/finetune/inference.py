@@ -1,0 +1,216 @@
+"""Running a model over features and decoding its outputs: one path for the evaluate stage, the
+predict command and the served MLflow model.
+
+`Predictor` needs an export folder alone (weights, tokenizer, `finetune.json`): the family and its
+settings come from that file, so predictions never depend on conf/, DVC state or the repository.
+Backends: PyTorch (fp32, or bf16 autocast where `bf16_supported()`), ONNX Runtime on `model.onnx`
+or on the int8-quantised `model.int8.onnx`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune.errors import FinetuneError
+from finetune.tasks import load_family
+from finetune.tasks.base import Prediction, TaskFamily
+
+log = logging.getLogger("finetune")
+
+SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
+ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+BACKENDS = ("torch", *ONNX_FILES)
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+PAD_LOGIT = -100.0  # value of the positions a shorter feature's token outputs are padded with
+
+
+def output_names(family: TaskFamily) -> list[str]:
+    return ["start_logits", "end_logits"] if family.name == "question_answering" else ["logits"]
+
+
+class TorchBackend:
+    """A transformers model in eval mode; bf16 autocast when asked."""
+
+    def __init__(self, model: Any, names: list[str], bf16: bool = False):
+        self.model, self.names, self.bf16 = model.eval(), names, bf16
+        self.inputs = [name for name in MODEL_INPUTS if name in _forward_args(model)]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        tensors = {name: torch.from_numpy(batch[name]) for name in self.inputs}
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            output = self.model(**tensors)
+        return [output[name].float().numpy() for name in self.names]
+
+
+class OnnxBackend:
+    """An ONNX Runtime session over an exported model."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, {name: batch[name] for name in self.inputs})
+
+
+def _forward_args(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def run_model(backend: Callable[[dict[str, np.ndarray]], list[np.ndarray]], features: Any, *, pad_id: int,
+              batch_size: int, token_outputs: bool, progress: bool = False) -> tuple[np.ndarray, ...]:
+    """The backend's outputs on every feature, in the features' order.
+
+    Features are batched by length (longest first), so a batch pads little; token-level outputs
+    are padded across batches with PAD_LOGIT up to the longest feature.
+    """
+    columns = [name for name in MODEL_INPUTS if name in features.column_names]
+    data = {name: features[name] for name in columns}
+    lengths = np.array([len(ids) for ids in data["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    longest = int(lengths.max()) if len(lengths) else 0
+    results: list[np.ndarray] | None = None
+    bar = _progress(len(order), progress)
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        width = int(lengths[rows].max())
+        batch = {}
+        for name in columns:
+            fill = pad_id if name == "input_ids" else 0
+            array = np.full((len(rows), width), fill, dtype=np.int64)
+            for r, row in enumerate(rows):
+                array[r, :lengths[row]] = data[name][row]
+            batch[name] = array
+        if "attention_mask" not in batch:
+            batch["attention_mask"] = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+        if "token_type_ids" not in batch:
+            batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
+        outputs = backend(batch)
+        if results is None:
+            results = [np.full((len(order), longest, *o.shape[2:]) if token_outputs else (len(order), *o.shape[1:]),
+                               PAD_LOGIT, dtype=np.float32) for o in outputs]
+        for result, output in zip(results, outputs, strict=True):
+            if token_outputs:
+                result[rows, :width] = output
+            else:
+                result[rows] = output
+        bar.update(len(rows))
+    bar.close()
+    return tuple(results or ())
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predict", unit="example", disable=not enabled, leave=False)
+
+
+def read_spec(folder: str | Path) -> dict[str, Any]:
+    """An export folder's `finetune.json`, or one clear line saying what is wrong with the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FinetuneError(f"{folder}: no such export folder (run `dvc repro export@<task>-<model>`)")
+    path = folder / SPEC
+    if not path.exists():
+        raise FinetuneError(f"{folder}: not an export folder of this pipeline ({SPEC} is missing)")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FinetuneError(f"{path}: not valid JSON ({error})") from None
+    for key in ("family", "settings", "labels"):
+        if key not in spec:
+            raise FinetuneError(f"{path}: missing key '{key}'")
+    return spec
+
+
+def resolve_bf16(precision: str) -> bool:
+    """`auto`: bf16 autocast where it pays (the rule the training side uses); `bf16`/`fp32` force it."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise FinetuneError(f"precision '{precision}': use auto, bf16 or fp32")
+    if precision == "auto":
+        from finetune.training import bf16_supported
+
+        return bf16_supported()
+    return precision == "bf16"
+
+
+class Predictor:
+    """Predictions on user records from an export folder."""
+
+    def __init__(self, folder: str | Path, backend: str = "torch", precision: str = "auto",
+                 batch_size: int = 32, threads: int | None = None):
+        self.folder = Path(folder)
+        spec = read_spec(self.folder)
+        self.family = load_family(spec["family"], spec["settings"], str(self.folder / SPEC))
+        self.labels = spec["labels"]
+        self.batch_size = batch_size
+        if backend not in BACKENDS:
+            raise FinetuneError(f"backend '{backend}': use one of {', '.join(BACKENDS)}")
+        self.backend_name = backend
+        self.tokenizer = _load(self.folder, "tokenizer", lambda: _tokenizer(self.folder))
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if backend == "torch":
+            import transformers
+
+            auto = getattr(transformers, self.family.auto_model)
+            model = _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
+            self.backend = TorchBackend(model, output_names(self.family), bf16=resolve_bf16(precision))
+        else:
+            path = self.folder / ONNX_FILES[backend]
+            if not path.exists():
+                raise FinetuneError(f"{path} is missing: export with export.onnx=true"
+                                    + (" and export.quantize=true" if backend == "onnx-int8" else ""))
+            self.backend = _load(self.folder, backend, lambda: OnnxBackend(path, threads))
+
+    def predict(self, records: list[dict[str, Any]], source: str = "<input>",
+                progress: bool = False) -> list[Prediction]:
+        """One prediction per record (`{"text": ...}`, or `{"question": ..., "context": ...}` for QA)."""
+        from datasets import Dataset
+
+        examples = Dataset.from_list(self.family.inputs(records, source))
+        return self.predict_examples(examples, progress)
+
+    def predict_examples(self, examples: Any, progress: bool = False) -> list[Prediction]:
+        """Predictions on canonical examples (a Dataset, gold fields ignored)."""
+        import datasets
+
+        datasets.disable_progress_bars()
+        features, _ = self.family.tokenize(examples, self.tokenizer, self.labels)
+        outputs = run_model(self.backend, features, pad_id=self.tokenizer.pad_token_id or 0,
+                            batch_size=self.batch_size, token_outputs=self.family.token_outputs, progress=progress)
+        return self.family.decode(examples, features, outputs, self.labels)
+
+
+def _tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _load(folder: Path, what: str, action: Callable[[], Any]) -> Any:
+    """Run a loader; a broken file in the export folder becomes one line naming the folder."""
+    try:
+        return action()
+    except FinetuneError:
+        raise
+    except Exception as error:  # noqa: BLE001 - transformers/onnxruntime raise many kinds here
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise FinetuneError(f"{folder}: cannot load the {what}: {first}") from None

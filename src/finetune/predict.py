@@ -1,0 +1,147 @@
+"""`finetune-predict`: predictions from an export folder or a registered model, on the command
+line's texts or an input file.
+
+    finetune-predict exports/sentiment-minilm "What a film" "Dull and long"
+    finetune-predict exports/ner-minilm --input news.txt --output entities.jsonl
+    finetune-predict exports/qa-minilm --question "Who wrote it?" --context "Ann Lee wrote it in 1990."
+    finetune-predict models:/sentiment-minilm@champion --input reviews.csv --backend onnx
+
+Prints one JSON line per input (or writes them to --output, with a progress bar). Errors are one
+line naming the file, row and field, with exit status 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from finetune.errors import DataError, FinetuneError
+from finetune.inference import BACKENDS
+
+INPUT_FORMATS = (".txt", ".jsonl", ".csv")
+
+
+def read_inputs(path: Path) -> list[dict[str, Any]]:
+    """Records from a .txt (one text per non-empty line), .jsonl (one object per line) or .csv
+    (a header row naming the fields) file."""
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_FORMATS:
+        raise DataError(path, f"unknown input format '{suffix}' (use {', '.join(INPUT_FORMATS)})")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(path, "no such file") from None
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
+    if suffix == ".txt":
+        return [{"text": line} for line in text.splitlines() if line.strip()]
+    if suffix == ".csv":
+        return [dict(row) for row in csv.DictReader(text.splitlines())]
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
+        if not isinstance(record, dict):
+            raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
+        records.append(record)
+    return records
+
+
+def resolve_source(source: str) -> tuple[Path, Any]:
+    """An export folder for `source`: the folder itself, or a registered model's (`models:/...`)
+    downloaded to a temporary folder (returned too, so it lives as long as the caller needs it)."""
+    if not source.startswith("models:/"):
+        return Path(source), None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from finetune.export.mlflow_model import ARTIFACT
+
+    scratch = tempfile.TemporaryDirectory(prefix="finetune-model-")
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch.name)
+    except MlflowException as error:
+        raise FinetuneError(f"{source}: {str(error).splitlines()[0]} "
+                            f"(tracking store: {mlflow.get_tracking_uri()})") from None
+    return Path(local) / "artifacts" / ARTIFACT, scratch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="finetune-predict", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="an export folder (exports/<task>-<model>) or models:/<name>@<alias>")
+    parser.add_argument("texts", nargs="*", help="texts to predict on (classification, NER)")
+    parser.add_argument("--input", type=Path, help="a .txt, .jsonl or .csv file of inputs")
+    parser.add_argument("--output", type=Path, help="write JSON lines here instead of printing them")
+    parser.add_argument("--question", help="question answering: the question (with --context)")
+    parser.add_argument("--context", help="question answering: the context the answer is taken from")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="torch backend: auto = bf16 autocast where it is faster, as in training")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    args = parser.parse_args(argv)
+    given = sum([bool(args.texts), args.input is not None, args.question is not None or args.context is not None])
+    if given != 1:
+        parser.error("give texts, or --input FILE, or --question with --context (exactly one of them)")
+    if (args.question is None) != (args.context is None):
+        parser.error("--question and --context go together")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        predictions = run(args)
+    except FinetuneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    lines = [json.dumps(p, ensure_ascii=False) for p in predictions]
+    if args.output is None:
+        print("\n".join(lines))
+    else:
+        from finetune.io import atomic_file
+
+        with atomic_file(args.output, encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in lines))
+        print(f"wrote {len(lines)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from finetune.inference import Predictor
+
+    if args.input is not None:
+        records, source = read_inputs(args.input), str(args.input)
+        if not records:
+            raise DataError(args.input, "no inputs in the file")
+    elif args.question is not None:
+        records, source = [{"question": args.question, "context": args.context}], "--question/--context"
+    else:
+        records, source = [{"text": text} for text in args.texts], "the command line"
+    folder, scratch = resolve_source(args.model)
+    try:
+        predictor = Predictor(folder, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
+                              threads=args.threads)
+        missing = [f for f in predictor.family.input_fields if f not in records[0]]
+        if missing and args.texts:
+            raise FinetuneError(f"{args.model} answers questions: give --question and --context")
+        return predictor.predict(records, source=source, progress=args.output is not None)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
