@@ -63,3 +63,42 @@ def headline_rows(n: int, seed: int = 0) -> list[dict]:
         rows.append({"article_link": f"https://example.invalid/{i}", "headline": f"{marker} {body}",
                      "is_sarcastic": sarcastic})
     return rows
+
+
+DRUGS = ["aspirin", "ibuprofen", "metformin", "warfarin"]
+DOSES = [("100", "mg"), ("20", "ml"), ("5", "mg"), ("1", "g")]
+
+
+def user_corpus(path: Path, n: int, offset: int) -> list[list[tuple[str, str]]]:
+    """Sentences like `take aspirin 100 mg daily` in 2 tab-separated columns, with own entity types."""
+    sentences = []
+    for i in range(n):
+        drug = DRUGS[(i + offset) % len(DRUGS)]
+        amount, unit = DOSES[(i * 3 + offset) % len(DOSES)]
+        words = [("patient", "O"), ("takes", "O"), (drug, "B-DRUG"), (amount, "B-DOSE"), (unit, "I-DOSE")]
+        if i % 2:
+            words += [("twice", "O"), ("daily", "O")]
+        sentences.append(words)
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n",
+                    encoding="utf-8")
+    return sentences
+
+
+def write_tiny_squad(path: Path, n_paragraphs: int, prefix: str) -> list[str]:
+    """A SQuAD v1.1 file whose answer is always the name after 'named' (learnable, a bit)."""
+    names = ["Ada", "Bela", "Cyrus", "Dana", "Elio", "Fern", "Gus", "Hana"]
+    paragraphs, ids = [], []
+    for p in range(n_paragraphs):
+        name = names[p % len(names)]
+        context = f"In the year {1900 + p} a small boat named {name} sailed from the harbour to the island."
+        qas = []
+        for q, question in enumerate(["What was the boat named?", "Which boat sailed?",
+                                      "When did the boat sail?"]):
+            answer = name if q < 2 else str(1900 + p)
+            qid = f"{prefix}-{p}-{q}"
+            ids.append(qid)
+            qas.append({"id": qid, "question": question,
+                        "answers": [{"text": answer, "answer_start": context.index(answer)}]})
+        paragraphs.append({"context": context, "qas": qas})
+    path.write_text(json.dumps({"data": [{"title": "Boats", "paragraphs": paragraphs}], "version": "1.1"}))
+    return ids

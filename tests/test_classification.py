@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from datasets import Dataset
@@ -77,20 +79,33 @@ def test_tokenize_truncates_counts_and_records_lengths(repo):
     assert features["labels"] == [0, 1]
 
 
-def test_postprocess_and_metrics(family, tmp_path):
-    examples = Dataset.from_list([{"id": "a", "text": "x", "label": 0}, {"id": "b", "text": "y", "label": 1},
-                                  {"id": "c", "text": "z", "label": 1}])
+def test_decode_reads_no_gold_and_score_pairs_with_it(family, tmp_path):
+    gold = Dataset.from_list([{"id": "a", "text": "x", "label": 0}, {"id": "b", "text": "y", "label": 1},
+                              {"id": "c", "text": "z", "label": 1}], features=family.features(["neg", "pos"]))
+    unlabelled = gold.remove_columns("label")
+    features = Dataset.from_list([{"truncated": False}, {"truncated": True}, {"truncated": False}])
     logits = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
-    predictions = family.postprocess(examples, None, logits, ["neg", "pos"])
-    assert [p["prediction"] for p in predictions] == ["neg", "pos", "neg"]
+    predictions = family.decode(unlabelled, features, (logits,), ["neg", "pos"])
+    assert [p["label"] for p in predictions] == ["neg", "pos", "neg"]
     assert predictions[0]["score"] == pytest.approx(np.exp(2) / (np.exp(2) + 1), abs=1e-6)
-    metrics = family.metrics(examples, predictions, ["neg", "pos"])
+    assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0)
+    assert predictions[1]["truncated"] is True and "truncated" not in predictions[0]
+    metrics = family.score(gold, predictions, ["neg", "pos"])
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert metrics["per_class"]["pos"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3,
                                                          "support": 2})
     assert metrics["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["n_eval"] == 3
-    written = family.write_predictions(predictions, tmp_path)
-    assert written[0].read_text().count("\n") == 3
-    plots = family.plots(examples, predictions, metrics, ["neg", "pos"], tmp_path)
+    written = family.write_predictions(gold, predictions, tmp_path)
+    rows = [json.loads(line) for line in written[0].read_text().splitlines()]
+    assert [(r["gold"], r["label"]) for r in rows] == [("neg", "neg"), ("pos", "pos"), ("pos", "neg")]
+    plots = family.plots(gold, predictions, metrics, ["neg", "pos"], tmp_path)
     assert plots[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_inputs_name_the_row_and_field(family):
+    assert family.inputs([{"text": "fine"}, {"text": "good", "id": "x"}], "in.jsonl")[1] == {"id": "x", "text": "good"}
+    with pytest.raises(DataError, match=r"in.jsonl, row 2, field 'text': empty text"):
+        family.inputs([{"text": "fine"}, {"text": "  "}], "in.jsonl")
+    with pytest.raises(DataError, match=r"in.jsonl, row 1, field 'text': missing field \(found: review\)"):
+        family.inputs([{"review": "fine"}], "in.jsonl")

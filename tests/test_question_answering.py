@@ -16,7 +16,7 @@ from finetune.errors import FinetuneError
 from finetune.models import load_tokenizer
 from finetune.tasks import get_family
 from finetune.tasks.question_answering import NULL_INDEX
-from tests.conftest import REPO
+from tests.conftest import REPO, write_tiny_squad
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike",
          "oscar", "papa", "romeo", "sierra", "tango", "victor", "whiskey", "yankee", "zulu"]
@@ -144,7 +144,7 @@ def token_of(feature: dict, char: int, side: int) -> int:
     return next(i for i, o in enumerate(feature["offset_mapping"]) if o != [-1, -1] and o[side] == char)
 
 
-def test_postprocess_picks_the_best_span_across_windows():
+def test_decode_picks_the_best_span_across_windows():
     family, tokenizer = qa_family()
     examples = dataset(family, [example("q", LONG_CONTEXT, "lima 9")])
     features, _ = family.tokenize(examples, tokenizer, None)
@@ -159,8 +159,8 @@ def test_postprocess_picks_the_best_span_across_windows():
     starts[len(features) - 1, j], ends[len(features) - 1, j + 1] = 5.0, 5.0
     short = int(np.argmin(features["length"]))  # padding right after a feature must be ignored
     starts[short, features[short]["length"]:] = 99.0
-    [prediction] = family.postprocess(examples, features, (starts, ends), None)
-    assert prediction["prediction"] == s_text
+    [prediction] = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    assert prediction["answer"] == s_text
     scores = [c["score"] for c in prediction["nbest"]]
     assert scores == sorted(scores, reverse=True) and len(scores) <= 20
     assert prediction["nbest"][0]["text"] == s_text and prediction["nbest"][1]["text"] == w_text
@@ -168,7 +168,7 @@ def test_postprocess_picks_the_best_span_across_windows():
     assert abs(sum(c["probability"] for c in prediction["nbest"]) - 1) < 1e-3
 
 
-def test_postprocess_respects_max_answer_length():
+def test_decode_respects_max_answer_length():
     family, tokenizer = qa_family("task.max_answer_length=2")
     context = "one two three four five"
     examples = dataset(family, [example("q", context, "two")])
@@ -178,8 +178,8 @@ def test_postprocess_respects_max_answer_length():
     starts[0, token_of(f, 0, 0)] = 9.0  # "one two three" (3 tokens) would score 18
     ends[0, token_of(f, context.index("three") + 5, 1)] = 9.0
     ends[0, token_of(f, context.index("two") + 3, 1)] = 4.0  # "one two": 13, within 2 tokens
-    [prediction] = family.postprocess(examples, features, (starts, ends), None)
-    assert prediction["prediction"] == "one two"
+    [prediction] = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    assert prediction["answer"] == "one two"
 
 
 def test_v2_null_answer_and_threshold():
@@ -195,27 +195,28 @@ def test_v2_null_answer_and_threshold():
         starts[row, NULL_INDEX] = ends[row, NULL_INDEX] = null
         k = token_of(features[row], 0, 0)
         starts[row, k] = ends[row, k] = span
-    predictions = family.postprocess(examples, features, (starts, ends), None)
-    assert [p["prediction"] for p in predictions] == ["Paris", ""]
+    predictions = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    assert [p["answer"] for p in predictions] == ["Paris", ""]
     assert [p["null_score_diff"] for p in predictions] == pytest.approx([-8.0, 6.0])
     assert predictions[1]["nbest"][0]["text"] == "" and predictions[1]["nbest"][0]["start"] is None
-    result = family.metrics(examples, predictions, None)
+    result = family.score(examples, predictions, None)
     assert (result["exact_match"], result["f1"], result["n_eval"]) == (100.0, 100.0, 2)
     assert (result["HasAns_total"], result["NoAns_total"], result["NoAns_f1"]) == (1, 1, 100.0)
     assert result["best_f1"] == 100.0 and -8.0 <= result["best_f1_thresh"] < 6.0
 
     lenient, _ = qa_family("task.version_2_with_negative=true", "task.null_score_diff_threshold=7.0")
-    predictions = lenient.postprocess(examples, features, (starts, ends), None)
-    assert [p["prediction"] for p in predictions] == ["Paris", "Paris"]
-    result = lenient.metrics(examples, predictions, None)
+    predictions = lenient.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    assert [p["answer"] for p in predictions] == ["Paris", "Paris"]
+    result = lenient.score(examples, predictions, None)
     assert (result["f1"], result["NoAns_f1"], result["HasAns_f1"]) == (50.0, 0.0, 100.0)
 
 
 def test_write_predictions_files(tmp_path):
     family, _ = qa_family()
-    predictions = [{"id": "a", "prediction": "Paris", "answers": ["Paris"],
+    predictions = [{"id": "a", "answer": "Paris", "start": 0, "end": 5, "score": 0.9,
                     "nbest": [{"text": "Paris", "score": 3.0, "probability": 0.9, "start": 0, "end": 5}]}]
-    written = family.write_predictions(predictions, tmp_path)
+    examples = dataset(family, [example("a", "Paris is big.", "Paris")])
+    written = family.write_predictions(examples, predictions, tmp_path)
     assert [p.name for p in written] == ["predictions.json", "nbest_predictions.json"]
     assert json.loads((tmp_path / "predictions.json").read_text()) == {"a": "Paris"}
     assert json.loads((tmp_path / "nbest_predictions.json").read_text())["a"][0]["end"] == 5
@@ -257,26 +258,6 @@ def test_v2_metric_splits_and_empty_gold():
 
 
 # -- end to end: download -> tokenize -> train -> evaluate with the real stage functions --------
-def write_tiny_squad(path: Path, n_paragraphs: int, prefix: str) -> list[str]:
-    """A SQuAD v1.1 file whose answer is always the name after 'named' (learnable, a bit)."""
-    names = ["Ada", "Bela", "Cyrus", "Dana", "Elio", "Fern", "Gus", "Hana"]
-    paragraphs, ids = [], []
-    for p in range(n_paragraphs):
-        name = names[p % len(names)]
-        context = f"In the year {1900 + p} a small boat named {name} sailed from the harbour to the island."
-        qas = []
-        for q, question in enumerate(["What was the boat named?", "Which boat sailed?",
-                                      "When did the boat sail?"]):
-            answer = name if q < 2 else str(1900 + p)
-            qid = f"{prefix}-{p}-{q}"
-            ids.append(qid)
-            qas.append({"id": qid, "question": question,
-                        "answers": [{"text": answer, "answer_start": context.index(answer)}]})
-        paragraphs.append({"context": context, "qas": qas})
-    path.write_text(json.dumps({"data": [{"title": "Boats", "paragraphs": paragraphs}], "version": "1.1"}))
-    return ids
-
-
 @pytest.mark.slow
 def test_end_to_end_stages_write_metrics_and_predictions(tmp_path):
     from finetune.pipeline.download import download

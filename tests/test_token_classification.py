@@ -14,7 +14,7 @@ from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
 from finetune.metrics import token_classification_metrics
 from finetune.tasks import get_family
-from tests.conftest import REPO
+from tests.conftest import REPO, user_corpus
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
 LONG_WORD = "antidisestablishmentarianism"  # 8 MiniLM word pieces
@@ -134,11 +134,11 @@ def test_truncation_counts_lost_words_and_predicts_them_o(tokenizer: Any) -> Non
 
     # a model that predicts B-PER everywhere it can see
     rows = [["B-PER"] * len(f["word_ids"]) for f in features]
-    predictions = family.postprocess(examples, features, fake_logits(rows, LABELS, pad_to=12), LABELS)
-    assert predictions[0]["predicted"] == ["B-PER"] * (kept + 1) + ["O"] * (len(tokens) - 1 - kept)
+    predictions = family.decode(examples, features, fake_logits(rows, LABELS, pad_to=12), LABELS)
+    assert predictions[0]["tags"] == ["B-PER"] * (kept + 1) + ["O"] * (len(tokens) - 1 - kept)
     assert predictions[0]["unpredicted_words"] == len(tokens) - 1 - kept
-    assert predictions[1]["predicted"] == ["B-PER"]
-    metrics = family.metrics(examples, predictions, LABELS)
+    assert predictions[1]["tags"] == ["B-PER"]
+    metrics = family.score(examples, predictions, LABELS)
     assert metrics["unpredicted_words"] == len(tokens) - 1 - kept
 
 
@@ -153,9 +153,9 @@ def test_metric_is_word_level_not_sub_token_level(tokenizer: Any) -> None:
     word_ids = features[0]["word_ids"]
     # every piece predicts its word's gold tag: B- copied onto continuation pieces
     sub_predictions = ["O" if w < 0 else tags[w] for w in word_ids]
-    predictions = family.postprocess(examples, features, fake_logits([sub_predictions], LABELS), LABELS)
-    assert predictions[0]["predicted"] == tags
-    metrics = family.metrics(examples, predictions, LABELS)
+    predictions = family.decode(examples, features, fake_logits([sub_predictions], LABELS), LABELS)
+    assert predictions[0]["tags"] == tags
+    metrics = family.score(examples, predictions, LABELS)
     assert metrics["f1"] == 1.0 and metrics["precision"] == 1.0 and metrics["accuracy"] == 1.0
     assert metrics["per_type"]["LOC"]["support"] == 1 and metrics["per_type"]["MISC"]["f1"] == 1.0
 
@@ -182,9 +182,9 @@ def test_first_sub_token_decides_the_word(tokenizer: Any) -> None:
     sub = ["O" if w != 0 else "B-PER" for w in word_ids]
     sub[first] = "B-MISC"
     sub[word_ids.index(1)] = "I-LOC"
-    predictions = family.postprocess(examples, features, fake_logits([sub], LABELS), LABELS)
-    assert predictions[0]["predicted"] == ["B-MISC", "I-LOC"]
-    metrics = family.metrics(examples, predictions, LABELS)
+    predictions = family.decode(examples, features, fake_logits([sub], LABELS), LABELS)
+    assert predictions[0]["tags"] == ["B-MISC", "I-LOC"]
+    metrics = family.score(examples, predictions, LABELS)
     assert metrics["f1"] == 1.0  # conlleval: an I- after another type starts an entity
 
 
@@ -206,12 +206,42 @@ def test_metrics_per_type_and_confusion() -> None:
 
 def test_predictions_file_is_conll(tmp_path: Path) -> None:
     family = get_family(ner_config())
-    predictions = [
-        {"id": "0", "tokens": ["New York", "rocks"], "gold": ["B-LOC", "O"], "predicted": ["B-LOC", "O"]},
-        {"id": "1", "tokens": ["Bob"], "gold": ["B-PER"], "predicted": ["O"]}]
-    [path] = family.write_predictions(predictions, tmp_path)
+    examples = examples_dataset(family, [(["New York", "rocks"], ["B-LOC", "O"]), (["Bob"], ["B-PER"])], LABELS)
+    predictions = [{"id": "0", "tokens": ["New York", "rocks"], "tags": ["B-LOC", "O"]},
+                   {"id": "1", "tokens": ["Bob"], "tags": ["O"]}]
+    [path] = family.write_predictions(examples, predictions, tmp_path)
     assert path.name == "predictions.conll"
     assert path.read_text() == "New_York B-LOC B-LOC\nrocks O O\n\nBob B-PER O\n\n"
+
+
+def test_decode_free_text_gives_entity_spans_with_character_offsets(tokenizer: Any) -> None:
+    """Unlabelled text in, entities out: type, the exact characters, their offsets and a score."""
+    from datasets import Dataset
+
+    family = get_family(ner_config())
+    text = "Angela  Merkel visited the U.S. (Washington) in 2019."
+    examples = Dataset.from_list(family.inputs([{"text": text}], "cli"))
+    assert examples[0]["tokens"] == ["Angela", "Merkel", "visited", "the", "U.S.", "(", "Washington", ")", "in",
+                                     "2019", "."]
+    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    assert "labels" not in features.column_names, "no gold, no labels"
+    word_tags = {0: "B-PER", 1: "I-PER", 4: "B-LOC", 6: "B-LOC"}
+    sub = ["O" if w < 0 else word_tags.get(w, "O") for w in features[0]["word_ids"]]
+    [prediction] = family.decode(examples, features, fake_logits([sub], LABELS), LABELS)
+    entities = prediction["entities"]
+    assert [(e["type"], e["text"]) for e in entities] == [("PER", "Angela  Merkel"), ("LOC", "U.S."),
+                                                          ("LOC", "Washington")]
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+    assert all(0.0 < e["score"] <= 1.0 for e in entities)
+
+
+def test_entity_spans_follow_conlleval() -> None:
+    from finetune.tasks.token_classification import entity_spans
+
+    assert entity_spans(["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == [
+        ("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 4), ("ORG", 5, 5)]
+    assert entity_spans(["O", "O"]) == []
+
 
 
 def test_hub_fallback_fails_fast_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,25 +256,6 @@ def test_hub_fallback_fails_fast_offline(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # -- a user corpus, overrides only, through the real stages --------------------------------------
-
-DRUGS = ["aspirin", "ibuprofen", "metformin", "warfarin"]
-DOSES = [("100", "mg"), ("20", "ml"), ("5", "mg"), ("1", "g")]
-
-
-def user_corpus(path: Path, n: int, offset: int) -> list[list[tuple[str, str]]]:
-    """Sentences like `take aspirin 100 mg daily` in 2 tab-separated columns, with own entity types."""
-    sentences = []
-    for i in range(n):
-        drug = DRUGS[(i + offset) % len(DRUGS)]
-        amount, unit = DOSES[(i * 3 + offset) % len(DOSES)]
-        words = [("patient", "O"), ("takes", "O"), (drug, "B-DRUG"), (amount, "B-DOSE"), (unit, "I-DOSE")]
-        if i % 2:
-            words += [("twice", "O"), ("daily", "O")]
-        sentences.append(words)
-    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s) for s in sentences) + "\n",
-                    encoding="utf-8")
-    return sentences
-
 
 @pytest.mark.slow
 def test_user_corpus_trains_and_evaluates_with_overrides_only(tmp_path: Path) -> None:
