@@ -102,3 +102,52 @@ def write_tiny_squad(path: Path, n_paragraphs: int, prefix: str) -> list[str]:
         paragraphs.append({"context": context, "qas": qas})
     path.write_text(json.dumps({"data": [{"title": "Boats", "paragraphs": paragraphs}], "version": "1.1"}))
     return ids
+
+
+def build_export(work: Path, task: str, *overrides: str):
+    """Run the five stages on a tiny user corpus of `task` below `work`; return the config."""
+    from finetune.config import compose
+    from finetune.pipeline.download import download
+    from finetune.pipeline.evaluate import evaluate
+    from finetune.pipeline.export import export
+    from finetune.pipeline.tokenize import tokenize
+    from finetune.pipeline.train import train
+
+    work.mkdir(parents=True, exist_ok=True)
+    if task == "sarcasm":
+        data = [f"data.files.train={write_jsonl(work / 'headlines.jsonl', headline_rows(160))}",
+                "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
+    elif task == "ner":
+        user_corpus(work / "train.tsv", 64, 0)
+        user_corpus(work / "dev.tsv", 12, 1)
+        data = [f"data.files.train={work / 'train.tsv'}", f"data.files.validation={work / 'dev.tsv'}",
+                "data.eval_split=validation", "train.num_train_epochs=4", "train.learning_rate=5e-3"]
+    else:
+        write_tiny_squad(work / "train.json", 10, "tr")
+        write_tiny_squad(work / "dev.json", 3, "dv")
+        data = [f"data.files.train={work / 'train.json'}", f"data.files.validation={work / 'dev.json'}",
+                "data.max_train_samples=null", "data.max_eval_samples=null", "train.num_train_epochs=1"]
+    cfg = compose(REPO, [f"task={task}", "model=tiny", *data, "train.per_device_train_batch_size=8",
+                         "train.disable_tqdm=true", "train.logging_steps=50", *overrides], workdir=work)
+    for stage in (download, tokenize, train, evaluate, export):
+        stage(cfg)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One trained tiny export per task family (sarcasm, ner, qa), tracked in one MLflow store.
+
+    Returns {task: cfg} plus "tracking_uri". Built once per session (~40 s)."""
+    work = tmp_path_factory.mktemp("exports")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa")}
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+    return {**built, "tracking_uri": uri}

@@ -138,6 +138,12 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     return spec
 
 
+def family_of(folder: str | Path) -> tuple[TaskFamily, list[str] | None]:
+    """The task family (with its saved settings) and the labels of an export folder."""
+    spec = read_spec(folder)
+    return load_family(spec["family"], spec["settings"], str(Path(folder) / SPEC)), spec["labels"]
+
+
 def resolve_bf16(precision: str) -> bool:
     """`auto`: bf16 autocast where it pays (the rule the training side uses); `bf16`/`fp32` force it."""
     if precision not in ("auto", "bf16", "fp32"):
@@ -155,9 +161,7 @@ class Predictor:
     def __init__(self, folder: str | Path, backend: str = "torch", precision: str = "auto",
                  batch_size: int = 32, threads: int | None = None):
         self.folder = Path(folder)
-        spec = read_spec(self.folder)
-        self.family = load_family(spec["family"], spec["settings"], str(self.folder / SPEC))
-        self.labels = spec["labels"]
+        self.family, self.labels = family_of(self.folder)
         self.batch_size = batch_size
         if backend not in BACKENDS:
             raise FinetuneError(f"backend '{backend}': use one of {', '.join(BACKENDS)}")

@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from finetune.inference import Predictor
+    from transformers.utils import logging as hf_logging
+
+    from finetune.inference import Predictor, family_of
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
     if args.input is not None:
         records, source = read_inputs(args.input), str(args.input)
@@ -132,11 +137,12 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         records, source = [{"text": text} for text in args.texts], "the command line"
     folder, scratch = resolve_source(args.model)
     try:
+        family, _ = family_of(folder)
+        if args.texts and "text" not in family.input_fields:
+            raise FinetuneError(f"{args.model} answers questions: give --question and --context")
+        family.inputs(records, source)  # every record checked before seconds go into loading weights
         predictor = Predictor(folder, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                               threads=args.threads)
-        missing = [f for f in predictor.family.input_fields if f not in records[0]]
-        if missing and args.texts:
-            raise FinetuneError(f"{args.model} answers questions: give --question and --context")
         return predictor.predict(records, source=source, progress=args.output is not None)
     finally:
         if scratch is not None:

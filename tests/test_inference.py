@@ -1,0 +1,125 @@
+"""finetune.inference: the Predictor on export folders reproduces what the evaluate stage scored,
+on every backend, and a broken folder is one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from finetune.errors import DataError, FinetuneError
+from finetune.inference import Predictor
+from finetune.pipeline.common import load_saved
+
+
+def eval_records(cfg) -> tuple[list[dict], list]:
+    """The evaluated split's examples as a user would give them (no gold), and the examples."""
+    examples = load_saved(Path(cfg.paths.tokenized) / "examples")[cfg.data.eval_split]
+    if cfg.task.name == "qa":
+        records = [{"id": e["id"], "question": e["question"], "context": e["context"]} for e in examples]
+    elif cfg.task.name == "ner":
+        records = [{"id": e["id"], "tokens": e["tokens"]} for e in examples]
+    else:
+        records = [{"id": e["id"], "text": e["text"]} for e in examples]
+    return records, examples
+
+
+def evaluated(cfg) -> list:
+    """What the evaluate stage wrote, per example, in the examples' order."""
+    out = Path(cfg.paths.predictions)
+    if cfg.task.name == "qa":
+        return list(json.loads((out / "predictions.json").read_text()).values())
+    if cfg.task.name == "ner":
+        blocks = (out / "predictions.conll").read_text().strip("\n").split("\n\n")
+        return [[line.split(" ")[2] for line in block.split("\n")] for block in blocks]
+    return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("task", ["sarcasm", "ner", "qa"])
+def test_predictor_gives_what_evaluate_scored(tiny_exports, task):
+    cfg = tiny_exports[task]
+    records, _ = eval_records(cfg)
+    predictions = Predictor(cfg.paths.export).predict(records)  # precision auto, as train.bf16: auto
+    scored = evaluated(cfg)
+    assert len(predictions) == len(scored) == len(records)
+    if task == "qa":
+        assert [p["answer"] for p in predictions] == scored
+        for p, record in zip(predictions, records, strict=True):
+            assert record["context"][p["start"]:p["end"]] == p["answer"] and 0 < p["score"] <= 1
+    elif task == "ner":
+        assert [p["tags"] for p in predictions] == scored
+    else:
+        assert [p["label"] for p in predictions] == [s["label"] for s in scored]
+        for p, s in zip(predictions, scored, strict=True):
+            assert p["probabilities"] == pytest.approx(s["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("task", ["sarcasm", "ner", "qa"])
+def test_onnx_backends_match_torch(tiny_exports, task):
+    cfg = tiny_exports[task]
+    records, _ = eval_records(cfg)
+    torch_side = Predictor(cfg.paths.export, precision="fp32").predict(records)
+    onnx_side = Predictor(cfg.paths.export, backend="onnx").predict(records)
+    if task == "sarcasm":
+        for a, b in zip(torch_side, onnx_side, strict=True):
+            assert a["label"] == b["label"]
+            assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-4)
+    else:
+        key = "tags" if task == "ner" else "answer"
+        assert [p[key] for p in torch_side] == [p[key] for p in onnx_side]
+    int8 = Predictor(cfg.paths.export, backend="onnx-int8").predict(records)
+    assert len(int8) == len(records)
+    spec = json.loads((Path(cfg.paths.export) / "finetune.json").read_text())
+    assert spec["onnx"]["max_abs_delta"] <= spec["onnx"]["tolerance"] == 1e-3
+    assert spec["onnx"]["int8"][spec["primary_metric"]] >= 0
+
+
+def test_long_text_is_truncated_and_said(tiny_exports):
+    cfg = tiny_exports["sarcasm"]
+    long = " ".join(["totally"] + ["word"] * 500)
+    short, cut = Predictor(cfg.paths.export).predict([{"text": "officially local man"}, {"text": long}])
+    assert cut["truncated"] is True and "truncated" not in short
+
+
+def test_long_context_is_windowed(tiny_exports):
+    cfg = tiny_exports["qa"]
+    filler = " ".join(f"word{i}" for i in range(600))
+    context = f"{filler} In the year 1903 a small boat named Dana sailed from the harbour. {filler}"
+    [prediction] = Predictor(cfg.paths.export).predict([{"question": "What was the boat named?", "context": context}])
+    assert context[prediction["start"]:prediction["end"]] == prediction["answer"]
+
+
+def test_bad_inputs_name_the_row_and_field(tiny_exports):
+    predictor = Predictor(tiny_exports["sarcasm"].paths.export)
+    with pytest.raises(DataError, match=r"req, row 2, field 'text': empty text"):
+        predictor.predict([{"text": "fine"}, {"text": ""}], source="req")
+    qa = Predictor(tiny_exports["qa"].paths.export)
+    with pytest.raises(DataError, match=r"req, row 1, field 'context': missing field"):
+        qa.predict([{"question": "who?"}], source="req")
+
+
+def test_broken_export_folders_are_one_line(tiny_exports, tmp_path):
+    source = Path(tiny_exports["sarcasm"].paths.export)
+    with pytest.raises(FinetuneError, match=r"no such export folder"):
+        Predictor(tmp_path / "nowhere")
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    (copy / "config.json").write_text("{not json")
+    with pytest.raises(FinetuneError, match=rf"{copy}: cannot load the (tokenizer|model): .*config.json"):
+        Predictor(copy)
+    shutil.copy(source / "config.json", copy / "config.json")
+    (copy / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(FinetuneError, match=rf"{copy}: cannot load the model"):
+        Predictor(copy)
+    (copy / "finetune.json").write_text("[]")
+    with pytest.raises(FinetuneError, match=r"finetune.json: missing key 'family'"):
+        Predictor(copy)
+    (copy / "finetune.json").unlink()
+    with pytest.raises(FinetuneError, match=r"not an export folder of this pipeline"):
+        Predictor(copy)
+    (copy / "model.onnx").unlink()
+    shutil.copy(source / "finetune.json", copy / "finetune.json")
+    with pytest.raises(FinetuneError, match=r"model.onnx is missing"):
+        Predictor(copy, backend="onnx")
