@@ -72,7 +72,13 @@ def resolve_source(source: str) -> tuple[Path, Any]:
     except MlflowException as error:
         raise FinetuneError(f"{source}: {str(error).splitlines()[0]} "
                             f"(tracking store: {mlflow.get_tracking_uri()})") from None
-    return Path(local) / "artifacts" / ARTIFACT, scratch
+    import yaml
+
+    spec = yaml.safe_load((Path(local) / "MLmodel").read_text())
+    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if ARTIFACT not in artifacts:
+        raise FinetuneError(f"{source}: not a model logged by this pipeline's export stage")
+    return Path(local) / artifacts[ARTIFACT]["path"], scratch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -73,7 +73,7 @@ def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> Iterato
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_experiment(cfg.tracking.experiment)
+    use_experiment(mlflow, cfg.tracking.experiment)
     _end_stray_run(mlflow)
     name = f"{cfg.paths.pair}"
     with mlflow.start_run(run_name=name, tags=tags) as run:
@@ -98,12 +98,23 @@ def resume_run(cfg: DictConfig, model_dir: str | Path) -> Iterator[Any]:
         except Exception:  # noqa: BLE001 - a model trained against another store: start afresh
             run_id = None
     if run_id is None:
-        mlflow.set_experiment(cfg.tracking.experiment)
+        use_experiment(mlflow, cfg.tracking.experiment)
         with mlflow.start_run(run_name=cfg.paths.pair, tags={"resumed_from": "missing"}) as run:
             yield run
         return
     with mlflow.start_run(run_id=run_id) as run:
         yield run
+
+
+def use_experiment(mlflow: Any, name: str) -> None:
+    """Make `name` the active experiment, creating it if needed. With a SQLite store its artifacts
+    go to `mlruns/` beside the database file (MLflow's default is `./mlruns` of whatever folder
+    the process runs in), so a store and its artifacts always travel together."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        store = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
+        mlflow.create_experiment(name, artifact_location=store.as_uri())
+    mlflow.set_experiment(name)
 
 
 def _end_stray_run(mlflow: Any) -> None:

@@ -81,8 +81,7 @@ def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], mani
         "With transformers alone (no finetune-pipeline needed):",
         "",
         "```python",
-        "from transformers import pipeline",
-        f"model = pipeline('{pipeline_tag}', model='exports/{pair}')",
+        *_transformers_snippet(pipeline_tag, pair),
         "```",
         "",
         "With finetune-pipeline's decoder (the one the evaluation above scored), on free text or a file:",
@@ -117,3 +116,13 @@ def _onnx_section(onnx: dict[str, Any], primary: str, metrics: dict[str, Any]) -
                       f"= {_number(int8[primary])} against {_number(metrics.get(primary))} in fp32 "
                       f"({int8['size_mb']:.1f} MB against {onnx['size_mb']:.1f} MB)."]
     return [*lines, ""]
+
+
+def _transformers_snippet(pipeline_tag: str, pair: str) -> list[str]:
+    if pipeline_tag != "question-answering":
+        return ["from transformers import pipeline", f"model = pipeline('{pipeline_tag}', model='exports/{pair}')"]
+    # transformers 5 removed the extractive question-answering pipeline; the Auto classes load the folder.
+    return ["from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+            f"tokenizer = AutoTokenizer.from_pretrained('exports/{pair}')",
+            f"model = AutoModelForQuestionAnswering.from_pretrained('exports/{pair}')",
+            "# finetune-predict (below) does the windowing and span decoding the evaluation scored"]

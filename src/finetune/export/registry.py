@@ -76,7 +76,7 @@ def promote(name: str, version: str, metric: str, value: float, split: str, grea
         word = "beats" if better else ("ties" if value == old_value else "does not beat")
         reason = f"{metric} {value:.4f} {word} champion v{current.version}'s {old_value:.4f}"
     decision = {"version": str(version), "promoted": promoted, "reason": reason, "metric": metric,
-                "value": value, "split": split, "champion_before": current.version if current else None,
+                "value": value, "split": split, "champion_before": str(current.version) if current else None,
                 "champion_value": old_value}
     for key, tag in (("eval_metric", metric), ("eval_value", repr(float(value))), ("eval_split", split),
                      ("promotion", "promoted" if promoted else "kept out"), ("promotion_reason", reason)):

@@ -1,0 +1,127 @@
+"""The MLflow registry: every export a version linked to its run; `champion` moves only to a
+better model; the champion is served over real HTTP and predicted from by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from finetune.export import registry
+from tests.conftest import build_export
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gate_keeps_worse_and_tied_models_out(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gate.db'}")
+    client = MlflowClient()
+    client.create_registered_model("t-m")
+    versions = [client.create_model_version("t-m", str(tmp_path)).version for _ in range(5)]
+    first = registry.promote("t-m", versions[0], "f1", 0.80, "test", True)
+    assert first["promoted"] and first["reason"] == "no champion yet"
+    worse = registry.promote("t-m", versions[1], "f1", 0.70, "test", True)
+    tie = registry.promote("t-m", versions[2], "f1", 0.80, "test", True)
+    other_split = registry.promote("t-m", versions[3], "f1", 0.99, "validation", True)
+    assert not worse["promoted"] and "does not beat champion v1's 0.8000" in worse["reason"]
+    assert not tie["promoted"] and "ties" in tie["reason"]
+    assert not other_split["promoted"] and "scored on 'test', not 'validation'" in other_split["reason"]
+    assert client.get_model_version_by_alias("t-m", "champion").version == versions[0]
+    better = registry.promote("t-m", versions[4], "f1", 0.85, "test", True)
+    assert better["promoted"] and better["champion_before"] == str(versions[0]) and better["champion_value"] == 0.8
+    assert client.get_model_version_by_alias("t-m", "champion").version == versions[4]
+    tags = client.get_model_version("t-m", versions[1]).tags
+    assert tags["promotion"] == "kept out" and tags["eval_value"] == "0.7" and tags["eval_metric"] == "f1"
+    lower_is_better = registry.promote("t-m", versions[1], "mse", 0.9, "test", False)
+    assert not lower_is_better["promoted"]  # 0.9 vs the champion's 0.85: higher mse is worse
+
+
+def test_worse_retrain_stays_out_of_champion(tmp_path, monkeypatch, capsys):
+    """Two real exports of one pair: the second, trained to be worse, is registered but not promoted."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    good = build_export(tmp_path / "w", "sarcasm")
+    first = json.loads(Path(good.paths.metrics).read_text())["accuracy"]
+    worse = build_export(tmp_path / "w", "sarcasm", "train.learning_rate=1e-9", "train.num_train_epochs=1")
+    second = json.loads(Path(worse.paths.metrics).read_text())["accuracy"]
+    assert second < first
+    out = capsys.readouterr().out
+    assert "registry: sarcasm-tiny v1 is now champion: no champion yet" in out
+    assert f"registry: sarcasm-tiny v2 stays out of champion: accuracy {second:.4f} does not beat" in out
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("sarcasm-tiny", "champion").version) == "1"
+    v2 = client.get_model_version("sarcasm-tiny", "2")
+    assert v2.tags["promotion"] == "kept out" and float(v2.tags["eval_value"]) == second
+    assert v2.run_id == json.loads((Path(worse.paths.model) / "run.json").read_text())["run_id"]
+
+
+def test_predict_from_the_registry_by_alias(tiny_exports, monkeypatch, capsys):
+    from finetune.predict import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_exports["tracking_uri"])
+    assert main(["models:/sarcasm-tiny@champion", "totally local man"]) == 0
+    by_alias = json.loads(capsys.readouterr().out)
+    assert main([str(tiny_exports["sarcasm"].paths.export), "totally local man"]) == 0
+    assert json.loads(capsys.readouterr().out) == by_alias
+    assert main(["models:/sarcasm-tiny@nobody", "hi"]) == 1
+    assert capsys.readouterr().err.startswith("error: models:/sarcasm-tiny@nobody: ")
+
+
+@pytest.mark.slow
+def test_rest_server_answers_with_the_cli_predictions(tiny_exports, tmp_path):
+    """`mlflow models serve` on models:/<pair>@champion, real HTTP requests, stopped by its PID."""
+    from finetune.inference import Predictor
+
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tiny_exports["tracking_uri"]}
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/ner-tiny@champion", "--env-manager",
+                               "local", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "server did not start in 120 s"
+            time.sleep(1)
+        texts = ["patient takes aspirin 100 mg daily", "patient takes warfarin 5 mg"]
+        body = json.dumps({"dataframe_records": [{"text": t} for t in texts]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = json.loads(response.read())["predictions"]
+        expected = Predictor(tiny_exports["ner"].paths.export).predict([{"text": t} for t in texts], source="request")
+        assert [p["tags"] for p in served] == [p["tags"] for p in expected]
+        assert [[e["text"] for e in p["entities"]] for p in served] == \
+            [[e["text"] for e in p["entities"]] for p in expected]
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                     data=json.dumps({"dataframe_records": [{"text": ""}]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(bad, timeout=60)
+        assert "request, row 1, field 'text': empty text" in error.value.read().decode()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
