@@ -90,10 +90,10 @@ def test_rest_server_answers_with_the_cli_predictions(tiny_exports, tmp_path):
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tiny_exports["tracking_uri"]}
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/ner-tiny@champion", "--env-manager",
                                "local", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"),
-                              start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -125,3 +125,4 @@ def test_rest_server_answers_with_the_cli_predictions(tiny_exports, tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        log.close()

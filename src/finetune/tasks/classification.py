@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from finetune import metrics as metric_fns
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.errors import DataError, FinetuneError

@@ -1,0 +1,98 @@
+"""Comparison 8: inference backends on the exported MiniLM models.
+
+PyTorch fp32 eager, PyTorch bf16 autocast, ONNX Runtime fp32 (`model.onnx`) and ONNX Runtime with
+dynamic int8 weights (`model.int8.onnx`), each in its own process with the harness's threads:
+speed on batches of 32 IMDB test reviews cut to exactly 128 real tokens (texts/s, the sides
+interleaved over the repetitions), and each backend's eval metric through the export's own decoder
+on the sentiment (IMDB test, 500 reviews) and NER (CoNLL-2003 test) evaluation sets.
+
+Needs the default matrix's exports (`dvc repro export@sentiment-minilm export@ner-minilm`).
+Check: the fastest backend whose metrics stay within 0.5 pt of fp32 runs >= 2x fp32 eager.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table
+
+NAME = "inference"
+TITLE = "8. Inference backends (exported MiniLM)"
+BACKENDS = ("torch-fp32", "torch-bf16", "onnx", "onnx-int8")
+TASKS = {"sentiment": "test", "ner": "test"}
+PROBE = BENCH / "inference_probe.py"
+TOLERANCE_PT = 0.5
+TARGET = 2.0
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    exports = {task: REPO / "exports" / f"{task}-minilm" for task in TASKS}
+    for task, folder in exports.items():
+        if not (folder / "model.int8.onnx").exists():
+            raise BenchError(f"{folder} has no ONNX files: run `dvc repro export@{task}-minilm` first")
+    texts = WORK / NAME / "imdb_test_texts.json"
+    texts.parent.mkdir(parents=True, exist_ok=True)
+    _write_texts(texts, 400)
+    reps, batches = (1, 2) if ctx.quick else (3, 10)
+    speeds: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    for rep in range(reps):
+        for backend in BACKENDS:  # interleaved: a drift of the machine hits every side alike
+            print(f"[{NAME}] speed {backend} rep {rep + 1}/{reps}", flush=True)
+            out = _probe(ctx, [exports["sentiment"], backend, "--speed", texts, "--batches", str(batches)],
+                         f"speed-{backend}-{rep}")
+            speeds[backend].append(out["texts_per_s"])
+    metrics: dict[str, dict[str, Any]] = {task: {} for task in TASKS}
+    for task, split in TASKS.items():
+        tokenized = REPO / "data" / "tokenized" / f"{task}-minilm"
+        for backend in BACKENDS:
+            print(f"[{NAME}] {task} metric {backend}", flush=True)
+            metrics[task][backend] = _probe(ctx, [exports[task], backend, "--metric", tokenized, "--split", split],
+                                            f"metric-{task}-{backend}")
+    rates = {b: median(v) for b, v in speeds.items()}
+    deltas = {b: {t: 100 * (metrics[t][b]["value"] - metrics[t]["torch-fp32"]["value"]) for t in TASKS}
+              for b in BACKENDS}
+    eligible = [b for b in BACKENDS if all(abs(d) <= TOLERANCE_PT for d in deltas[b].values())]
+    fastest = max(eligible, key=rates.get)
+    return {"speeds": speeds, "texts_per_s": rates, "metrics": metrics, "delta_pt": deltas,
+            "fastest_within_tolerance": fastest, "speedup": rates[fastest] / rates["torch-fp32"],
+            "passed": rates[fastest] / rates["torch-fp32"] >= TARGET, "reps": reps, "batches": batches,
+            "commands": ctx.commands}
+
+
+def _probe(ctx: Context, args: list[Any], tag: str) -> dict[str, Any]:
+    log = WORK / NAME / f"{tag}.log"
+    ctx.run([PYTHON, PROBE, *args], log=log)
+    return json.loads(log.read_text().strip().splitlines()[-1])
+
+
+def _write_texts(path, n: int) -> None:  # noqa: ANN001
+    """The first `n` IMDB test reviews of the sentiment pair's tokenized examples."""
+    import datasets
+
+    examples = datasets.load_from_disk(str(REPO / "data" / "tokenized" / "sentiment-minilm" / "examples"))["test"]
+    path.write_text(json.dumps(examples["text"][:n]))
+
+
+def render(result: dict[str, Any]) -> str:
+    base = result["texts_per_s"]["torch-fp32"]
+    rows = []
+    for backend in BACKENDS:
+        m = {t: result["metrics"][t][backend] for t in TASKS}
+        rate = result["texts_per_s"][backend]
+        rows.append([f"`{backend}`", fmt(rate), f"{rate / base:.2f}×",
+                     fmt(100 * m["sentiment"]["value"], 2), f"{result['delta_pt'][backend]['sentiment']:+.2f}",
+                     fmt(100 * m["ner"]["value"], 2), f"{result['delta_pt'][backend]['ner']:+.2f}",
+                     fmt(m["sentiment"]["seconds"]), fmt(m["ner"]["seconds"])])
+    fastest = result["fastest_within_tolerance"]
+    verdict = "pass" if result["passed"] else "FAIL"
+    parts = [f"Speed: batches of 32 IMDB test reviews cut to exactly 128 real tokens, median of {result['reps']} "
+             f"interleaved runs of {result['batches']} batches each (after 2 warm-up batches). Metrics: each backend "
+             "through the export's own decoder (`finetune.inference.Predictor`) on the whole evaluation split, "
+             "batched by length: sentiment accuracy on the 500 IMDB test reviews, NER entity F1 on CoNLL-2003 test "
+             "(×100, Δ against fp32 eager).", "",
+             table(["backend", "texts/s (32×128)", "vs fp32", "sentiment acc", "Δ pt", "NER F1", "Δ pt",
+                    "sentiment eval s", "NER eval s"], rows), "",
+             f"Fastest backend within {TOLERANCE_PT} pt of fp32 on both sets: **`{fastest}`**, "
+             f"{result['speedup']:.2f}× fp32 eager (target ≥ {TARGET:g}×: {verdict})."]
+    return "\n".join([*parts, "", commands_block(result.get("commands", []))])
