@@ -70,9 +70,9 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def _bf16_auto_picks_bf16(ctx: Context) -> bool:
-    """What `bf16: auto` resolves to on this machine (finetune.training.bf16_supported)."""
+    """What `bf16: auto` resolves to on this machine (finetune.precision.bf16_supported)."""
     log = WORK / NAME / "bf16-auto.log"
-    ctx.run([PYTHON, "-c", "from finetune.training import bf16_supported; print(bf16_supported())"], log=log,
+    ctx.run([PYTHON, "-c", "from finetune.precision import bf16_supported; print(bf16_supported())"], log=log,
             record=False)
     return log.read_text().strip().splitlines()[-1] == "True"
 

@@ -130,7 +130,8 @@ def test_the_project_dag_depends_on_each_kinds_listing():
     train, export = kind_files("train", REPO), kind_files("export", REPO)
     assert {"stages/train.py", "src/finetune/training.py", "src/finetune/tasks/question_answering.py",
             "conf/train/default.yaml"} <= set(train)
-    assert "src/finetune/training.py" not in export and "src/finetune/export.py" in export
+    assert "src/finetune/training.py" not in export and "src/finetune/export/__init__.py" in export
+    assert {"src/finetune/export/onnx.py", "src/finetune/inference.py", "src/finetune/precision.py"} <= set(export)
 
 
 def test_run_outside_a_project_fails_with_one_clear_line(tmp_path):

@@ -7,9 +7,9 @@ from omegaconf import OmegaConf
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
+from finetune.precision import bf16_supported
 from finetune.training import (
     LengthGroupedBuckets,
-    bf16_supported,
     length_grouped_order,
     make_trainer,
     micro_batch_size,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from finetune.errors import FinetuneError
+from finetune.precision import resolve_bf16
 from finetune.tasks import load_family
 from finetune.tasks.base import Prediction, TaskFamily
 
@@ -142,17 +143,6 @@ def family_of(folder: str | Path) -> tuple[TaskFamily, list[str] | None]:
     """The task family (with its saved settings) and the labels of an export folder."""
     spec = read_spec(folder)
     return load_family(spec["family"], spec["settings"], str(Path(folder) / SPEC)), spec["labels"]
-
-
-def resolve_bf16(precision: str) -> bool:
-    """`auto`: bf16 autocast where it pays (the rule the training side uses); `bf16`/`fp32` force it."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise FinetuneError(f"precision '{precision}': use auto, bf16 or fp32")
-    if precision == "auto":
-        from finetune.training import bf16_supported
-
-        return bf16_supported()
-    return precision == "bf16"
 
 
 class Predictor:

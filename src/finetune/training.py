@@ -11,24 +11,11 @@ from omegaconf import DictConfig
 
 from finetune.config import to_container
 from finetune.errors import FinetuneError
+from finetune.precision import bf16_supported
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
             "attention_dropout", "length_bucket_batches")
-
-
-def bf16_supported() -> bool:
-    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AMX tiles.
-
-    AVX-512 BF16 alone is not enough: on this project's 2-core VM (AVX-512 BF16, no AMX) a
-    MiniLM training step ran ~1.5x slower under bf16 autocast than in fp32 (bench/).
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    amx = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
-    return bool(amx and amx())
 
 
 def _cuda_available() -> bool:
@@ -113,11 +100,6 @@ def eval_batch_size(train_cfg: DictConfig, max_length: int | None) -> int:
     batch = int(train_cfg.get("per_device_eval_batch_size") or 8)
     budget = train_cfg.get("max_batch_tokens")
     return max(1, min(batch, int(budget) // int(max_length))) if budget and max_length else batch
-
-
-def precision_setting(bf16: Any) -> str:
-    """`train.bf16` (auto / true / false) as an inference precision (auto / bf16 / fp32)."""
-    return "auto" if bf16 == "auto" else ("bf16" if bf16 else "fp32")
 
 
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,

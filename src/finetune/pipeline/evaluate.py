@@ -25,10 +25,11 @@ log = logging.getLogger("finetune")
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import transformers
 
-    from finetune.inference import TorchBackend, output_names, resolve_bf16, run_model
+    from finetune.inference import TorchBackend, output_names, run_model
     from finetune.metrics import scalar_metrics
     from finetune.models import load_tokenizer
-    from finetune.training import eval_batch_size, precision_setting
+    from finetune.precision import precision_setting, resolve_bf16
+    from finetune.training import eval_batch_size
 
     model_dir = require(cfg.paths.model, "train", cfg)
     examples, features, labels, _ = load_tokenized(cfg)
