@@ -48,6 +48,7 @@ def test_stage_outputs(trained):
     assert manifest["source"] == "files" and len(manifest["files"][0]["sha256"]) == 64
     model_config = read_json(Path(cfg.paths.model) / "config.json")
     assert model_config["id2label"] == {"0": "not_sarcastic", "1": "sarcastic"}
+    assert model_config["problem_type"] == "single_label_classification"
     metrics = read_json(cfg.paths.metrics)
     assert {"accuracy", "f1", "per_class", "n_eval"} <= set(metrics)
     assert metrics["n_eval"] == 40 and set(metrics["per_class"]) == {"not_sarcastic", "sarcastic"}

@@ -77,6 +77,10 @@ class Family(TaskFamily):
                 for row, record in enumerate(records, start=1)]
 
     # -- model ------------------------------------------------------------------------------
+    def model_kwargs(self, labels: list[str] | None) -> dict[str, Any]:
+        # Said explicitly: with one label transformers would otherwise infer regression.
+        return super().model_kwargs(labels) | {"problem_type": "single_label_classification"}
+
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
         max_length = int(self.settings.max_length)
         gold = "label" in examples.column_names
