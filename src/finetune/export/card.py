@@ -112,9 +112,10 @@ def _onnx_section(onnx: dict[str, Any], primary: str, metrics: dict[str, Any]) -
              f"(the export fails above {onnx['tolerance']:g})."]
     if "int8" in onnx:
         int8 = onnx["int8"]
+        evaluated = "bf16 autocast" if metrics.get("bf16") else "fp32"
         lines += ["", f"`{int8['file']}` (dynamic int8 quantisation): `{primary}` on `{metrics.get('split')}` "
-                      f"= {_number(int8[primary])} against {_number(metrics.get(primary))} in fp32 "
-                      f"({int8['size_mb']:.1f} MB against {onnx['size_mb']:.1f} MB)."]
+                      f"= {_number(int8[primary])} against {_number(metrics.get(primary))} for the PyTorch model "
+                      f"as evaluated ({evaluated}); {int8['size_mb']:.1f} MB against {onnx['size_mb']:.1f} MB."]
     return [*lines, ""]
 
 
