@@ -3,13 +3,11 @@ the alias `champion` only to a version that beats the current one on the same ev
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
 
-log = logging.getLogger("finetune")
 ALIAS = "champion"
 POLICIES = ("gate", "always", "never")
 
@@ -83,5 +81,4 @@ def promote(name: str, version: str, metric: str, value: float, split: str, grea
         client.set_model_version_tag(name, str(version), key, tag)
     if promoted:
         client.set_registered_model_alias(name, ALIAS, str(version))
-    log.info("registry %s v%s: %s (%s)", name, version, "now champion" if promoted else "not promoted", reason)
     return decision
