@@ -54,6 +54,7 @@ def main() -> int:
                 failed.append(name)
                 continue
             result |= {"elapsed_s": time.perf_counter() - start, "quick": args.quick, "threads": args.threads,
+                       "cpu": machine_info(args.threads)["cpu"],
                        "commit": git_commit(),
                        "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
                        "load_after": os.getloadavg()[0]}
@@ -76,6 +77,7 @@ def render(results_dir: Path, quick: bool) -> Path:
         result = results[name]
         body = module.render(result) if result else "_Not run yet._"
         commit = f" at commit {result['commit']}" if result and result.get("commit") else ""
+        commit += f" on {result['cpu']}" if result and result.get("cpu") else ""
         when = (f"_Run {result.get('date')}{commit}, {result['elapsed_s'] / 60:.1f} min; 1-minute load average "
                 f"{result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after (≈ "
                 f"{result['threads']}, the measured process's own threads, on a quiet machine)._\n\n"
@@ -98,7 +100,8 @@ def render_machine(machine: dict, quick: bool) -> str:
         return "## Machine\n\n_Not run yet._"
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in machine["flags"].items())
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    lines = ["## Machine", ""]
+    lines = ["## Machine", "", "The machine of the last full run; each comparison names the CPU it ran on under its heading "
+             "(one run with `--only` may be on another machine kind: compare only figures of one comparison).", ""]
     if quick:
         lines += ["> **--quick run**: tiny budgets that prove the harness end to end. The numbers below "
                   "are not measurements; see BENCHMARKS.md at the repository root for those.", ""]
