@@ -100,8 +100,9 @@ def render_machine(machine: dict, quick: bool) -> str:
         return "## Machine\n\n_Not run yet._"
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in machine["flags"].items())
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    lines = ["## Machine", "", "The machine of the last full run; each comparison names the CPU it ran on under its heading "
-             "(one run with `--only` may be on another machine kind: compare only figures of one comparison).", ""]
+    lines = ["## Machine", "", "The machine of the last full run; each comparison names the CPU it ran on under its "
+             "heading (a run with `--only` may be on another machine kind: compare only figures of one comparison).",
+             ""]
     if quick:
         lines += ["> **--quick run**: tiny budgets that prove the harness end to end. The numbers below "
                   "are not measurements; see BENCHMARKS.md at the repository root for those.", ""]
