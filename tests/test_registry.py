@@ -122,7 +122,9 @@ def test_rest_server_answers_with_the_cli_predictions(tiny_exports, tmp_path):
                                      headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(bad, timeout=60)
-        assert "request, row 1, field 'text': empty text" in error.value.read().decode()
+        answer = json.loads(error.value.read())
+        assert error.value.code == 400 and answer["message"].endswith("request, row 1, field 'text': empty text")
+        assert "Traceback" not in json.dumps(answer)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -23,5 +23,13 @@ class ExportedModel(mlflow.pyfunc.PythonModel):
 
     # No type hints here: MLflow would read them as a schema of its own instead of the logged signature.
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from finetune.errors import FinetuneError
+
         records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-        return self.predictor.predict(records, source="request")
+        try:
+            return self.predictor.predict(records, source="request")
+        except FinetuneError as error:  # a bad record: HTTP 400 with our one line, not a stack trace
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
