@@ -94,7 +94,7 @@ def test_editing_library_code_reruns_the_stages_that_run_it(project):
     training.write_text(training.read_text() + "\n# an edit to the training loop\n")
     rerun = ran_stages(sh("dvc", "repro", cwd=project).stdout)
     assert rerun == ["code", "train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
-    exporter = project / "src" / "finetune" / "export.py"  # run by export only
+    exporter = project / "src" / "finetune" / "export" / "onnx.py"  # run by export only
     exporter.write_text(exporter.read_text() + "\n# an edit to the export\n")
     assert ran_stages(sh("dvc", "repro", cwd=project).stdout) == ["code", "export@sarcasm-tiny"]
     (project / "src" / "finetune" / "tasks" / "__pycache__").mkdir(exist_ok=True)
