@@ -81,6 +81,10 @@ def test_long_text_is_truncated_and_said(tiny_exports):
     long = " ".join(["totally"] + ["word"] * 500)
     short, cut = Predictor(cfg.paths.export).predict([{"text": "officially local man"}, {"text": long}])
     assert cut["truncated"] is True and "truncated" not in short
+    words = " ".join(["patient takes aspirin 100 mg daily"] * 40)  # 240 words, over data.max_length=128 tokens
+    [ner] = Predictor(tiny_exports["ner"].paths.export).predict([{"text": words}])
+    assert ner["truncated"] is True and ner["unpredicted_words"] > 0
+    assert len(ner["tags"]) == 240 and ner["tags"][-ner["unpredicted_words"]:] == ["O"] * ner["unpredicted_words"]
 
 
 def test_long_context_is_windowed(tiny_exports):
