@@ -114,7 +114,11 @@ def build_export(work: Path, task: str, *overrides: str):
     from finetune.pipeline.train import train
 
     work.mkdir(parents=True, exist_ok=True)
-    if task == "sarcasm":
+    if task == "mrpc":
+        data = [f"data.files.train={write_jsonl(work / 'pairs.jsonl', pair_rows(160))}",
+                f"data.files.validation={write_jsonl(work / 'pairs-dev.jsonl', pair_rows(40, seed=1))}",
+                "data.format=jsonl", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
+    elif task == "sarcasm":
         data = [f"data.files.train={write_jsonl(work / 'headlines.jsonl', headline_rows(160))}",
                 "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
     elif task == "ner":
@@ -136,7 +140,8 @@ def build_export(work: Path, task: str, *overrides: str):
 
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One trained tiny export per task family (sarcasm, ner, qa), tracked in one MLflow store.
+    """One trained tiny export per task family (sarcasm, ner, qa) and of sentence pairs (mrpc),
+    tracked in one MLflow store.
 
     Returns {task: cfg} plus "tracking_uri". Built once per session (~40 s)."""
     work = tmp_path_factory.mktemp("exports")
@@ -144,10 +149,24 @@ def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
     before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa")}
+        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa", "mrpc")}
     finally:
         if before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = before
     return {**built, "tracking_uri": uri}
+
+
+def pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """MRPC-shaped rows whose label is learnable from one word of the second sentence."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["the", "bank", "said", "shares", "rose", "company", "profit", "quarter", "report", "market"]
+    rows = []
+    for i in range(n):
+        first = " ".join(rng.choice(words) for _ in range(rng.randint(5, 12)))
+        marker = "indeed" if i % 2 else "however"
+        rows.append({"#1 String": first, "#2 String": f"{marker} {first}", "Quality": i % 2})
+    return rows

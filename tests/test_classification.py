@@ -109,3 +109,55 @@ def test_inputs_name_the_row_and_field(family):
         family.inputs([{"text": "fine"}, {"text": "  "}], "in.jsonl")
     with pytest.raises(DataError, match=r"in.jsonl, row 1, field 'text': missing field \(found: review\)"):
         family.inputs([{"review": "fine"}], "in.jsonl")
+
+
+# -- sentence pairs ---------------------------------------------------------------------------
+
+def pair_family(repo, tmp_path, *overrides):
+    from tests.conftest import pair_rows, write_jsonl
+
+    path = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(6))
+    cfg = compose(repo, ["task=mrpc", "model=tiny", f"data.files.train={path}", "data.format=jsonl", *overrides])
+    return get_family(cfg), path
+
+
+def test_pairs_read_and_encode_with_segments_and_longest_first(repo, tmp_path):
+    family, path = pair_family(repo, tmp_path, "data.max_length=16")
+    assert family.input_fields == ("text", "text_pair")
+    rows = family.read(path, "jsonl", "train")
+    assert rows[1]["text_pair"] == "indeed " + rows[1]["text"] and rows[1]["label"] == 1
+    labels = ["not_equivalent", "equivalent"]
+    examples = Dataset.from_list([{"id": "0", "text": "a b", "text_pair": " ".join(["word"] * 40), "label": 0}],
+                                 features=family.features(labels))
+    tokenizer = load_tokenizer(compose(repo, ["model=tiny"]).model)
+    features, stats = family.tokenize(examples, tokenizer, labels)
+    ids, segments = features[0]["input_ids"], features[0]["token_type_ids"]
+    assert len(ids) == 16 and stats["truncated"] == 1
+    first = segments.index(1)
+    assert tokenizer.decode(ids[1:first - 1]) == "a b", "the longer side lost the tokens"
+    assert set(segments[first:]) == {1}
+
+
+def test_missing_pair_column_names_file_line_and_field(repo, tmp_path):
+    family, path = pair_family(repo, tmp_path)
+    path.write_text(json.dumps({"#1 String": "a", "Quality": 1}) + "\n")
+    with pytest.raises(DataError, match=r"pairs.jsonl, line 1, field '#2 String': missing column \(found: #1 String"):
+        family.read(path, "jsonl", "train")
+    path.write_text(json.dumps({"#1 String": "a", "#2 String": " ", "Quality": 1}) + "\n")
+    with pytest.raises(DataError, match=r"pairs.jsonl, line 1, field '#2 String': empty text"):
+        family.read(path, "jsonl", "train")
+    with pytest.raises(DataError, match=r"cli, row 1, field 'text_pair': missing field"):
+        family.inputs([{"text": "only one"}], "cli")
+
+
+def test_real_mrpc_files_read_as_glue_counts_them(repo):
+    from tests.conftest import needs_shared
+
+    needs_shared("glue", "mrpc", "dev.tsv")
+    from finetune.data.sources import load_examples
+
+    cfg = compose(repo, ["task=mrpc", "model=tiny"])
+    splits, _ = load_examples(cfg, get_family(cfg))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 3668, "validation": 408}
+    assert sum(int(e["label"]) for e in splits["validation"]) == 279, "GLUE's published count of paraphrases"
+    assert any('"' in e["text"] for e in splits["train"]), "lone quotes stay text, rows do not merge"

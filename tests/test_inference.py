@@ -21,6 +21,8 @@ def eval_records(cfg) -> tuple[list[dict], list]:
         records = [{"id": e["id"], "question": e["question"], "context": e["context"]} for e in examples]
     elif cfg.task.name == "ner":
         records = [{"id": e["id"], "tokens": e["tokens"]} for e in examples]
+    elif cfg.task.name == "mrpc":
+        records = [{"id": e["id"], "text": e["text"], "text_pair": e["text_pair"]} for e in examples]
     else:
         records = [{"id": e["id"], "text": e["text"]} for e in examples]
     return records, examples
@@ -37,7 +39,7 @@ def evaluated(cfg) -> list:
     return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("task", ["sarcasm", "ner", "qa"])
+@pytest.mark.parametrize("task", ["sarcasm", "ner", "qa", "mrpc"])
 def test_predictor_gives_what_evaluate_scored(tiny_exports, task):
     cfg = tiny_exports[task]
     records, _ = eval_records(cfg)

@@ -132,3 +132,13 @@ def test_console_script_in_a_fresh_process(tiny_exports, tmp_path):
                            str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr and not out.exists()
     assert done.stderr.strip().splitlines()[-1] == f"error: {bad}, row 2, field 'text': missing field (found: txt)"
+
+
+def test_sentence_pairs_from_a_file(tiny_exports, capsys, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"text": "shares rose", "text_pair": "indeed shares rose"}) + "\n"
+                    + json.dumps({"text": "shares rose", "text_pair": "however shares rose"}) + "\n")
+    code, lines, _ = run_cli(capsys, tiny_exports["mrpc"].paths.export, "--input", path)
+    assert code == 0 and [json.loads(line)["label"] for line in lines] == ["equivalent", "not_equivalent"]
+    code, _, err = run_cli(capsys, tiny_exports["mrpc"].paths.export, "only one sentence")
+    assert code == 1 and err.strip() == "error: the command line, row 1, field 'text_pair': missing field (found: text)"

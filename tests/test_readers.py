@@ -82,3 +82,38 @@ def test_missing_column_lists_the_columns_found(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         rows_of(tmp_path / "nope.csv", "csv")
+
+
+def test_byte_order_mark_is_dropped_in_every_text_format(tmp_path):
+    bom = "\ufeff"
+    (tmp_path / "a.csv").write_text(f"{bom}text,label\nhi,pos\n", encoding="utf-8")
+    (tmp_path / "a.tsv").write_text(f"{bom}text\tlabel\nhi\tpos\n", encoding="utf-8")
+    (tmp_path / "a.jsonl").write_text(f'{bom}{{"text": "hi", "label": "pos"}}\n', encoding="utf-8")
+    (tmp_path / "b.json").write_text(f'{bom}[{{"text": "hi", "label": "pos"}}]', encoding="utf-8")
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(f"{bom}text,label\nhi,pos\n".encode()))
+    for name, fmt in (("a.csv", "csv"), ("a.tsv", "tsv"), ("a.jsonl", "jsonl"), ("b.json", "json"),
+                      ("c.csv.gz", "csv")):
+        assert rows_of(tmp_path / name, fmt) == [{"text": "hi", "label": "pos"}], name
+
+
+def test_tsv_reads_unbalanced_quotes_as_text_and_quoting_is_an_option(tmp_path):
+    """GLUE and GoEmotions strings hold lone `"`: a quoting TSV reader would merge rows silently."""
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text('text\tlabel\n" The bank said\t1\nit rose "\t0\nplain\t1\n')
+    assert [r["text"] for r in rows_of(tsv, "tsv")] == ['" The bank said', 'it rose "', "plain"]
+    quoted = tmp_path / "q.tsv"
+    quoted.write_text('text\tlabel\n"a\ttab"\t1\n')
+    assert [r["text"] for _, r in read_records(quoted, "tsv", quoting=True)] == ["a\ttab"]
+    csv_file = tmp_path / "a.csv"
+    csv_file.write_text('text,label\nsay "hi",1\n')
+    assert [r["text"] for _, r in read_records(csv_file, "csv", quoting=False)] == ['say "hi"']
+
+
+def test_headerless_file_with_column_names(tmp_path):
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("so happy\t17,1\tid1\nwhat\t27\tid2\nbroken\n")
+    records = read_records(tsv, "tsv", columns=["text", "labels", "id"])
+    assert next(records) == ("line 1", {"text": "so happy", "labels": "17,1", "id": "id1"})
+    assert next(records)[0] == "line 2"
+    with pytest.raises(DataError, match=r"a.tsv, line 3: expected 3 columns \['text', 'labels', 'id'\], found 1"):
+        next(records)

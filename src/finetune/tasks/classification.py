@@ -1,7 +1,13 @@
-"""Sequence classification: one label per text (IMDB sentiment, sarcasm headlines, any table)."""
+"""Sequence classification: one label per text or per sentence pair (IMDB sentiment, sarcasm
+headlines, GLUE MRPC, any table).
+
+A pair (`data.text_pair_column` set) is encoded as one input with segment ids; a pair too long
+for `data.max_length` loses tokens from its longer side first.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,7 +15,13 @@ from typing import Any
 from finetune import metrics as metric_fns
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.errors import DataError, FinetuneError
-from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, softmax
+from finetune.tasks import base
+from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, setting, softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(base.Settings):
+    text_pair_column: str | None = setting("data.text_pair_column", None)  # set: sentence pairs
 
 
 class Family(TaskFamily):
@@ -17,37 +29,52 @@ class Family(TaskFamily):
     auto_model = "AutoModelForSequenceClassification"
     pipeline_tag = "text-classification"
     primary_metric = "accuracy"
+    Settings = Settings
+
+    @property
+    def pairs(self) -> bool:
+        return self.settings.text_pair_column is not None
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("text", "text_pair") if self.pairs else ("text",)
 
     # -- data -------------------------------------------------------------------------------
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
         data = self.cfg.data
         split_column = data.split_column
+        text_columns = {"text": data.text_column} | ({"text_pair": data.text_pair_column} if self.pairs else {})
+        columns = list(data.columns) if data.get("columns") else None
         examples = []
-        for where, row in read_records(path, detect_format(path, fmt)):
+        for where, row in read_records(path, detect_format(path, fmt), quoting=data.get("quoting"), columns=columns):
             if split_column is not None and str(require_field(path, where, row, split_column)) != split:
                 continue
-            text = require_field(path, where, row, data.text_column)
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(path, "empty text", where=where, field=data.text_column)
+            texts = {}
+            for field, column in text_columns.items():
+                texts[field] = require_field(path, where, row, column)
+                if not isinstance(texts[field], str) or not texts[field].strip():
+                    raise DataError(path, "empty text", where=where, field=column)
             label = require_field(path, where, row, data.label_column)
             if label is None or (isinstance(label, str) and not label.strip()):
                 raise DataError(path, "empty label", where=where, field=data.label_column)
             ident = row.get(data.id_column) if data.id_column else None
-            examples.append({"id": str(ident if ident is not None else len(examples)), "text": text,
+            examples.append({"id": str(ident if ident is not None else len(examples)), **texts,
                              "label": label, "_where": f"{path}, {where}"})
         return examples
 
     def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
         data = self.cfg.data
         names = getattr(dataset.features.get(data.label_column), "names", None)
-        return [{"id": str(i), "text": row[data.text_column],
+        pair = {"text_pair": data.text_pair_column} if self.pairs else {}
+        return [{"id": str(i), "text": row[data.text_column], **{k: row[c] for k, c in pair.items()},
                  "label": names[row[data.label_column]] if names else row[data.label_column],
                  "_where": f"hub:{split} row {i + 1}"} for i, row in enumerate(dataset)]
 
     def features(self, labels: list[str] | None) -> Any:
         from datasets import ClassLabel, Features, Value
 
-        return Features({"id": Value("string"), "text": Value("string"), "label": ClassLabel(names=labels)})
+        pair = {"text_pair": Value("string")} if self.pairs else {}
+        return Features({"id": Value("string"), "text": Value("string"), **pair, "label": ClassLabel(names=labels)})
 
     def labels(self, splits: dict[str, list[dict[str, Any]]]) -> list[str]:
         if self.cfg.task.get("labels"):
@@ -73,7 +100,8 @@ class Family(TaskFamily):
         return examples
 
     def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-        return [{"id": str(record.get("id", row)), "text": require_text(record, "text", source, row)}
+        return [{"id": str(record.get("id", row)),
+                 **{field: require_text(record, field, source, row) for field in self.input_fields}}
                 for row, record in enumerate(records, start=1)]
 
     # -- model ------------------------------------------------------------------------------
@@ -85,12 +113,17 @@ class Family(TaskFamily):
         max_length = int(self.settings.max_length)
         gold = "label" in examples.column_names
 
+        pairs = self.pairs
+
         def encode(batch: dict[str, list]) -> dict[str, list]:
-            # Encode in full first to count truncation, then re-encode only the long texts.
-            encoded = tokenizer(batch["text"], truncation=False, verbose=False)
+            # Encode in full first to count truncation, then re-encode only the long texts (a pair:
+            # `longest_first`, the longer side loses tokens first).
+            second = batch["text_pair"] if pairs else None
+            encoded = tokenizer(batch["text"], second, truncation=False, verbose=False)
             long = [i for i, ids in enumerate(encoded["input_ids"]) if len(ids) > max_length]
             if long:
-                cut = tokenizer([batch["text"][i] for i in long], truncation=True, max_length=max_length)
+                cut = tokenizer([batch["text"][i] for i in long], [second[i] for i in long] if pairs else None,
+                                truncation="longest_first", max_length=max_length)
                 for key in encoded:
                     for j, i in enumerate(long):
                         encoded[key][i] = cut[key][j]
@@ -101,7 +134,8 @@ class Family(TaskFamily):
             encoded["truncated"] = [i in truncated for i in range(len(batch["text"]))]
             return encoded
 
-        features = self.map_batches(examples, encode, [c for c in ("text", "label") if c in examples.column_names])
+        features = self.map_batches(examples, encode,
+                                    [c for c in ("text", "text_pair", "label") if c in examples.column_names])
         truncated = int(sum(features["truncated"]))
         return features, {"examples": len(examples), "features": len(features), "truncated": truncated,
                           "tokens": int(sum(features["length"]))}
