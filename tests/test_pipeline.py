@@ -34,6 +34,7 @@ def trained(tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     import os
 
+    os.umask(0o022)  # the common default; the test below checks outputs follow it
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     cfg = user_cfg(REPO, work)
     results = {"download": download(cfg), "tokenize": tokenize(cfg), "train": train(cfg),
@@ -132,3 +133,15 @@ def test_bad_input_leaves_previous_output_untouched(repo, tmp_path):
     assert read_json(Path(cfg.paths.raw) / "manifest.json") == before
     leftovers = [p.name for p in Path(cfg.paths.raw).parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_outputs_follow_the_umask(trained):
+    """Private temporary folders become what the umask allows, so a teammate can read an export."""
+    import stat
+
+    cfg, _ = trained
+    for folder in (Path(cfg.paths.export), Path(cfg.paths.model), Path(cfg.paths.tokenized)):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+        for path in folder.rglob("*"):
+            assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
+    assert stat.S_IMODE(Path(cfg.paths.metrics).stat().st_mode) == 0o644

@@ -10,7 +10,6 @@ or on the int8-quantised `model.int8.onnx`.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from finetune.precision import resolve_bf16
 from finetune.tasks import load_family
 from finetune.tasks.base import Prediction, TaskFamily
 
-log = logging.getLogger("finetune")
-
 SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 BACKENDS = ("torch", *ONNX_FILES)
@@ -31,24 +28,23 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_LOGIT = -100.0  # value of the positions a shorter feature's token outputs are padded with
 
 
-def output_names(family: TaskFamily) -> list[str]:
-    return ["start_logits", "end_logits"] if family.name == "question_answering" else ["logits"]
-
-
 class TorchBackend:
-    """A transformers model in eval mode; bf16 autocast when asked."""
+    """A transformers model in eval mode, on the GPU when there is one; bf16 autocast when asked."""
 
-    def __init__(self, model: Any, names: list[str], bf16: bool = False):
-        self.model, self.names, self.bf16 = model.eval(), names, bf16
-        self.inputs = [name for name in MODEL_INPUTS if name in _forward_args(model)]
+    def __init__(self, model: Any, names: tuple[str, ...], bf16: bool = False):
+        import torch
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, self.names, self.bf16 = model.eval().to(self.device), names, bf16
+        self.inputs = model_inputs(model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        tensors = {name: torch.from_numpy(batch[name]) for name in self.inputs}
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        tensors = {name: torch.from_numpy(batch[name]).to(self.device) for name in self.inputs}
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
             output = self.model(**tensors)
-        return [output[name].float().numpy() for name in self.names]
+        return [output[name].float().cpu().numpy() for name in self.names]
 
 
 class OnnxBackend:
@@ -67,10 +63,12 @@ class OnnxBackend:
         return self.session.run(None, {name: batch[name] for name in self.inputs})
 
 
-def _forward_args(model: Any) -> set[str]:
+def model_inputs(model: Any) -> list[str]:
+    """Which of MODEL_INPUTS the model's forward takes (DistilBERT has no token_type_ids)."""
     import inspect
 
-    return set(inspect.signature(model.forward).parameters)
+    accepted = inspect.signature(model.forward).parameters
+    return [name for name in MODEL_INPUTS if name in accepted]
 
 
 def run_model(backend: Callable[[dict[str, np.ndarray]], list[np.ndarray]], features: Any, *, pad_id: int,
@@ -166,7 +164,7 @@ class Predictor:
 
             auto = getattr(transformers, self.family.auto_model)
             model = _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
-            self.backend = TorchBackend(model, output_names(self.family), bf16=resolve_bf16(precision))
+            self.backend = TorchBackend(model, self.family.outputs, bf16=resolve_bf16(precision))
         else:
             path = self.folder / ONNX_FILES[backend]
             if not path.exists():

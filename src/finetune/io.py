@@ -27,6 +27,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    public_modes(tmp)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
     if target.exists():
         target.rename(old)
@@ -44,10 +45,29 @@ def atomic_file(target: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[
     try:
         with open(tmp, mode, **kwargs) as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def public_modes(root: Path) -> None:
+    """The modes the umask gives to `root` and everything below it.
+
+    Temporary folders and files (and some writers, such as safetensors) are created private
+    (0700/0600); outputs a teammate should read get 0777/0666 less the umask, as any new file would.
+    """
+    mask = current_umask()
+    for path in [root, *root.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def write_json(path: str | Path, data: Any) -> None:

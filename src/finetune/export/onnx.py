@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from finetune.errors import FinetuneError
-from finetune.inference import MODEL_INPUTS, ONNX_FILES, OnnxBackend, TorchBackend, output_names, run_model
+from finetune.inference import ONNX_FILES, OnnxBackend, TorchBackend, model_inputs, run_model
 from finetune.tasks.base import TaskFamily
 
 log = logging.getLogger("finetune")
@@ -27,8 +27,8 @@ def export_onnx(model: Any, family: TaskFamily, features: Any, out: Path, *, pad
     import torch
 
     model = model.float().eval()
-    names = output_names(family)
-    inputs = [name for name in MODEL_INPUTS if name in TorchBackend(model, names).inputs]
+    names = list(family.outputs)
+    inputs = model_inputs(model)
     sample = features.select(range(min(2, len(features))))
     width = min(len(ids) for ids in sample["input_ids"])
     example = {name: torch.tensor([list(row[:width]) for row in sample[name]]) if name in sample.column_names
@@ -39,7 +39,7 @@ def export_onnx(model: Any, family: TaskFamily, features: Any, out: Path, *, pad
     with torch.no_grad():
         torch.onnx.export(model, tuple(example[name] for name in inputs), str(path), input_names=inputs,
                           output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    reference = run_model(TorchBackend(model, names), features, pad_id=pad_id, batch_size=16,
+    reference = run_model(TorchBackend(model, family.outputs), features, pad_id=pad_id, batch_size=16,
                           token_outputs=family.token_outputs)
     exported = run_model(OnnxBackend(path), features, pad_id=pad_id, batch_size=16,
                          token_outputs=family.token_outputs)

@@ -25,7 +25,7 @@ log = logging.getLogger("finetune")
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     import transformers
 
-    from finetune.inference import TorchBackend, output_names, run_model
+    from finetune.inference import TorchBackend, run_model
     from finetune.metrics import scalar_metrics
     from finetune.models import load_tokenizer
     from finetune.precision import precision_setting, resolve_bf16
@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(int(cfg.train.torch_threads))
-    backend = TorchBackend(model, output_names(family), bf16=resolve_bf16(precision_setting(cfg.train.bf16)))
+    backend = TorchBackend(model, family.outputs, bf16=resolve_bf16(precision_setting(cfg.train.bf16)))
     started = time.perf_counter()
     outputs = run_model(backend, features[split], pad_id=tokenizer.pad_token_id or 0,
                         batch_size=eval_batch_size(cfg.train, cfg.data.max_length),

@@ -53,6 +53,8 @@ class TaskFamily(ABC):
     greater_is_better: ClassVar[bool] = True
     #: fields of one record given to `predict` (the text, or question + context)
     input_fields: ClassVar[tuple[str, ...]] = ("text",)
+    #: the model output fields `decode` reads, in order
+    outputs: ClassVar[tuple[str, ...]] = ("logits",)
     #: whether the model outputs one row per token (padded across batches) or one per feature
     token_outputs: ClassVar[bool] = False
     #: formats `read()` accepts besides the table formats

@@ -52,6 +52,7 @@ class Family(TaskFamily):
     pipeline_tag = "question-answering"
     primary_metric = "f1"
     input_fields = ("question", "context")
+    outputs = ("start_logits", "end_logits")
     token_outputs = True
     formats = ("squad",)
     Settings = Settings
