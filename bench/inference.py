@@ -22,6 +22,7 @@ TITLE = "8. Inference backends (exported MiniLM)"
 BACKENDS = ("torch-fp32", "torch-bf16", "onnx", "onnx-int8")
 TASKS = {"sentiment": "test", "ner": "test"}
 PROBE = BENCH / "inference_probe.py"
+PLOT = "inference.png"
 TOLERANCE_PT = 0.5
 TARGET = 2.0
 
@@ -54,10 +55,46 @@ def run(ctx: Context) -> dict[str, Any]:
               for b in BACKENDS}
     eligible = [b for b in BACKENDS if all(abs(d) <= TOLERANCE_PT for d in deltas[b].values())]
     fastest = max(eligible, key=rates.get)
-    return {"speeds": speeds, "texts_per_s": rates, "metrics": metrics, "delta_pt": deltas,
-            "fastest_within_tolerance": fastest, "speedup": rates[fastest] / rates["torch-fp32"],
-            "passed": rates[fastest] / rates["torch-fp32"] >= TARGET, "reps": reps, "batches": batches,
-            "commands": ctx.commands}
+    result = {"speeds": speeds, "texts_per_s": rates, "metrics": metrics, "delta_pt": deltas,
+              "fastest_within_tolerance": fastest, "speedup": rates[fastest] / rates["torch-fp32"],
+              "passed": rates[fastest] / rates["torch-fp32"] >= TARGET, "reps": reps, "batches": batches,
+              "commands": ctx.commands}
+    plot(result, ctx.results_dir / PLOT)
+    return result
+
+
+def plot(result: dict[str, Any], path) -> None:  # noqa: ANN001
+    """Speed against fp32 eager (bars, each repetition a dot) beside each backend's metric change."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = result["texts_per_s"]["torch-fp32"]
+    fig, (speed, quality) = plt.subplots(1, 2, figsize=(11, 4))
+    positions = range(len(BACKENDS))
+    ratios = [result["texts_per_s"][b] / base for b in BACKENDS]
+    colors = ["tab:green" if b == result["fastest_within_tolerance"] else "tab:blue" for b in BACKENDS]
+    speed.bar(positions, ratios, color=colors)
+    for i, backend in enumerate(BACKENDS):
+        speed.plot([i] * len(result["speeds"][backend]), [v / base for v in result["speeds"][backend]], "k.")
+        speed.text(i, ratios[i] + 0.05, f"{result['texts_per_s'][backend]:.0f}/s", ha="center", fontsize=8)
+    speed.axhline(TARGET, color="tab:red", linestyle="--", linewidth=1, label=f"target {TARGET:g}×")
+    speed.set(xticks=list(positions), xticklabels=BACKENDS, ylabel="texts/s vs torch fp32 eager",
+              title="speed, 32 × 128 real tokens")
+    speed.legend(loc="upper right")
+    width = 0.38
+    for offset, task in ((-width / 2, "sentiment"), (width / 2, "ner")):
+        quality.bar([i + offset for i in positions], [result["delta_pt"][b][task] for b in BACKENDS], width,
+                    label="sentiment accuracy" if task == "sentiment" else "NER entity F1")
+    quality.axhspan(-TOLERANCE_PT, TOLERANCE_PT, color="tab:gray", alpha=0.15, label=f"±{TOLERANCE_PT} pt")
+    quality.axhline(0, color="black", linewidth=0.8)
+    quality.set(xticks=list(positions), xticklabels=BACKENDS, ylabel="Δ vs torch fp32 (points)",
+                title="metric change")
+    quality.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _probe(ctx: Context, args: list[Any], tag: str) -> dict[str, Any]:
@@ -94,5 +131,6 @@ def render(result: dict[str, Any]) -> str:
              table(["backend", "texts/s (32×128)", "vs fp32", "sentiment acc", "Δ pt", "NER F1", "Δ pt",
                     "sentiment eval s", "NER eval s"], rows), "",
              f"Fastest backend within {TOLERANCE_PT} pt of fp32 on both sets: **`{fastest}`**, "
-             f"{result['speedup']:.2f}× fp32 eager (target ≥ {TARGET:g}×: {verdict})."]
+             f"{result['speedup']:.2f}× fp32 eager (target ≥ {TARGET:g}×: {verdict}).", "",
+             f"![inference backends: speed and metric change](bench/results/{PLOT})"]
     return "\n".join([*parts, "", commands_block(result.get("commands", []))])
