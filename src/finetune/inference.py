@@ -153,7 +153,6 @@ class Predictor:
         self.batch_size = batch_size
         if backend not in BACKENDS:
             raise FinetuneError(f"backend '{backend}': use one of {', '.join(BACKENDS)}")
-        self.backend_name = backend
         self.tokenizer = _load(self.folder, "tokenizer", lambda: _tokenizer(self.folder))
         if threads:
             import torch

@@ -117,13 +117,16 @@ class TaskFamily(ABC):
         """Turn label names into ids, failing on a label outside the set."""
         return examples
 
-    @abstractmethod
     def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-        """Canonical examples without gold fields from user records (the predict side).
+        """Canonical examples without gold fields from user records (the predict side): each of
+        `input_fields` as a non-empty string, plus the record's `id` (else its row number).
 
         A record lacking one of `input_fields`, or with an empty one, is a DataError naming
         `source`, the record's row and the field.
         """
+        return [{"id": str(record.get("id", row)),
+                 **{field: require_text(record, field, source, row) for field in self.input_fields}}
+                for row, record in enumerate(records, start=1)]
 
     # -- model ------------------------------------------------------------------------------
     def model_kwargs(self, labels: list[str] | None) -> dict[str, Any]:
@@ -169,6 +172,11 @@ class TaskFamily(ABC):
 def logits_of(outputs: Any) -> np.ndarray:
     """The logits array of a model output (a tuple when the model returns several)."""
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def truncated_flags(features: Any) -> list[bool]:
+    """Per feature, whether tokenizing cut it (all False for features without the column)."""
+    return features["truncated"] if "truncated" in features.column_names else [False] * len(features)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from finetune import metrics as metric_fns
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.errors import DataError, FinetuneError
 from finetune.tasks import base
-from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, setting, softmax
+from finetune.tasks.base import Prediction, TaskFamily, logits_of, setting, softmax, truncated_flags
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,11 +99,6 @@ class Family(TaskFamily):
                                 field=self.cfg.data.label_column)
         return examples
 
-    def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-        return [{"id": str(record.get("id", row)),
-                 **{field: require_text(record, field, source, row) for field in self.input_fields}}
-                for row, record in enumerate(records, start=1)]
-
     # -- model ------------------------------------------------------------------------------
     def model_kwargs(self, labels: list[str] | None) -> dict[str, Any]:
         # Said explicitly: with one label transformers would otherwise infer regression.
@@ -151,9 +146,8 @@ class Family(TaskFamily):
         if len(probs) != len(examples):
             raise FinetuneError(f"{len(probs)} predictions for {len(examples)} examples")
         names = labels or [str(i) for i in range(probs.shape[1])]
-        truncated = features["truncated"] if "truncated" in features.column_names else [False] * len(probs)
         predictions = []
-        for ident, p, cut in zip(examples["id"], probs, truncated, strict=True):
+        for ident, p, cut in zip(examples["id"], probs, truncated_flags(features), strict=True):
             prediction = {"id": ident, "label": names[int(p.argmax())], "score": round(float(p.max()), 6),
                           "probabilities": {name: round(float(q), 6) for name, q in zip(names, p, strict=True)}}
             if cut:

@@ -22,7 +22,7 @@ from finetune import metrics as metric_fns
 from finetune.data.squad import AnswerReport, make_example, read_squad
 from finetune.errors import FinetuneError
 from finetune.tasks import base
-from finetune.tasks.base import Prediction, TaskFamily, require_text, setting
+from finetune.tasks.base import Prediction, TaskFamily, setting
 
 log = logging.getLogger("finetune")
 
@@ -94,11 +94,6 @@ class Family(TaskFamily):
         return Features({"id": Value("string"), "title": Value("string"), "context": Value("string"),
                          "question": Value("string"),
                          "answers": {"text": List(Value("string")), "answer_start": List(Value("int32"))}})
-
-    def inputs(self, records: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
-        return [{"id": str(record.get("id", row)), "question": require_text(record, "question", source, row),
-                 "context": require_text(record, "context", source, row)}
-                for row, record in enumerate(records, start=1)]
 
     # -- model ------------------------------------------------------------------------------
     def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:

@@ -29,7 +29,7 @@ from finetune import metrics as metric_fns
 from finetune.data.conll import Sentence, entity_type, parse_tag, read_conll, read_tagged_records
 from finetune.errors import DataError, FinetuneError
 from finetune.tasks import base
-from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, setting, softmax
+from finetune.tasks.base import Prediction, TaskFamily, logits_of, require_text, setting, softmax, truncated_flags
 
 IGNORE = -100  # label id the loss ignores (specials, continuation sub-tokens)
 # Words of free text, close to CoNLL-2003's tokenization: abbreviations (U.S.), words with inner
@@ -219,23 +219,22 @@ class Family(TaskFamily):
         columns = examples.column_names
         texts = examples["text"] if "text" in columns else [None] * len(examples)
         offsets = examples["offsets"] if "offsets" in columns else [None] * len(examples)
-        truncated = features["truncated"] if "truncated" in features.column_names else [False] * len(examples)
         predictions = []
         for ident, tokens, text, spans, word_ids, row, cut in zip(
-                examples["id"], examples["tokens"], texts, offsets, features["word_ids"], logits, truncated,
-                strict=True):
+                examples["id"], examples["tokens"], texts, offsets, features["word_ids"], logits,
+                truncated_flags(features), strict=True):
             if text is None:
                 text, spans = join_words(tokens)
             probs = softmax(row)
-            words = word_predictions(word_ids, probs.argmax(axis=-1), len(tokens))
-            tags = ["O" if p is None else names[p] for p in words]
-            confidence = word_predictions(word_ids, probs.max(axis=-1), len(tokens), as_int=False)
+            positions = first_positions(word_ids, len(tokens))
+            tags = ["O" if at is None else names[int(probs[at].argmax())] for at in positions]
+            confidence = [None if at is None else float(probs[at].max()) for at in positions]
             entities = [{"type": kind, "text": text[spans[first][0]:spans[last][1]], "start": spans[first][0],
                          "end": spans[last][1],
                          "score": round(float(np.mean([confidence[w] for w in range(first, last + 1)])), 6)}
                         for kind, first, last in entity_spans(tags)]
             prediction = {"id": ident, "entities": entities, "tokens": list(tokens), "tags": tags,
-                          "unpredicted_words": sum(p is None for p in words)}
+                          "unpredicted_words": sum(at is None for at in positions)}
             if cut:
                 prediction["truncated"] = True  # words past data.max_length tokens are predicted O
             predictions.append(prediction)
@@ -300,14 +299,13 @@ def missing_words(word_ids: list[int | None], n_words: int, truncated: bool) -> 
     return lost, empty
 
 
-def word_predictions(word_ids: list[int], predicted: np.ndarray, n_words: int, as_int: bool = True) -> list[Any]:
-    """Each word's value (a predicted id, or a score) at its first sub-token; None for words without one."""
-    words: list[Any] = [None] * n_words
+def first_positions(word_ids: list[int], n_words: int) -> list[int | None]:
+    """Each word's first sub-token position (its prediction is read there); None for words without one."""
+    words: list[int | None] = [None] * n_words
     previous = -1
     for position, word in enumerate(word_ids):
         if word is not None and word >= 0 and word != previous and word < n_words:
-            value = predicted[position]
-            words[word] = int(value) if as_int else float(value)
+            words[word] = position
         previous = word
     return words
 
