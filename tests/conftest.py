@@ -118,6 +118,15 @@ def build_export(work: Path, task: str, *overrides: str):
         data = [f"data.files.train={write_jsonl(work / 'pairs.jsonl', pair_rows(160))}",
                 f"data.files.validation={write_jsonl(work / 'pairs-dev.jsonl', pair_rows(40, seed=1))}",
                 "data.format=jsonl", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
+    elif task == "stsb":
+        data = [f"data.files.train={write_jsonl(work / 'scored.jsonl', scored_pair_rows(160))}",
+                f"data.files.validation={write_jsonl(work / 'scored-dev.jsonl', scored_pair_rows(40, seed=1))}",
+                "data.format=jsonl", "data.id_column=null", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
+    elif task == "goemotions":
+        data = [f"data.files.{split}={write_emotions(work / f'emotions-{split}.tsv', n, seed)}"
+                for split, n, seed in (("train", 240, 0), ("validation", 60, 1), ("test", 60, 2))]
+        data += [f"task.labels=[{','.join(EMOTIONS)}]", "data.max_train_samples=null",
+                 "train.num_train_epochs=8", "train.learning_rate=3e-3"]
     elif task == "sarcasm":
         data = [f"data.files.train={write_jsonl(work / 'headlines.jsonl', headline_rows(160))}",
                 "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
@@ -140,16 +149,16 @@ def build_export(work: Path, task: str, *overrides: str):
 
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One trained tiny export per task family (sarcasm, ner, qa) and of sentence pairs (mrpc),
-    tracked in one MLflow store.
+    """One trained tiny export per task family (sarcasm, ner, qa), of sentence pairs (mrpc),
+    regression on pairs (stsb) and multi-label (goemotions), tracked in one MLflow store.
 
-    Returns {task: cfg} plus "tracking_uri". Built once per session (~40 s)."""
+    Returns {task: cfg} plus "tracking_uri". Built once per session (~60 s)."""
     work = tmp_path_factory.mktemp("exports")
     uri = f"sqlite:///{work / 'mlflow.db'}"
     before = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa", "mrpc")}
+        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa", "mrpc", "stsb", "goemotions")}
     finally:
         if before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -170,3 +179,38 @@ def pair_rows(n: int, seed: int = 0) -> list[dict]:
         marker = "indeed" if i % 2 else "however"
         rows.append({"#1 String": first, "#2 String": f"{marker} {first}", "Quality": i % 2})
     return rows
+
+
+def scored_pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """STS-B-shaped rows (sentence1, sentence2, score 0-5) whose score follows one word of sentence2."""
+    import random
+
+    rng = random.Random(seed)
+    words = ["a", "man", "is", "playing", "guitar", "woman", "cutting", "onion", "dog", "running"]
+    rows = []
+    for i in range(n):
+        first = " ".join(rng.choice(words) for _ in range(rng.randint(4, 9)))
+        close = i % 2
+        rows.append({"sentence1": first, "sentence2": f"{'likewise' if close else 'unlike'} {first}",
+                     "score": round((4.0 if close else 1.0) + rng.uniform(-0.8, 0.8), 2)})
+    return rows
+
+
+EMOTIONS = ["joy", "sadness", "anger"]
+
+
+def write_emotions(path: Path, n: int, seed: int = 0) -> Path:
+    """GoEmotions-shaped headerless TSV (text, comma-separated label ids, id): each label has its word."""
+    import random
+
+    rng = random.Random(seed)
+    markers = ["glad", "tearful", "furious"]
+    filler = ["the", "game", "was", "today", "again", "this", "thread", "really"]
+    lines = []
+    for i in range(n):
+        ids = sorted(rng.sample(range(3), rng.choice([1, 1, 2])))
+        words = [rng.choice(filler) for _ in range(rng.randint(3, 7))] + [markers[j] for j in ids]
+        rng.shuffle(words)
+        lines.append(f"{' '.join(words)}\t{','.join(map(str, ids))}\tc{seed}x{i}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -96,7 +96,7 @@ def test_decode_reads_no_gold_and_score_pairs_with_it(family, tmp_path):
                                                          "support": 2})
     assert metrics["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["n_eval"] == 3
-    written = family.write_predictions(gold, predictions, tmp_path)
+    written = family.write_predictions(gold, predictions, ["neg", "pos"], tmp_path)
     rows = [json.loads(line) for line in written[0].read_text().splitlines()]
     assert [(r["gold"], r["label"]) for r in rows] == [("neg", "neg"), ("pos", "pos"), ("pos", "neg")]
     plots = family.plots(gold, predictions, metrics, ["neg", "pos"], tmp_path)

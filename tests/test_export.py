@@ -33,7 +33,8 @@ if task == "question-answering":  # transformers 5 has no extractive-QA pipeline
 else:
     from transformers import pipeline
     text = json.loads(sys.argv[3]) if sys.argv[3].startswith("{") else sys.argv[3]  # a pair: text + text_pair
-    out = pipeline(task, model=folder)(text)
+    call = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}  # e.g. top_k=None: every label's score
+    out = pipeline(task, model=folder)(text, **call)
 print(json.dumps(out, default=float))
 """
 
@@ -43,11 +44,14 @@ print(json.dumps(out, default=float))
     ("ner", "token-classification", "patient takes aspirin 100 mg daily"),
     ("qa", "question-answering", ""),
     ("mrpc", "text-classification", '{"text": "the bank said", "text_pair": "indeed the bank said"}'),
+    ("stsb", "text-classification", '{"text": "a dog is running", "text_pair": "likewise a dog is running"}'),
+    ("goemotions", "text-classification", "the game was glad and furious today"),
 ])
 def test_loads_in_transformers_pipeline_without_the_project(tiny_exports, tmp_path, task, pipeline_tag, text):
     folder = tmp_path / "moved"
     shutil.copytree(tiny_exports[task].paths.export, folder)  # not where it was made: no repo around it
-    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, pipeline_tag, str(folder), text],
+    call = ['{"top_k": null}'] if task == "goemotions" else []
+    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, pipeline_tag, str(folder), text, *call],
                           capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -56,6 +60,11 @@ def test_loads_in_transformers_pipeline_without_the_project(tiny_exports, tmp_pa
     elif task == "mrpc":
         top = out[0] if isinstance(out, list) else out  # a single pair comes back as one dict
         assert top["label"] == "equivalent", "the marker word of the second sentence decides"
+    elif task == "stsb":  # the raw value (problem_type regression), not squashed through a sigmoid
+        assert out["label"] == "similarity" and out["score"] > 2
+    elif task == "goemotions":  # one sigmoid per label: both marked emotions are likely at once
+        scores = {row["label"]: row["score"] for row in out}
+        assert set(scores) == {"joy", "sadness", "anger"} and scores["joy"] > 0.5 and scores["anger"] > 0.5
     elif task == "ner":
         assert all(entity["entity"].split("-")[-1] in {"DRUG", "DOSE", "O"} for entity in out)
     else:

@@ -216,7 +216,7 @@ def test_write_predictions_files(tmp_path):
     predictions = [{"id": "a", "answer": "Paris", "start": 0, "end": 5, "score": 0.9,
                     "nbest": [{"text": "Paris", "score": 3.0, "probability": 0.9, "start": 0, "end": 5}]}]
     examples = dataset(family, [example("a", "Paris is big.", "Paris")])
-    written = family.write_predictions(examples, predictions, tmp_path)
+    written = family.write_predictions(examples, predictions, None, tmp_path)
     assert [p.name for p in written] == ["predictions.json", "nbest_predictions.json"]
     assert json.loads((tmp_path / "predictions.json").read_text()) == {"a": "Paris"}
     assert json.loads((tmp_path / "nbest_predictions.json").read_text())["a"][0]["end"] == 5

@@ -209,7 +209,7 @@ def test_predictions_file_is_conll(tmp_path: Path) -> None:
     examples = examples_dataset(family, [(["New York", "rocks"], ["B-LOC", "O"]), (["Bob"], ["B-PER"])], LABELS)
     predictions = [{"id": "0", "tokens": ["New York", "rocks"], "tags": ["B-LOC", "O"]},
                    {"id": "1", "tokens": ["Bob"], "tags": ["O"]}]
-    [path] = family.write_predictions(examples, predictions, tmp_path)
+    [path] = family.write_predictions(examples, predictions, None, tmp_path)
     assert path.name == "predictions.conll"
     assert path.read_text() == "New_York B-LOC B-LOC\nrocks O O\n\nBob B-PER O\n\n"
 

@@ -1,4 +1,5 @@
-"""Plots logged as artifacts: confusion matrices and learning curves (matplotlib, Agg)."""
+"""Plots logged as artifacts: confusion matrices, learning curves, regression scatter, per-label F1
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,32 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str] | None, path: Pa
                     color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of gold row")
     ax.set_title(title)
+    return save(fig, path)
+
+
+def scatter(gold: list[float], predicted: list[float], path: Path, title: str = "") -> Path:
+    """Predicted against gold values, with the diagonal where they would agree."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5.2))
+    ax.scatter(gold, predicted, s=6, alpha=0.35, edgecolors="none")
+    low, high = min(min(gold), min(predicted)), max(max(gold), max(predicted))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--", label="predicted = gold")
+    ax.set(xlabel="gold", ylabel="predicted", title=title)
+    ax.legend(loc="upper left")
+    return save(fig, path)
+
+
+def per_label_f1(per_label: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:
+    """One horizontal bar per label (F1), most frequent label on top, its support written beside it."""
+    plt = _pyplot()
+    names = sorted(per_label, key=lambda name: -per_label[name]["support"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(names)))
+    ax.barh(range(len(names)), [per_label[n]["f1"] for n in names], color="tab:blue")
+    for i, name in enumerate(names):
+        ax.text(per_label[name]["f1"] + 0.01, i, f"n={per_label[name]['support']}", va="center", fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.12), xlabel="F1", title=title)
     return save(fig, path)
 
 

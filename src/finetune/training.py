@@ -14,7 +14,7 @@ from finetune.errors import FinetuneError
 from finetune.precision import bf16_supported
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
-OWN_KEYS = ("pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
+OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
             "attention_dropout", "length_bucket_batches")
 
 
@@ -103,7 +103,7 @@ def eval_batch_size(train_cfg: DictConfig, max_length: int | None) -> int:
 
 
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
-                       has_eval: bool = True, max_length: int | None = None) -> Any:
+                       has_eval: bool = True, max_length: int | None = None, greater_is_better: bool = True) -> Any:
     """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved).
 
     With `max_batch_tokens`, a batch of `per_device_train_batch_size` rows is fed to the model in
@@ -136,7 +136,7 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
         values.update(eval_strategy="no", load_best_model_at_end=False)
     if values.get("load_best_model_at_end"):
         values.setdefault("metric_for_best_model", primary_metric)
-        values.setdefault("greater_is_better", True)
+        values.setdefault("greater_is_better", greater_is_better)
     try:
         return TrainingArguments(output_dir=str(output_dir), **values)
     except (ValueError, TypeError) as error:
@@ -145,8 +145,9 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
 
 def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_dataset: Any,
                  eval_dataset: Any, compute_metrics: Any, callbacks: list[Any],
-                 length_bucket_batches: int | None = None) -> Any:
-    """A Trainer whose length-grouped sampler uses the lengths saved at tokenize time."""
+                 length_bucket_batches: int | None = None, loss: Any = None) -> Any:
+    """A Trainer whose length-grouped sampler uses the lengths saved at tokenize time; `loss`, if
+    given, replaces the model's own (a mean over the batch, as the model's is)."""
     from transformers import Trainer
 
     class LengthAwareTrainer(Trainer):
@@ -156,6 +157,7 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
             # num_items_in_batch the Trainer then passes instead of dividing by the accumulation
             # steps: gradients (and the logged loss) would grow with gradient accumulation.
             self.model_accepts_loss_kwargs = False
+            self.loss_is_scaled_for_ga = False  # our `loss` too is a batch mean: divide by the accumulation
 
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -178,7 +180,7 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
         else None
     return LengthAwareTrainer(model=model, args=args, data_collator=collator, train_dataset=train_dataset,
                               eval_dataset=eval_dataset, processing_class=tokenizer,
-                              compute_metrics=compute_metrics, callbacks=callbacks)
+                              compute_metrics=compute_metrics, callbacks=callbacks, compute_loss_func=loss)
 
 
 def history_callback(log_to_mlflow: bool) -> Any:

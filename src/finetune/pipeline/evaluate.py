@@ -1,5 +1,8 @@
 """Stage evaluate: score the trained model on `data.eval_split`: metrics, predictions, plots.
 
+A family that tunes its decoding (multi-label thresholds) fits it on the validation split first;
+the fitted values are written into the metrics file, and the export stage applies them.
+
 The model runs through finetune.inference and its outputs are decoded by the family's `decode`,
 exactly as `finetune-predict` and the served model do; only the scoring against gold is extra.
 """
@@ -45,17 +48,30 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
         torch.set_num_threads(int(cfg.train.torch_threads))
     backend = TorchBackend(model, family.outputs, bf16=resolve_bf16(precision_setting(cfg.train.bf16)))
+
+    def outputs_on(name: str) -> Any:
+        return run_model(backend, features[name], pad_id=tokenizer.pad_token_id or 0,
+                         batch_size=eval_batch_size(cfg.train, cfg.data.max_length),
+                         token_outputs=family.token_outputs, progress=True)
+
+    tuned: dict[str, Any] = {}
+    if family.tunes:  # decoding values fitted on validation, then applied to the reported split
+        if "validation" not in features:
+            raise FinetuneError(f"tuning decoding values needs a validation split ({cfg.paths.tokenized} has "
+                                f"{', '.join(features)})")
+        tuned = family.tune(examples["validation"], features["validation"], outputs_on("validation"), labels)
+        family = family.with_settings(tuned)
     started = time.perf_counter()
-    outputs = run_model(backend, features[split], pad_id=tokenizer.pad_token_id or 0,
-                        batch_size=eval_batch_size(cfg.train, cfg.data.max_length),
-                        token_outputs=family.token_outputs, progress=True)
+    outputs = outputs_on(split)
     predictions = family.decode(examples[split], features[split], outputs, labels)
     runtime = time.perf_counter() - started
     metrics = family.score(examples[split], predictions, labels)
+    if tuned:
+        metrics["tuned"] = tuned  # the export's decoder applies these too
     metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
                    bf16=backend.bf16)
     with atomic_dir(cfg.paths.predictions) as out:
-        written = family.write_predictions(examples[split], predictions, out)
+        written = family.write_predictions(examples[split], predictions, labels, out)
     with atomic_dir(Path(cfg.paths.plots) / "eval") as out:
         drawn = family.plots(examples[split], predictions, metrics, labels, out)
     write_json(cfg.paths.metrics, metrics)

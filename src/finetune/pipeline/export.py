@@ -27,7 +27,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if split not in features:
         raise FinetuneError(f"{cfg.paths.metrics} was scored on split '{split}', which "
                             f"{cfg.paths.tokenized} does not have (splits: {', '.join(features)})")
-    family = get_family(cfg)
+    family = get_family(cfg).with_settings(metrics.get("tuned") or {})  # decoding fitted by the evaluate stage
     spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]), labels)
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     transformers.set_seed(int(cfg.train.seed))
     has_eval = "validation" in features
     args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
-                              max_length=cfg.data.max_length)
+                              max_length=cfg.data.max_length, greater_is_better=family.greater_is_better)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, family.auto_model, int(cfg.train.seed),
                        attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs(labels))
@@ -60,7 +60,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                            collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
                            train_dataset=features["train"], eval_dataset=features.get("validation"),
                            compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
-                           length_bucket_batches=cfg.train.get("length_bucket_batches"))
+                           length_bucket_batches=cfg.train.get("length_bucket_batches"),
+                           loss=family.loss(features["train"], labels, cfg.train))
     with tracking.start_run(cfg, tags=tracking.run_tags(cfg, manifest)) as run:
         if run is not None:
             tracking.log_params(cfg)

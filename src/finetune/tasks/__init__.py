@@ -27,13 +27,15 @@ def family_class(name: str, where: str) -> type[TaskFamily]:
 
 def get_family(cfg: DictConfig) -> TaskFamily:
     cls = family_class(cfg.task.family, f"task.family of conf/task/{cfg.task.name}.yaml")
-    return cls(cls.settings_from(cfg), cfg)
+    settings = cls.settings_from(cfg)
+    return cls.variant(settings)(settings, cfg)
 
 
 def load_family(name: str, settings: dict[str, Any], where: str) -> TaskFamily:
     """The family `name` with saved `settings` (no config: it can decode, not read sources)."""
     cls = family_class(name, where)
     try:
-        return cls(cls.Settings(**settings))
+        saved = cls.Settings(**settings)
     except TypeError as error:
         raise FinetuneError(f"{where}: settings do not fit the {name} family: {error}") from None
+    return cls.variant(saved)(saved)

@@ -66,6 +66,11 @@ class TaskFamily(ABC):
         self.cfg = cfg  # the whole config, for reading source files (the training side only)
 
     @classmethod
+    def variant(cls, settings: Settings) -> type[TaskFamily]:
+        """The class that implements these settings (a family may have several, e.g. per problem type)."""
+        return cls
+
+    @classmethod
     def settings_from(cls, cfg: DictConfig) -> Settings:
         """The family's settings from a composed config (a null or absent key keeps the default)."""
         values = {}
@@ -74,6 +79,10 @@ class TaskFamily(ABC):
             if value is not None:
                 values[field.name] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
         return cls.Settings(**values)
+
+    def with_settings(self, values: dict[str, Any]) -> TaskFamily:
+        """This family with some settings replaced (e.g. decoding values tuned on validation)."""
+        return type(self)(dataclasses.replace(self.settings, **values), self.cfg)
 
     def option(self, group: str, key: str, default: Any) -> Any:
         """`cfg.<group>.<key>`, or `default` when it is absent or null (source-reading keys)."""
@@ -147,6 +156,11 @@ class TaskFamily(ABC):
     def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
         """The data collator that pads a batch of features dynamically (training)."""
 
+    def loss(self, train_features: Any, labels: list[str] | None, train_cfg: Any) -> Any:
+        """A loss for the Trainer's `compute_loss_func` ((outputs, labels) -> mean loss of the batch),
+        or None for the model's own loss."""
+        return None
+
     # -- predictions and scores -------------------------------------------------------------
     @abstractmethod
     def decode(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> list[Prediction]:
@@ -155,12 +169,23 @@ class TaskFamily(ABC):
         Reads no gold field: what the evaluate stage scores is exactly what `predict` returns.
         """
 
+    @property
+    def tunes(self) -> bool:
+        """Whether `tune` fits decoding settings on the validation split (the evaluate stage asks)."""
+        return False
+
+    def tune(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> dict[str, Any]:
+        """Decoding settings fitted to the validation split's gold (e.g. decision thresholds), to be
+        applied with `with_settings` before decoding other splits and saved with the export."""
+        return {}
+
     @abstractmethod
     def score(self, examples: Any, predictions: list[Prediction], labels: list[str] | None) -> dict[str, Any]:
         """Metrics of `predictions` against the gold `examples` (primary_metric among them)."""
 
     @abstractmethod
-    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], labels: list[str] | None,
+                          out_dir: Path) -> list[Path]:
         """Write the evaluated predictions (beside their gold) into `out_dir`; return the paths."""
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],

@@ -233,7 +233,8 @@ class Family(TaskFamily):
         result["version_2_with_negative"] = self.version_2
         return result
 
-    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], labels: list[str] | None,
+                          out_dir: Path) -> list[Path]:
         from finetune.io import write_json
 
         written = [out_dir / "predictions.json", out_dir / "nbest_predictions.json"]

@@ -246,7 +246,8 @@ class Family(TaskFamily):
         metrics["unpredicted_words"] = int(sum(p["unpredicted_words"] for p in predictions))
         return metrics
 
-    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+    def write_predictions(self, examples: Any, predictions: list[Prediction], labels: list[str] | None,
+                          out_dir: Path) -> list[Path]:
         from finetune.io import atomic_file
 
         names = examples.features["tags"].feature.names
