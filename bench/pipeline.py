@@ -94,7 +94,8 @@ def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag
 
 
 def export_examples(tokenized: Path, out_dir: Path, splits: dict[str, str]) -> dict[str, Path]:
-    """The examples our tokenize stage picked, as {"text", "label"} JSON Lines for the baselines.
+    """The examples our tokenize stage picked, as {"text", "label"} JSON Lines for the baselines
+    (with "text_pair" for sentence pairs; the label as stored: an id, a number or a 0/1 list).
 
     `splits` maps a file name to a split ({"train": "train", "eval": "test"}).
     """
@@ -107,7 +108,9 @@ def export_examples(tokenized: Path, out_dir: Path, splits: dict[str, str]) -> d
         files[name] = out_dir / f"{name}.jsonl"
         with open(files[name], "w", encoding="utf-8") as handle:
             for row in examples[split]:
-                handle.write(json.dumps({"text": row["text"], "label": row["label"]}, ensure_ascii=False) + "\n")
+                pair = {"text_pair": row["text_pair"]} if "text_pair" in row else {}
+                record = {"text": row["text"], **pair, "label": row["label"]}
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return files
 
 

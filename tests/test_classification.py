@@ -111,6 +111,24 @@ def test_inputs_name_the_row_and_field(family):
         family.inputs([{"review": "fine"}], "in.jsonl")
 
 
+def test_balanced_class_weights_and_explicit_ones(family, repo):
+    import torch
+    from datasets import Dataset
+
+    from finetune.errors import FinetuneError
+
+    features = Dataset.from_dict({"labels": [0, 0, 0, 1]})
+    assert family.class_weights(features, ["neg", "pos"], "balanced") == pytest.approx([4 / 6, 2.0])
+    assert family.class_weights(features, ["neg", "pos"], None) is None
+    loss = family.loss(features, ["neg", "pos"], compose(repo, ["task=sentiment", "train.class_weights=balanced",
+                                                                "train.label_smoothing_factor=0.1"]).train)
+    expected = torch.nn.CrossEntropyLoss(weight=torch.tensor([4 / 6, 2.0]), label_smoothing=0.1)
+    logits, target = torch.tensor([[0.3, -0.2], [1.0, 2.0]]), torch.tensor([1, 0])
+    assert float(loss({"logits": logits}, target)) == pytest.approx(float(expected(logits, target)))
+    with pytest.raises(FinetuneError, match=r"train.class_weights: expected 'balanced' or 2 positive numbers"):
+        family.class_weights(features, ["neg", "pos"], [1.0, -1.0])
+
+
 # -- sentence pairs ---------------------------------------------------------------------------
 
 def pair_family(repo, tmp_path, *overrides):

@@ -118,7 +118,8 @@ def test_max_batch_tokens_splits_batches_into_micro_batches(tmp_path):
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (32, 1)
 
 
-def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
+def train_tiny(tmp_path, budget: str, loss=None) -> tuple[float, dict]:
+    """Train a 2-layer BERT one epoch (batches of 16, max_batch_tokens=`budget`); (loss, weights)."""
     import torch
     from datasets import Dataset
     from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding
@@ -130,25 +131,43 @@ def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
     data = Dataset.from_dict({**tokenizer(texts), "labels": [i % 2 for i in range(32)]})
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2)
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config)
+    args = training_arguments(train_cfg("train.per_device_train_batch_size=16", f"train.max_batch_tokens={budget}",
+                                        "train.num_train_epochs=1", "train.train_sampling_strategy=random",
+                                        "train.learning_rate=1e-3", "+train.max_grad_norm=1e9",
+                                        "train.disable_tqdm=true"),
+                              tmp_path / budget, "accuracy", has_eval=False, max_length=16)
+    trainer = make_trainer(args=args, model=model, tokenizer=tokenizer, collator=DataCollatorWithPadding(tokenizer),
+                           train_dataset=data, eval_dataset=None, compute_metrics=None, callbacks=[], loss=loss)
+    result = trainer.train()
+    return result.training_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    def train(budget: str) -> tuple[float, dict]:
-        torch.manual_seed(0)
-        model = BertForSequenceClassification(config)
-        args = training_arguments(train_cfg("train.per_device_train_batch_size=16", f"train.max_batch_tokens={budget}",
-                                            "train.num_train_epochs=1", "train.train_sampling_strategy=random",
-                                            "train.learning_rate=1e-3", "+train.max_grad_norm=1e9",
-                                            "train.disable_tqdm=true"),
-                                  tmp_path / budget, "accuracy", has_eval=False, max_length=16)
-        trainer = make_trainer(args=args, model=model, tokenizer=tokenizer, collator=DataCollatorWithPadding(tokenizer),
-                               train_dataset=data, eval_dataset=None, compute_metrics=None, callbacks=[])
-        result = trainer.train()
-        return result.training_loss, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    loss_whole, weights_whole = train("null")
-    loss_micro, weights_micro = train("64")  # 4 rows of 16 tokens: 4 micro-batches per step
-    assert loss_micro == pytest.approx(loss_whole, rel=1e-4)
-    for name, value in weights_whole.items():
-        torch.testing.assert_close(weights_micro[name], value, rtol=1e-4, atol=1e-5, msg=name)
+def assert_same_training(first: tuple[float, dict], second: tuple[float, dict]) -> None:
+    import torch
+
+    assert second[0] == pytest.approx(first[0], rel=1e-4)
+    for name, value in first[1].items():
+        torch.testing.assert_close(second[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
+    # 4 rows of 16 tokens: 4 micro-batches per step
+    assert_same_training(train_tiny(tmp_path, "null"), train_tiny(tmp_path, "64"))
+
+
+def test_a_family_loss_is_scaled_like_the_model_loss_under_micro_batches(tmp_path):
+    from finetune.tasks import get_family
+
+    family = get_family(compose(REPO, ["task=sarcasm", "model=tiny"]))
+    cfg = train_cfg("train.class_weights=[1.0,1.0]")
+    equal = family.loss(None, ["not_sarcastic", "sarcastic"], cfg)
+    assert equal is not None
+    whole = train_tiny(tmp_path, "null")
+    assert_same_training(whole, train_tiny(tmp_path, "64", loss=equal))
+    skewed = family.loss(None, ["not_sarcastic", "sarcastic"], train_cfg("train.class_weights=[1.0,5.0]"))
+    assert train_tiny(tmp_path, "null", loss=skewed)[0] != pytest.approx(whole[0], rel=1e-3)
 
 
 class _TinyModel:

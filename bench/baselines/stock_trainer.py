@@ -1,9 +1,16 @@
 """Baseline (a): the stock Trainer recipe of the tutorials, as users copy it.
 
 Tokenize with truncation, pad each batch with DataCollatorWithPadding, the Trainer's default
-random sampler, fp32, the Trainer's default optimizer. Only additions: the bench Meter (training
-time and real tokens, measured the same way as for our stage), the thread pin, and inputs as
-JSON Lines ({"text", "label"}) so that it trains on exactly the examples our pipeline picked.
+random sampler, fp32, the Trainer's default optimizer, the model's own loss, the last epoch's
+model (as `run_glue.py` / `run_classification.py` keep it). Only additions: the bench Meter
+(training time and real tokens, measured the same way as for our stage), the thread pin, and
+inputs as JSON Lines ({"text", "label"}, plus "text_pair" for sentence pairs) so that it trains on
+exactly the examples our pipeline picked.
+
+`--problem-type` as transformers names it: single-label (argmax), multi-label (a sigmoid per
+label, predicted from 0.5, as `run_classification.py` does) or regression (one raw output). With
+`--metrics-labels` the final scores are computed by finetune.metrics, so that both sides are
+scored by the same code.
 """
 
 from __future__ import annotations
@@ -45,23 +52,31 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--no-eval", action="store_true", help="skip the final accuracy (timing reps)")
     parser.add_argument("--output-dir", default="stock-trainer-out")
+    parser.add_argument("--problem-type", default="single_label_classification",
+                        choices=("single_label_classification", "multi_label_classification", "regression"))
+    parser.add_argument("--num-labels", type=int, default=2)
+    parser.add_argument("--metrics-labels", help="comma-separated label names: score with finetune.metrics")
     args = parser.parse_args()
     set_threads()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     data = load_dataset("json", data_files={"train": args.train, "eval": args.eval})
 
+    pairs = "text_pair" in data["train"].column_names
+
     def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=args.max_length)
+        return tokenizer(batch["text"], batch["text_pair"] if pairs else None, truncation=True,
+                         max_length=args.max_length)
 
     tokenized = data.map(tokenize, batched=True)
     # Seed before building the model, as run_glue.py does: the new head's initialisation follows
     # --seed like ours follows train.seed (unseeded, every seed shares torch's default-seeded head).
     set_seed(args.seed)
     if args.random_bert_base:
-        model = AutoModelForSequenceClassification.from_config(BertConfig(num_labels=2))
+        model = AutoModelForSequenceClassification.from_config(BertConfig(num_labels=args.num_labels))
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
+        model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=args.num_labels,
+                                                                   problem_type=args.problem_type)
 
     def compute_metrics(prediction):
         return {"accuracy": float((np.argmax(prediction.predictions, axis=-1) == prediction.label_ids).mean())}
@@ -74,13 +89,30 @@ def main() -> None:
         report_to="none", disable_tqdm=True)
     trainer = Trainer(model=model, args=training_args, train_dataset=tokenized["train"],
                       processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=compute_metrics)
+                      compute_metrics=None if args.metrics_labels else compute_metrics)
     meter = Meter().attach(trainer)
     result = trainer.train()
-    metrics = {} if args.no_eval else trainer.evaluate(tokenized["eval"])
-    meter.write(accuracy=metrics.get("eval_accuracy"), eval_examples=None if args.no_eval else len(data["eval"]),
-                train_runtime=result.metrics["train_runtime"])
+    if args.metrics_labels and not args.no_eval:
+        output = trainer.predict(tokenized["eval"])
+        metrics = score(output.predictions, data["eval"]["label"], args.problem_type, args.metrics_labels.split(","))
+    else:
+        metrics = {} if args.no_eval else trainer.evaluate(tokenized["eval"])
+    meter.write(accuracy=metrics.get("eval_accuracy", metrics.get("accuracy")),
+                eval_examples=None if args.no_eval else len(data["eval"]),
+                train_runtime=result.metrics["train_runtime"], metrics=metrics)
     print({"train": meter.summary(), "eval": metrics})
+
+
+def score(logits: np.ndarray, gold: list, problem_type: str, labels: list[str]) -> dict:
+    """The metrics our evaluate stage reports, by the same functions, from the stock model's logits."""
+    from finetune import metrics
+
+    logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
+    if problem_type == "regression":
+        return metrics.regression_metrics(list(gold), logits[:, 0].tolist())
+    if problem_type == "multi_label_classification":
+        return metrics.multi_label_metrics(np.asarray(gold) > 0.5, 1 / (1 + np.exp(-logits)) >= 0.5, labels)
+    return metrics.classification_metrics([labels[g] for g in gold], [labels[i] for i in logits.argmax(-1)], labels)
 
 
 if __name__ == "__main__":
