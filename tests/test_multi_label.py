@@ -175,6 +175,8 @@ def test_trained_export_applies_the_tuned_threshold(tiny_exports):
     assert set(both["labels"]) == {"joy", "anger"}
     config = json.loads((Path(cfg.paths.export) / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
+    card = (Path(cfg.paths.export) / "README.md").read_text()
+    assert f"reaches the threshold {metrics['tuned']['threshold']}, fitted on the validation split" in card
 
 
 def test_real_goemotions_files_read_as_the_paper_counts_them(repo):

@@ -41,8 +41,11 @@ def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], mani
     base = cfg.model.get("base_model") or cfg.model.get("hub_id") or f"a random {cfg.model.name} config"
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     pair = cfg.paths.pair
+    pairs = bool(cfg.data.get("text_pair_column"))
     example = ('--question "Who wrote it?" --context "It was written by Ann Lee in 1990."'
-               if pipeline_tag == "question-answering" else '"The film was a delight from start to finish."')
+               if pipeline_tag == "question-answering"
+               else "--input pairs.jsonl   # rows {\"text\": ..., \"text_pair\": ...}" if pairs
+               else '"The film was a delight from start to finish."')
     lines = [
         "---", yaml.safe_dump(front_matter(cfg, pipeline_tag, metrics, primary), sort_keys=False).strip(), "---",
         f"# {pair}",
@@ -81,9 +84,10 @@ def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], mani
         "With transformers alone (no finetune-pipeline needed):",
         "",
         "```python",
-        *_transformers_snippet(pipeline_tag, pair),
+        *_transformers_snippet(pipeline_tag, pair, pairs, cfg.task.get("problem_type")),
         "```",
         "",
+        *_decision_note(cfg, metrics),
         "With finetune-pipeline's decoder (the one the evaluation above scored), on free text or a file:",
         "",
         "```bash",
@@ -119,9 +123,25 @@ def _onnx_section(onnx: dict[str, Any], primary: str, metrics: dict[str, Any]) -
     return [*lines, ""]
 
 
-def _transformers_snippet(pipeline_tag: str, pair: str) -> list[str]:
+def _decision_note(cfg: DictConfig, metrics: dict[str, Any]) -> list[str]:
+    """Multi-label: the threshold the scores above were decided with (tuned on validation or not)."""
+    if cfg.task.get("problem_type") != "multi_label_classification":
+        return []
+    threshold = (metrics.get("tuned") or {}).get("threshold", cfg.task.get("threshold"))
+    how = f"fitted on the validation split (`{cfg.task.tune_threshold}`)" if metrics.get("tuned") else "as configured"
+    shown = threshold if isinstance(threshold, (int, float)) else f"one per label: {threshold}"
+    return [f"A label is predicted when its score reaches the threshold {shown}, {how}; finetune-predict "
+            "applies it, the transformers pipeline gives the scores only.", ""]
+
+
+def _transformers_snippet(pipeline_tag: str, pair: str, pairs: bool = False,
+                          problem_type: str | None = None) -> list[str]:
     if pipeline_tag != "question-answering":
-        return ["from transformers import pipeline", f"model = pipeline('{pipeline_tag}', model='exports/{pair}')"]
+        call = ("model({'text': 'first sentence', 'text_pair': 'second sentence'})" if pairs
+                else "model('some text', top_k=None)  # every label's sigmoid score"
+                if problem_type == "multi_label_classification" else "model('some text')")
+        return ["from transformers import pipeline", f"model = pipeline('{pipeline_tag}', model='exports/{pair}')",
+                call]
     # transformers 5 removed the extractive question-answering pipeline; the Auto classes load the folder.
     return ["from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
             f"tokenizer = AutoTokenizer.from_pretrained('exports/{pair}')",
