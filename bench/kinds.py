@@ -45,8 +45,44 @@ def metric(metrics: dict[str, Any], dotted: str) -> float:
     return float(value)
 
 
+PLOT = "kinds.png"
+LABELS = {"stock": "stock recipe", "ours": "ours (preset)", "weighted": "ours, balanced\nclass weights",
+          "threshold-none": "ours, threshold\n0.5", "threshold-global": "ours, global\nthreshold",
+          "threshold-per_label": "ours, threshold\nper label"}
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    return {"sets": {task: run_set(ctx, task) for task in SETS}, "seeds": list(SEEDS), "commands": list(ctx.commands)}
+    result = {"sets": {task: run_set(ctx, task) for task in SETS}, "seeds": list(SEEDS),
+              "commands": list(ctx.commands)}
+    plot(result, ctx.results_dir / PLOT)
+    return result
+
+
+def plot(result: dict[str, Any], path) -> None:  # noqa: ANN001
+    """Per set, the primary metric of each side and option (bar: mean, dots: the seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = result["sets"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4.2))
+    for ax, (task, s) in zip(axes, sets.items(), strict=True):
+        primary = s["metrics"][0]
+        variants = [v for v in ("stock", "ours", "weighted", "threshold-none", "threshold-per_label") if v in s["runs"]]
+        for i, variant in enumerate(variants):
+            values = [100 * r[primary] for r in s["runs"][variant].values()]
+            ax.bar(i, fmean(values), color="tab:gray" if variant == "stock" else "tab:blue")
+            ax.plot([i] * len(values), values, "k.")
+        ax.set_xticks(range(len(variants)), [LABELS[v] for v in variants], fontsize=8)
+        low = min(100 * r[primary] for v in variants for r in s["runs"][v].values())
+        ax.set_ylim(max(0, low - 10), None)
+        ax.set_title(f"{task}: {primary} ×100 ({s['eval_split']})")
+    fig.suptitle("Our stages against the stock Trainer recipe, same budget (bar: mean over seeds, dots: seeds)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def run_set(ctx: Context, task: str) -> dict[str, Any]:
@@ -135,6 +171,8 @@ def render(result: dict[str, Any]) -> str:
     seeds = ", ".join(map(str, result["seeds"]))
     contexts = "; ".join(f"{task}: {s['context']}" for task, s in result["sets"].items())
     return "\n".join([
+        f"![our stages against the stock recipe](bench/results/{PLOT})",
+        "",
         f"Each cell: the mean over seeds {seeds} (each seed's value in brackets), ×100. Train time: the "
         "training epochs alone (evaluation excluded), mean over seeds. The stock recipe keeps its last "
         "epoch's model, fp32, random batches, threshold 0.5; ours is the preset as shipped (best epoch "
