@@ -193,3 +193,26 @@ def test_real_goemotions_files_read_as_the_paper_counts_them(repo):
     # The mirror's README says 36,309 single-label rows, but its counts then sum to 43,411: the file has 36,308.
     assert per_row == {1: 36308, 2: 6541, 3: 532, 4: 28, 5: 1}
     assert any('"' in e["text"] for e in splits["train"]), "quotes stay text"
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ("odd\t0,7\tc9", "label '7' is not in the label set ['joy', 'sadness', 'anger']"),
+    ("blank\t\tc9", "no label (set data.empty_labels=allow if an example may have none)"),
+])
+def test_stage_script_prints_a_bad_label_as_one_line(tmp_path, row, problem):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    files = {split: write_emotions(tmp_path / f"{split}.tsv", 6, seed) for seed, split in
+             enumerate(("train", "validation", "test"))}
+    lines = files["train"].read_text().splitlines()
+    files["train"].write_text("\n".join(lines[:3] + [row] + lines[3:]) + "\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "download.py"), "task=goemotions", f"task.labels=[{LABELS}]",
+         *[f"data.files.{split}={path}" for split, path in files.items()], f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "FINETUNE_ROOT": str(REPO)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {files['train']}, line 4, field 'labels': {problem}"
