@@ -7,8 +7,10 @@ Trainer recipe of `run_glue.py` / `run_classification.py`, scored by the same me
 Then what the options change on our side, on the same seeds:
 - GoEmotions decision thresholds: 0.5 fixed, one global threshold tuned on dev (the preset), one
   per label tuned on dev; the evaluate stage re-run on the same trained model, scored on test.
-- class weights (`train.class_weights=balanced`) on MRPC (single-label, 68 % positives) and
-  GoEmotions (positive weights per label), a separate training run each.
+- class weights on MRPC (single-label, 68 % positives) and GoEmotions (positive weights per label):
+  the option toggled against the preset (on where the preset has none, off where it has them), a
+  separate training run each.
+`BENCH_KINDS_SETS=goemotions` re-runs only the named sets and keeps the others' saved results.
 
 Check: for each set, our mean primary metric is not below the stock recipe's by more than the
 seed spread measured here (the larger of the two sides' max - min over seeds).
@@ -17,11 +19,12 @@ seed spread measured here (the larger of the two sides' max - min over seeds).
 from __future__ import annotations
 
 import json
+import os
 from statistics import fmean
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, read_json, table
+from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, load_result, read_json, table
 
 NAME = "kinds"
 TITLE = "9. Sentence pairs, regression, multi-label: our stages vs the stock Trainer recipe"
@@ -47,13 +50,18 @@ def metric(metrics: dict[str, Any], dotted: str) -> float:
 
 PLOT = "kinds.png"
 LABELS = {"stock": "stock recipe", "ours": "ours (preset)", "weighted": "ours, balanced\nclass weights",
+          "unweighted": "ours, no\nclass weights",
           "threshold-none": "ours, threshold\n0.5", "threshold-global": "ours, global\nthreshold",
           "threshold-per_label": "ours, threshold\nper label"}
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    result = {"sets": {task: run_set(ctx, task) for task in SETS}, "seeds": list(SEEDS),
-              "commands": list(ctx.commands)}
+    """Every set, or those named in $BENCH_KINDS_SETS (comma-separated; the saved others are kept)."""
+    chosen = [t for t in os.environ.get("BENCH_KINDS_SETS", "").split(",") if t] or list(SETS)
+    saved = (load_result(ctx.results_dir, NAME) or {}) if len(chosen) < len(SETS) else {}
+    sets = {task: run_set(ctx, task) if task in chosen else saved["sets"][task] for task in SETS}
+    commands = [c for c in saved.get("commands", []) if not any(f"task={t} " in c or f"/{t}/" in c for t in chosen)]
+    result = {"sets": sets, "seeds": list(SEEDS), "commands": commands + list(ctx.commands)}
     plot(result, ctx.results_dir / PLOT)
     return result
 
@@ -69,7 +77,8 @@ def plot(result: dict[str, Any], path) -> None:  # noqa: ANN001
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4.2))
     for ax, (task, s) in zip(axes, sets.items(), strict=True):
         primary = s["metrics"][0]
-        variants = [v for v in ("stock", "ours", "weighted", "threshold-none", "threshold-per_label") if v in s["runs"]]
+        variants = [v for v in ("stock", "ours", "weighted", "unweighted", "threshold-none", "threshold-per_label")
+                    if v in s["runs"]]
         for i, variant in enumerate(variants):
             values = [100 * r[primary] for r in s["runs"][variant].values()]
             ax.bar(i, fmean(values), color="tab:gray" if variant == "stock" else "tab:blue")
@@ -113,8 +122,10 @@ def run_set(ctx: Context, task: str) -> dict[str, Any]:
         runs["stock"][seed] = {"train_seconds": stock["train_seconds"], "bf16": stock["bf16"],
                                **{n: metric(stock["metrics"], n) for n in names}}
         seeded = train + [f"train.seed={seed}", f"train.data_seed={seed}"]
-        for variant, extra in [("ours", [])] + ([("weighted", ["train.class_weights=balanced"])]
-                                                if task in WEIGHTED else []):
+        # the class-weights option toggled against the preset: on where the preset has it off, and off where on
+        toggled = ("unweighted", ["train.class_weights=null"]) if t.get("class_weights") else \
+            ("weighted", ["train.class_weights=balanced"])
+        for variant, extra in [("ours", [])] + ([toggled] if task in WEIGHTED else []):
             print(f"[{NAME}] {task}: seed {seed}, {variant}", flush=True)
             workdir = root / f"{variant}-{seed}"
             trained = pipeline.train(ctx, workdir, data, seeded + extra, tag=variant)
@@ -164,10 +175,14 @@ def render(result: dict[str, Any]) -> str:
         for variant, runs in s["runs"].items():
             if variant in ("stock", "ours"):
                 continue
-            what = {"weighted": "class_weights=balanced (vs none)"}.get(variant, f"tune_threshold={variant[10:]}")
-            reference = base if variant == "weighted" else s["runs"]["threshold-none"]
-            options.append([task, what, _cell(runs, primary, 100), _cell(runs, second, 100),
-                            f"{100 * (_mean(runs, primary) - _mean(reference, primary)):+.2f}"])
+            if variant in ("weighted", "unweighted"):  # Δ: weights on minus weights off
+                on, off = (runs, base) if variant == "weighted" else (base, runs)
+                what, delta = f"class_weights={'balanced' if variant == 'weighted' else 'null'}", \
+                    _mean(on, primary) - _mean(off, primary)
+            else:
+                what, delta = f"tune_threshold={variant[10:]}", \
+                    _mean(runs, primary) - _mean(s["runs"]["threshold-none"], primary)
+            options.append([task, what, _cell(runs, primary, 100), _cell(runs, second, 100), f"{100 * delta:+.2f}"])
     seeds = ", ".join(map(str, result["seeds"]))
     contexts = "; ".join(f"{task}: {s['context']}" for task, s in result["sets"].items())
     return "\n".join([
@@ -180,8 +195,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         table(["set", "side", "primary metric", "second metric", "train s", "precision"], rows),
         "",
-        "What the options change (our stages, same seeds; Δ against the same model at threshold 0.5, or "
-        "against the unweighted run):",
+        "What the options change (our stages, same seeds). Thresholds: Δ against the same model at 0.5. "
+        "Class weights: the option toggled against the preset, a separate training run; Δ = weights on − off:",
         "",
         table(["set", "option", "primary metric", "second metric", "Δ primary"], options),
         "",
