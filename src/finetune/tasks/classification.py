@@ -125,7 +125,7 @@ class Family(TaskFamily):
         if self.cfg.task.get("labels"):
             return [str(label) for label in self.cfg.task.labels]
         found = {str(example["label"]) for example in splits["train"]}
-        numbers = [_number(label) for label in found]
+        numbers = [as_number(label) for label in found]
         if all(n is not None for n in numbers) and any(not n.is_integer() for n in numbers):
             example = next(label for label, n in zip(found, numbers, strict=True) if not n.is_integer())
             raise DataError(splits["train"][0]["_where"].split(", ")[0],
@@ -268,7 +268,7 @@ def label_id(value: Any, index: dict[str, int], where: str, field: str) -> int:
         raise DataError(where, f"label {value!r} is not a string or integer", field=field)
     if str(value) in index:
         return index[str(value)]
-    number = _number(value)
+    number = as_number(value)
     if number is not None and number.is_integer() and 0 <= number < len(index):
         return int(number)  # an integer id into the configured label names
     raise DataError(where, f"label {value!r} is not in the label set {list(index)}", field=field)
@@ -287,7 +287,7 @@ def explicit_weights(spec: Any, labels: list[str] | None) -> list[float]:
     return [float(v) for v in values]
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """`value` as a float if it is a number or a numeric string, else None."""
     if isinstance(value, bool):
         return None

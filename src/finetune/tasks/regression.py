@@ -30,7 +30,7 @@ class Family(classification.Family):
         return [str(configured[0])] if configured else [str(self.cfg.data.label_column)]
 
     def encode_label(self, value: Any, index: dict[str, int], where: str) -> float:
-        number = classification._number(value)
+        number = classification.as_number(value)
         if number is None or number != number or number in (float("inf"), float("-inf")):
             raise DataError(where, f"regression target {value!r} is not a number", field=self.cfg.data.label_column)
         return number
