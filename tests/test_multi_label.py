@@ -145,7 +145,7 @@ def test_positive_weights_balance_each_label(repo, tmp_path):
     # zero logits: BCE = log 2 per label; a positive target's term is weighted by negatives/positives.
     weighted = loss(outputs, torch.tensor([[1.0, 1.0, 1.0]]))
     assert float(weighted) == pytest.approx(np.log(2) * (1 + 3 + 1) / 3, rel=1e-5), "weights 1, 3, 1 (no positive)"
-    assert family.loss(features, EMOTIONS, compose(repo, ["task=goemotions"]).train) is None
+    assert family.loss(features, EMOTIONS, compose(repo, ["task=goemotions", "train.class_weights=null"]).train) is None
     bad = compose(repo, ["task=goemotions", "train.class_weights=[1,2]"])
     with pytest.raises(FinetuneError, match=r"train.class_weights: expected 'balanced' or 3 positive numbers"):
         family.loss(features, EMOTIONS, bad.train)
