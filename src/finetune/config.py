@@ -41,6 +41,7 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     @functools.wraps(func)
     def main() -> Any:
         import hydra
+        from hydra.types import RunMode
 
         os.environ[ROOT_ENV] = str(root)
         check_group_choices(root / "conf", sys.argv[1:])
@@ -50,7 +51,10 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
             from hydra.core.hydra_config import HydraConfig
 
             try:
-                cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(HydraConfig.get().overrides.task))
+                hydra_cfg = HydraConfig.get()
+                cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
+                if hydra_cfg.mode == RunMode.MULTIRUN:
+                    cfg = with_sweep_settings(cfg, hydra_cfg)
                 return func(cfg)
             except FinetuneError as error:
                 print(f"error: {error}", file=sys.stderr)
@@ -59,6 +63,22 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         return run()
 
     return main
+
+
+def with_sweep_settings(cfg: DictConfig, hydra_cfg: Any) -> DictConfig:
+    """A multirun job's config: its run's name and sweep, and its share of the cores unless
+    `train.torch_threads` is set."""
+    from finetune.sweep import job_settings
+
+    settings = job_settings(hydra_cfg)
+    with open_dict(cfg):
+        cfg.tracking.run_name = f"{cfg.paths.pair}-{settings['job']}"
+        if "parent_run_id" in settings:
+            cfg.tracking.sweep_id = settings["sweep_id"]
+            cfg.tracking.parent_run_id = settings["parent_run_id"]
+        if "torch_threads" in settings and cfg.train.get("torch_threads") is None:
+            cfg.train.torch_threads = settings["torch_threads"]
+    return cfg
 
 
 def check_group_choices(conf_dir: Path, overrides: list[str]) -> None:

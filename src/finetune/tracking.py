@@ -2,14 +2,21 @@
 
 The train stage creates the run and records its id in the model folder (`run.json`); evaluate
 and export reopen the same run. Runs always end FINISHED or FAILED, never stuck in RUNNING.
+A job of a sweep creates its run as a child of the sweep's parent run (finetune.sweep).
+
+Parallel jobs share one SQLite store: every write retries while SQLite says "database is locked"
+(a deferred transaction cannot wait for a writer), and two jobs creating the same experiment both
+use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,10 @@ from finetune.io import read_json
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length
 MAX_PARAM_KEY = 250
 RUN_FILE = "run.json"
+NOT_PARAMS = ("matrix", "paths")
+NOT_PARAM_KEYS = ("tracking.parent_run_id", "tracking.run_name")  # tags (mlflow.parentRunId, runName)
+RETRIES = 12
+TRANSIENT = ("database is locked", "database table is locked", "unique constraint failed")
 
 
 def tracking_uri(cfg: DictConfig) -> str:
@@ -32,10 +43,12 @@ def tracking_uri(cfg: DictConfig) -> str:
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """All effective params as dotted keys, values cut to MLflow's length limits."""
     data = to_container(cfg)
-    for key in ("matrix", "paths"):
+    for key in NOT_PARAMS:
         data.pop(key, None)
     params = {}
     for key, value in flatten(data).items():
+        if key in NOT_PARAM_KEYS:
+            continue
         text = "null" if value is None else str(value)
         if len(text) > MAX_PARAM_VALUE:
             text = text[: MAX_PARAM_VALUE - 20] + f"...[{len(text)} chars]"
@@ -59,9 +72,35 @@ def git_commit(root: str | Path) -> str:
 
 
 def run_tags(cfg: DictConfig, manifest: dict[str, Any]) -> dict[str, str]:
-    return {"task": cfg.task.name, "model": cfg.model.name, "task_family": cfg.task.family,
+    """What MLflow's compare view filters and groups by. `dvc_stage` / `dvc_exp` are set when DVC
+    runs the stage (`dvc repro`, `dvc exp run`); the sweep tags when Hydra's multirun does."""
+    tags = {"task": cfg.task.name, "model": cfg.model.name, "task_family": cfg.task.family,
             "git_commit": git_commit(cfg.paths.root), "data_sha256": manifest.get("data_sha256", "unknown"),
-            "data_source": manifest.get("source", "unknown")}
+            "data_source": manifest.get("source", "unknown"),
+            "dvc_stage": os.environ.get("DVC_STAGE", ""), "dvc_exp": os.environ.get("DVC_EXP_NAME", "")}
+    if cfg.tracking.get("parent_run_id"):
+        tags |= {"mlflow.parentRunId": cfg.tracking.parent_run_id, "sweep_id": cfg.tracking.sweep_id}
+    return {key: value for key, value in tags.items() if value}
+
+
+def retrying(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)`, retried with jittered backoff while the store is busy."""
+    for attempt in range(RETRIES):
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - MLflow wraps SQLAlchemy's errors in its own
+            if attempt == RETRIES - 1 or not any(text in str(error).lower() for text in TRANSIENT):
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def connect(uri: str) -> None:
+    """Point MLflow at `uri`, creating (and migrating) a new SQLite store once, with retries."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    retrying(mlflow.search_experiments, max_results=1)
 
 
 @contextlib.contextmanager
@@ -72,11 +111,11 @@ def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> Iterato
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    connect(tracking_uri(cfg))
     use_experiment(mlflow, cfg.tracking.experiment)
     _end_stray_run(mlflow)
-    name = f"{cfg.paths.pair}"
-    with mlflow.start_run(run_name=name, tags=tags) as run:
+    run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
+    with _ending(mlflow, run):
         yield run
 
 
@@ -88,7 +127,7 @@ def resume_run(cfg: DictConfig, model_dir: str | Path) -> Iterator[Any]:
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(cfg))
+    connect(tracking_uri(cfg))
     _end_stray_run(mlflow)
     run_file = Path(model_dir) / RUN_FILE
     run_id = read_json(run_file)["run_id"] if run_file.exists() else None
@@ -99,22 +138,54 @@ def resume_run(cfg: DictConfig, model_dir: str | Path) -> Iterator[Any]:
             run_id = None
     if run_id is None:
         use_experiment(mlflow, cfg.tracking.experiment)
-        with mlflow.start_run(run_name=cfg.paths.pair, tags={"resumed_from": "missing"}) as run:
-            yield run
-        return
-    with mlflow.start_run(run_id=run_id) as run:
+        run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags={"resumed_from": "missing"})
+    else:
+        run = retrying(mlflow.start_run, run_id=run_id)
+    with _ending(mlflow, run):
         yield run
+
+
+@contextlib.contextmanager
+def _ending(mlflow: Any, run: Any) -> Iterator[None]:
+    """End the active run FINISHED, or FAILED if the block raises (KILLED on Ctrl-C)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        retrying(mlflow.end_run, "KILLED")
+        raise
+    except BaseException:
+        retrying(mlflow.end_run, "FAILED")
+        raise
+    retrying(mlflow.end_run, "FINISHED")
 
 
 def use_experiment(mlflow: Any, name: str) -> None:
     """Make `name` the active experiment, creating it if needed. With a SQLite store its artifacts
     go to `mlruns/` beside the database file (MLflow's default is `./mlruns` of whatever folder
     the process runs in), so a store and its artifacts always travel together."""
+    experiment_id(name)
+    retrying(mlflow.set_experiment, name)
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment `name`, created if missing; a job that loses the race to create it uses
+    the winner's."""
+    import mlflow
+
+    found = retrying(mlflow.get_experiment_by_name, name)
+    if found is not None:
+        return found.experiment_id
     uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
-        store = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns"
-        mlflow.create_experiment(name, artifact_location=store.as_uri())
-    mlflow.set_experiment(name)
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    try:
+        return retrying(mlflow.create_experiment, name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - RESOURCE_ALREADY_EXISTS: another job created it first
+        found = retrying(mlflow.get_experiment_by_name, name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _end_stray_run(mlflow: Any) -> None:
@@ -129,13 +200,13 @@ def log_params(cfg: DictConfig) -> None:
     params = flat_params(cfg)
     items = list(params.items())
     for start in range(0, len(items), 100):  # MLflow's batch limit
-        mlflow.log_params(dict(items[start:start + 100]))
+        retrying(mlflow.log_params, dict(items[start:start + 100]))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import mlflow
 
-    mlflow.log_metrics({_metric_key(k): v for k, v in metrics.items()}, step=step)
+    retrying(mlflow.log_metrics, {_metric_key(k): v for k, v in metrics.items()}, step=step)
 
 
 def _metric_key(key: str) -> str:
@@ -151,3 +222,66 @@ def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
             mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         elif Path(path).exists():
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def parent_run(experiment: str, sweep_id: str, overrides: str) -> str:
+    """The id of sweep `sweep_id`'s parent run in `experiment`: reopened if a run of that sweep
+    exists (a resumed Optuna study), else created."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp_id = experiment_id(experiment)
+    found = retrying(client.search_runs, [exp_id], f"tags.sweep_id = '{sweep_id}' and tags.sweep_role = 'parent'",
+                     max_results=1)
+    if found:
+        retrying(client.update_run, found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = retrying(client.create_run, exp_id, run_name=sweep_id,
+                   tags={"sweep_id": sweep_id, "sweep_role": "parent", "sweep_overrides": overrides})
+    return run.info.run_id
+
+
+def sweep_children(parent_run_id: str) -> list[Any]:
+    """Every run of the sweep whose parent is `parent_run_id`, in any experiment."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    experiments = [e.experiment_id for e in retrying(client.search_experiments)]
+    return retrying(client.search_runs, experiments, f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                    max_results=5000)
+
+
+def summarize_sweep(parent_run_id: str, results: dict[str, Any] | None) -> dict[str, Any]:
+    """Tag the parent with its children's outcome and the best child's params (those the sweep
+    varied) and value; `results` is an Optuna sweeper's best params and value, if any."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    children = sweep_children(parent_run_id)
+    scored = [run for run in children if run.info.status == "FINISHED" and "best_metric" in run.data.metrics]
+    summary: dict[str, Any] = {"runs": len(children), "runs_finished": len(scored)}
+    tags: dict[str, str] = {}
+    if scored:
+        greater = scored[0].data.tags.get("greater_is_better", "true") == "true"
+        best = (max if greater else min)(scored, key=lambda run: run.data.metrics["best_metric"])
+        varied = {key for key in set().union(*(run.data.params for run in scored))
+                  if len({run.data.params.get(key) for run in scored}) > 1}
+        summary |= {"best_run_id": best.info.run_id, "best_value": best.data.metrics["best_metric"]}
+        tags |= {"best_run_id": best.info.run_id, "primary_metric": best.data.tags.get("primary_metric", "")}
+        tags |= {f"best.{key}": best.data.params[key] for key in sorted(varied) if key in best.data.params}
+    if results:
+        tags |= {f"optuna.best.{key}": str(value) for key, value in (results.get("best_params") or {}).items()}
+        if results.get("best_value") is not None:
+            summary["optuna_best_value"] = float(results["best_value"])
+    for key, value in tags.items():
+        retrying(client.set_tag, parent_run_id, key[:MAX_PARAM_KEY], value[:MAX_PARAM_VALUE])
+    for key in ("runs", "runs_finished", "best_value", "optuna_best_value"):
+        if key in summary:
+            retrying(client.log_metric, parent_run_id, key, float(summary[key]))
+    return summary
+
+
+def end_parent(run_id: str, status: str) -> None:
+    from mlflow import MlflowClient
+
+    retrying(MlflowClient().set_terminated, run_id, status)

@@ -15,6 +15,18 @@ LABELS = "labels.json"
 STATS = "tokenize_stats.json"
 SCRIPTS = {"download": "download.py", "tokenize": "tokenize_data.py", "train": "train.py",
            "evaluate": "evaluate_model.py", "export": "export.py"}
+PRODUCERS = {"raw": "download", "tokenized": "tokenize", "model": "train", "metrics": "evaluate"}
+
+
+def input_path(cfg: DictConfig, key: str) -> Path:
+    """Where a stage reads the earlier stage's output `paths.<key>`: the same place below
+    `paths.inputs` instead of `paths.out` (they differ only for a job of a Hydra multirun)."""
+    return Path(cfg.paths.inputs) / Path(cfg.paths[key]).relative_to(cfg.paths.out)
+
+
+def require_input(cfg: DictConfig, key: str) -> Path:
+    """`input_path(cfg, key)`, or a one-line error naming the command that produces it."""
+    return require(input_path(cfg, key), PRODUCERS[key], cfg)
 
 
 def require(path: str | Path, stage: str, cfg: DictConfig) -> Path:
@@ -39,6 +51,6 @@ def load_saved(path: str | Path) -> Any:
 
 def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, list[str] | None, dict[str, Any]]:
     """(examples, features, labels, manifest) as saved by the tokenize stage."""
-    tokenized = require(cfg.paths.tokenized, "tokenize", cfg)
+    tokenized = require_input(cfg, "tokenized")
     return (load_saved(tokenized / "examples"), load_saved(tokenized / "features"),
             read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, write_json
-from finetune.pipeline.common import load_tokenized, require
+from finetune.pipeline.common import input_path, load_tokenized, require_input
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -34,11 +34,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from finetune.precision import precision_setting, resolve_bf16
     from finetune.training import eval_batch_size
 
-    model_dir = require(cfg.paths.model, "train", cfg)
+    model_dir = require_input(cfg, "model")
     examples, features, labels, _ = load_tokenized(cfg)
     split = cfg.data.eval_split
     if split not in features:
-        raise FinetuneError(f"data.eval_split='{split}' is not a split of {cfg.paths.tokenized} "
+        raise FinetuneError(f"data.eval_split='{split}' is not a split of {input_path(cfg, 'tokenized')} "
                             f"(splits: {', '.join(features)})")
     family = get_family(cfg)
     tokenizer = load_tokenizer(cfg.model)
@@ -57,7 +57,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     tuned: dict[str, Any] = {}
     if family.tunes:  # decoding values fitted on validation, then applied to the reported split
         if "validation" not in features:
-            raise FinetuneError(f"tuning decoding values needs a validation split ({cfg.paths.tokenized} has "
+            raise FinetuneError(f"tuning decoding values needs a validation split ({input_path(cfg, 'tokenized')} has "
                                 f"{', '.join(features)})")
         tuned = family.tune(examples["validation"], features["validation"], outputs_on("validation"), labels)
         family = family.with_settings(tuned)

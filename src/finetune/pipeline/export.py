@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import read_json
-from finetune.pipeline.common import load_tokenized, require
+from finetune.pipeline.common import input_path, load_tokenized, require_input
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -20,13 +20,14 @@ log = logging.getLogger("finetune")
 def export(cfg: DictConfig) -> dict[str, Any]:
     from finetune.export import write_export
 
-    model_dir = require(cfg.paths.model, "train", cfg)
-    metrics = read_json(require(cfg.paths.metrics, "evaluate", cfg))
+    model_dir = require_input(cfg, "model")
+    metrics_file = require_input(cfg, "metrics")
+    metrics = read_json(metrics_file)
     examples, features, labels, manifest = load_tokenized(cfg)
     split = metrics.get("split")
     if split not in features:
-        raise FinetuneError(f"{cfg.paths.metrics} was scored on split '{split}', which "
-                            f"{cfg.paths.tokenized} does not have (splits: {', '.join(features)})")
+        raise FinetuneError(f"{metrics_file} was scored on split '{split}', which "
+                            f"{input_path(cfg, 'tokenized')} does not have (splits: {', '.join(features)})")
     family = get_family(cfg).with_settings(metrics.get("tuned") or {})  # decoding fitted by the evaluate stage
     spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]), labels)
     out = Path(cfg.paths.export)

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from finetune.data.splits import subsample
 from finetune.io import atomic_dir, read_json, write_json
-from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, require
+from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, require_input
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -21,7 +21,7 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
 
     from finetune.models import load_tokenizer
 
-    raw_dir = require(cfg.paths.raw, "download", cfg)
+    raw_dir = require_input(cfg, "raw")
     dataset = load_saved(raw_dir / "dataset")
     manifest = read_json(raw_dir / MANIFEST)
     labels = manifest["labels"]

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, write_json
-from finetune.pipeline.common import load_tokenized
+from finetune.pipeline.common import input_path, load_tokenized
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -25,7 +25,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Inputs first: a missing or broken input fails before the seconds of torch/transformers imports.
     examples, features, labels, manifest = load_tokenized(cfg)
     if "train" not in features:
-        raise FinetuneError(f"{cfg.paths.tokenized} has no train split (splits: {', '.join(features)})")
+        raise FinetuneError(f"{input_path(cfg, 'tokenized')} has no train split (splits: {', '.join(features)})")
 
     import torch
     import transformers
@@ -62,7 +62,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                            compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
                            length_bucket_batches=cfg.train.get("length_bucket_batches"),
                            loss=family.loss(features["train"], labels, cfg.train))
-    with tracking.start_run(cfg, tags=tracking.run_tags(cfg, manifest)) as run:
+    tags = tracking.run_tags(cfg, manifest) | {"primary_metric": family.primary_metric,
+                                                "greater_is_better": str(family.greater_is_better).lower()}
+    with tracking.start_run(cfg, tags=tags) as run:
         if run is not None:
             tracking.log_params(cfg)
         result = trainer.train()
