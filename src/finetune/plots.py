@@ -1,5 +1,6 @@
-"""Plots logged as artifacts: confusion matrices, learning curves, regression scatter, per-label F1
-(matplotlib, Agg)."""
+"""Plots logged as artifacts: confusion matrices, learning curves, regression scatter, per-label F1;
+and the comparison report's: metric by model, overlaid curves, parameter vs metric, optimisation
+history (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,89 @@ def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: s
     axes[2].set(title=f"eval {primary_metric}", xlabel="step")
     fig.suptitle(title)
     return save(fig, path)
+
+
+def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, title: str = "") -> Path:
+    """One bar per model (the mean), each run a dot, the spread across seeds as an error bar."""
+    import statistics
+
+    plt = _pyplot()
+    names = sorted(values, key=lambda m: -statistics.mean(values[m]))
+    means = [statistics.mean(values[m]) for m in names]
+    low = [m - min(values[n]) for m, n in zip(means, names, strict=True)]
+    high = [max(values[n]) - m for m, n in zip(means, names, strict=True)]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.8))
+    ax.bar(range(len(names)), means, yerr=[low, high], capsize=6, color="tab:blue", alpha=0.75)
+    for i, name in enumerate(names):
+        ax.scatter([i] * len(values[name]), values[name], color="black", s=12, zorder=3)
+        ax.text(i, means[i], f"{means[i]:.3f}\nn={len(values[name])}", ha="center", va="bottom", fontsize=8)
+    floor = min(min(v) for v in values.values())
+    ax.set_ylim(max(0.0, floor - 0.1 * abs(floor) - 0.02) if floor >= 0 else None, None)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylabel=ylabel, title=title)
+    return save(fig, path)
+
+
+def overlaid_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: tuple[str, ...], path: Path,
+                    title: str = "") -> Path:
+    """One panel per metric key, one line per run (steps on x)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        for name, history in runs.items():
+            points = history.get(key) or []
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], "o-" if len(points) < 12 else "-",
+                        markersize=3, label=name)
+        ax.set(title=key, xlabel="step")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def param_vs_metric(params: list[str], metric: list[float], groups: list[str], key: str, ylabel: str, path: Path,
+                    title: str = "") -> Path:
+    """The metric of each run against one swept parameter, a colour per group (model); a numeric
+    parameter spanning more than a decade gets a log axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    numbers = [_as_float(p) for p in params]
+    numeric = all(n is not None for n in numbers)
+    categories = sorted(set(params), key=lambda p: (_as_float(p) is None, _as_float(p) or 0, p))
+    xs = numbers if numeric else [categories.index(p) for p in params]
+    for group in sorted(set(groups)):
+        chosen = [i for i, g in enumerate(groups) if g == group]
+        ax.scatter([xs[i] for i in chosen], [metric[i] for i in chosen], label=group, s=30, alpha=0.8)
+    if numeric and min(numbers) > 0 and max(numbers) / min(numbers) > 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(categories)), categories)
+    ax.set(xlabel=key, ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def optimization_history(values: list[float], greater_is_better: bool, ylabel: str, path: Path,
+                         title: str = "") -> Path:
+    """Each trial's value in order, and the best value so far."""
+    plt = _pyplot()
+    best, running = [], None
+    for value in values:
+        running = value if running is None else (max if greater_is_better else min)(running, value)
+        best.append(running)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot(range(len(values)), values, "o", label="trial")
+    ax.plot(range(len(values)), best, "-", color="tab:red", label="best so far")
+    ax.set(xlabel="trial (in order)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def save(fig: Any, path: Path) -> Path:

@@ -209,6 +209,12 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     retrying(mlflow.log_metrics, {_metric_key(k): v for k, v in metrics.items()}, step=step)
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    retrying(mlflow.set_tags, tags)
+
+
 def _metric_key(key: str) -> str:
     # MLflow keys allow alphanumerics, _ - . / and spaces; entity or class names may hold others.
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)

@@ -77,6 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(cfg.paths.metrics, metrics)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
+            tracking.set_tags({"eval_split": split})
             tracking.log_metrics(scalar_metrics(metrics, prefix=f"{split}_"))
             tracking.log_artifacts([Path(cfg.paths.metrics)], "metrics")
             tracking.log_artifacts([Path(cfg.paths.predictions) / p.name for p in written], "predictions")

@@ -1,0 +1,383 @@
+"""The comparison report: `python stages/report.py [experiment=NAME] [sweep=ID] [top=5] [out=reports]`.
+
+Reads every run of the tracking store (DAG pairs, sweep jobs, DVC experiments alike) and writes,
+under `reports/`: a leaderboard per task as Markdown (`leaderboard.md`) and as one self-contained
+HTML page (`index.html`, plots embedded), and the plots: the primary metric by model (the spread
+across runs that differ only in their seed), the top runs' learning curves overlaid, and for each
+sweep its metric against each swept parameter and its optimisation history. The report is logged
+to a run named `report` in the experiment `reports`.
+
+Runs are ranked by the validation value of the task's primary metric (`best_metric`: what the best
+checkpoint, the sweepers and early stopping use); the value on the evaluation split (`eval_split`
+tag, the test split for some tasks) is shown beside it, never used to choose.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune import plots
+from finetune.errors import FinetuneError
+from finetune.io import atomic_dir
+
+REPORT_EXPERIMENT = "reports"
+SEED_KEYS = ("train.seed", "train.data_seed", "data.sample_seed")
+NOT_COMPARED = ("train.torch_threads", "train.disable_tqdm", "data.num_proc", "model.name")  # resources, names
+KEY_PARAMS = ("train.learning_rate", "train.num_train_epochs", "train.per_device_train_batch_size",
+              "data.max_train_samples")
+NOT_SECONDARY = ("eval_runtime", "n_eval", "bf16")
+
+
+@dataclass
+class Run:
+    """One trained (task, model) run as the report sees it."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str
+    start_time: int
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.tags.get("task", "?")
+
+    @property
+    def model(self) -> str:
+        return self.tags.get("model", "?")
+
+    @property
+    def primary(self) -> str:
+        return self.tags.get("primary_metric", "")
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.tags.get("greater_is_better", "true") == "true"
+
+    @property
+    def validation(self) -> float | None:
+        return self.metrics.get("best_metric")
+
+    @property
+    def evaluation(self) -> float | None:
+        split = self.tags.get("eval_split")
+        return self.metrics.get(f"{split}_{self.primary}") if split else None
+
+    def secondary(self, limit: int = 3) -> dict[str, float]:
+        split = self.tags.get("eval_split")
+        if not split:
+            return {}
+        prefix = f"{split}_"
+        skip = (self.primary, *NOT_SECONDARY)
+        found = {key[len(prefix):]: value for key, value in sorted(self.metrics.items())
+                 if key.startswith(prefix) and "." not in key and key[len(prefix):] not in skip}
+        return dict(list(found.items())[:limit])
+
+
+def collect(experiment: str | None = None, sweep: str | None = None) -> tuple[list[Run], list[Run]]:
+    """(trained runs, sweep parent runs) of the active tracking store, optionally filtered."""
+    from mlflow import MlflowClient
+
+    from finetune.tracking import retrying
+
+    client = MlflowClient()
+    experiments = [e for e in retrying(client.search_experiments) if e.name != REPORT_EXPERIMENT]
+    if experiment is not None:
+        experiments = [e for e in experiments if e.name == experiment]
+        if not experiments:
+            raise FinetuneError(f"experiment={experiment}: no such experiment in {_store()}")
+    query = f"tags.sweep_id = '{sweep}'" if sweep else ""
+    found = retrying(client.search_runs, [e.experiment_id for e in experiments], query, max_results=50000)
+    runs, parents = [], []
+    for info, data in ((r.info, r.data) for r in found):
+        run = Run(info.run_id, info.experiment_id, info.run_name or info.run_id[:8], info.status,
+                  info.start_time or 0, dict(data.params), dict(data.metrics), dict(data.tags))
+        if run.tags.get("sweep_role") == "parent":
+            parents.append(run)
+        elif run.validation is not None or run.evaluation is not None:
+            runs.append(run)
+    return runs, parents
+
+
+def _store() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+def rank(runs: list[Run]) -> list[Run]:
+    """Best first by the validation value of the primary metric (the evaluation split's value where
+    a run has no validation split); unfinished runs last."""
+    def key(run: Run) -> tuple[int, float]:
+        value = run.validation if run.validation is not None else run.evaluation
+        if value is None or math.isnan(value) or run.status != "FINISHED":
+            return (1, 0.0)
+        return (0, -value if run.greater_is_better else value)
+
+    return sorted(runs, key=key)
+
+
+def by_task(runs: list[Run]) -> dict[str, list[Run]]:
+    tasks: dict[str, list[Run]] = {}
+    for run in runs:
+        tasks.setdefault(run.task, []).append(run)
+    return {task: rank(members) for task, members in sorted(tasks.items())}
+
+
+def varied_params(runs: list[Run]) -> list[str]:
+    """The params whose values differ between `runs` (what a compare view should show)."""
+    keys = set().union(*(run.params for run in runs)) if runs else set()
+    return sorted(k for k in keys if len({run.params.get(k) for run in runs}) > 1
+                  and not k.startswith("tracking.") and k not in NOT_COMPARED)
+
+
+def shown_params(runs: list[Run]) -> list[str]:
+    varied = varied_params(runs)
+    return [k for k in KEY_PARAMS if k not in varied] + varied[:8]
+
+
+def run_link(run: Run, ui: str) -> str:
+    return f"{ui.rstrip('/')}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+
+
+def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str]], list[str | None]]:
+    """(header, rows, links) of one task's leaderboard, best first."""
+    params = shown_params(runs)
+    primary = runs[0].primary if runs else ""
+    secondary = list(runs[0].secondary()) if runs else []
+    header = (["#", "run", "model"] + [p.split(".", 1)[1] for p in params]
+              + [f"validation {primary}", f"{runs[0].tags.get('eval_split', 'eval')} {primary}" if runs else "eval"]
+              + secondary + ["train s", "samples/s", "status", "sweep / DVC exp", "commit"])
+    rows, links = [], []
+    for place, run in enumerate(runs, 1):
+        extra = run.secondary()
+        rows.append([str(place), run.name, run.model] + [_short(run.params.get(p, "")) for p in params]
+                    + [_number(run.validation), _number(run.evaluation)] + [_number(extra.get(k)) for k in secondary]
+                    + [_number(run.metrics.get("train_runtime"), 1),
+                       _number(run.metrics.get("train_samples_per_second"), 1), run.status,
+                       run.tags.get("sweep_id") or run.tags.get("dvc_exp") or "", run.tags.get("git_commit", "")[:12]])
+        links.append(run_link(run, ui))
+    return header, rows, links
+
+
+def _short(text: str) -> str:
+    """A param value as people read it: 0.0012562887007755699 -> 0.001256."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if number.is_integer() and "e" not in text.lower() else f"{number:.4g}"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def seed_groups(runs: list[Run]) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[Run]]:
+    """Runs with the same model and params except their seeds."""
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[Run]] = {}
+    for run in runs:
+        config = tuple(sorted((k, v) for k, v in run.params.items()
+                              if k not in SEED_KEYS and not k.startswith("tracking.")))
+        groups.setdefault((run.model, config), []).append(run)
+    return groups
+
+
+def by_model(runs: list[Run]) -> dict[str, list[float]]:
+    """Per model, the values of its best configuration across seeds (best = highest mean)."""
+    best: dict[str, list[float]] = {}
+    for (model, _), members in seed_groups(runs).items():
+        values = [r.validation if r.validation is not None else r.evaluation for r in members]
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if not values:
+            continue
+        sign = 1 if members[0].greater_is_better else -1
+        if model not in best or sign * statistics.mean(values) > sign * statistics.mean(best[model]):
+            best[model] = values
+    return best
+
+
+def load_histories(runs: list[Run], keys: tuple[str, ...]) -> None:
+    from mlflow import MlflowClient
+
+    from finetune.tracking import retrying
+
+    client = MlflowClient()
+    for run in runs:
+        for key in keys:
+            points = retrying(client.get_metric_history, run.run_id, key)
+            run.history[key] = sorted((p.step, p.value) for p in points)
+
+
+def write(out: str | Path, runs: list[Run], parents: list[Run], *, top: int = 5, ui: str = "http://127.0.0.1:5000",
+          title: str = "Runs compared") -> Path:
+    """Write the report folder (atomically) and return it."""
+    out = Path(out)
+    tasks = by_task(runs)
+    with atomic_dir(out) as folder:
+        sections = []
+        for task, members in tasks.items():
+            primary = members[0].primary
+            figures = []
+            values = by_model(members)
+            if values:
+                figures.append(plots.metric_by_model(values, folder / f"{task}-by-model.png", f"validation {primary}",
+                                                     title=f"{task}: validation {primary} by model"))
+            leaders = [r for r in members if r.status == "FINISHED"][:top]
+            load_histories(leaders, ("loss", f"eval_{primary}"))
+            if any(r.history.get("loss") for r in leaders):
+                figures.append(plots.overlaid_curves({r.name: r.history for r in leaders},
+                                                     ("loss", f"eval_{primary}"), folder / f"{task}-curves.png",
+                                                     title=f"{task}: the top {len(leaders)} runs"))
+            sections.append((task, leaderboard_rows(members, ui), figures))
+        sweeps = []
+        for parent in sorted(parents, key=lambda r: -r.start_time):
+            children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
+            if not children:
+                continue
+            sweeps.append((parent, children, _sweep_figures(parent, children, folder)))
+        (folder / "leaderboard.md").write_text(_markdown(title, sections, sweeps), encoding="utf-8")
+        (folder / "index.html").write_text(_html(title, sections, sweeps, folder), encoding="utf-8")
+    return out
+
+
+def _sweep_figures(parent: Run, children: list[Run], folder: Path) -> list[Path]:
+    name = _slug(parent.tags.get("sweep_id", parent.name))
+    primary = children[0].primary
+    figures = []
+    scored = [c for c in children if c.validation is not None]
+    for key in varied_params(scored):
+        if key in SEED_KEYS:
+            continue
+        figures.append(plots.param_vs_metric([c.params[key] for c in scored], [c.validation for c in scored],
+                                             [c.model for c in scored], key, f"validation {primary}",
+                                             folder / f"sweep-{name}-{_slug(key)}.png",
+                                             title=f"{parent.name}: {key}"))
+    if any(k.startswith("optuna.") for k in parent.tags) or parent.metrics.get("optuna_best_value") is not None:
+        ordered = sorted(scored, key=lambda c: c.start_time)
+        figures.append(plots.optimization_history([c.validation for c in ordered], children[0].greater_is_better,
+                                                  f"validation {primary}", folder / f"sweep-{name}-history.png",
+                                                  title=f"{parent.name}: optimisation history"))
+    return figures
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+
+
+def _sweep_summary(parent: Run, children: list[Run]) -> list[str]:
+    lines = [f"{len(children)} runs ({sum(c.status == 'FINISHED' for c in children)} finished); "
+             f"overrides: `{parent.tags.get('sweep_overrides', '')}`"]
+    best = {k.removeprefix("optuna.best."): v for k, v in parent.tags.items() if k.startswith("optuna.best.")}
+    if not best:
+        best = {k.removeprefix("best."): v for k, v in parent.tags.items() if k.startswith("best.")}
+    value = parent.metrics.get("optuna_best_value", parent.metrics.get("best_value"))
+    if value is not None:
+        lines.append(f"best validation {children[0].primary}: {value:.4f} with "
+                     + ", ".join(f"{k}={v}" for k, v in sorted(best.items())))
+    return lines
+
+
+def _markdown(title: str, sections: list[Any], sweeps: list[Any]) -> str:
+    lines = [f"# {title}", ""]
+    for task, (header, rows, _), figures in sections:
+        lines += [f"## {task}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines += [""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    for parent, children, figures in sweeps:
+        lines += [f"## sweep {parent.name}", ""] + [f"- {line}" for line in _sweep_summary(parent, children)]
+        lines += [""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    return "\n".join(lines)
+
+
+def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> str:
+    def image(path: Path) -> str:
+        data = base64.b64encode((folder / path.name).read_bytes()).decode()
+        return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+    def table(header: list[str], rows: list[list[str]], links: list[str | None]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = []
+        for row, link in zip(rows, links, strict=True):
+            cells = [html.escape(c) for c in row]
+            if link:
+                cells[1] = f'<a href="{html.escape(link)}">{cells[1]}</a>'
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             "<p>Ranked by the validation value of each task's primary metric; the evaluation split's value is "
+             "shown beside it. Run names link to the MLflow UI.</p>"]
+    for task, (header, rows, links), figures in sections:
+        parts += [f"<h2>{html.escape(task)}</h2>", table(header, rows, links),
+                  '<div class="plots">' + "".join(image(f) for f in figures) + "</div>"]
+    for parent, children, figures in sweeps:
+        parts += [f"<h2>sweep {html.escape(parent.name)}</h2>", "<ul>"
+                  + "".join(f"<li>{html.escape(line)}</li>" for line in _sweep_summary(parent, children)) + "</ul>",
+                  '<div class="plots">' + "".join(image(f) for f in figures) + "</div>"]
+    style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
+             "table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}"
+             "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
+             "th{background:#f0f0f0}td:nth-child(2),td:nth-child(3){text-align:left}"
+             "tbody tr:first-child{background:#eaf5ea}.plots img{max-width:640px;margin:4px;border:1px solid #eee}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+
+
+ARGUMENTS = {"experiment": None, "sweep": None, "top": "5", "out": "reports", "ui": "http://127.0.0.1:5000"}
+
+
+def parse_arguments(argv: list[str]) -> dict[str, str | None]:
+    """`key=value` arguments (the stages' style) for the keys in ARGUMENTS."""
+    values = dict(ARGUMENTS)
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        if not sep or key not in ARGUMENTS:
+            raise FinetuneError(f"report: unknown argument '{argument}' (known: "
+                                + ", ".join(f"{k}=" for k in ARGUMENTS) + ")")
+        values[key] = value
+    if not str(values["top"]).isdigit() or int(str(values["top"])) < 1:
+        raise FinetuneError(f"report: top={values['top']} is not a positive whole number")
+    return values
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """The report command: read the store (MLFLOW_TRACKING_URI, else mlflow.db at the repository root),
+    write the report, log it to the run `report` of the experiment `reports`."""
+    import os
+    import sys
+
+    import mlflow
+
+    from finetune import tracking
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        args = parse_arguments(sys.argv[1:] if argv is None else argv)
+        tracking.connect(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}")
+        runs, parents = collect(args["experiment"], args["sweep"])
+        if not runs:
+            raise FinetuneError(f"no trained runs in {_store()}" + "".join(
+                f" with {k}={args[k]}" for k in ("experiment", "sweep") if args[k]))
+        scope = ", ".join(f"{k}={args[k]}" for k in ("experiment", "sweep") if args[k])
+        out = write(args["out"], runs, parents, top=int(str(args["top"])), ui=str(args["ui"]),
+                    title="Runs compared" + (f" ({scope})" if scope else ""))
+    except FinetuneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    tracking.experiment_id(REPORT_EXPERIMENT)
+    mlflow.set_experiment(REPORT_EXPERIMENT)
+    with mlflow.start_run(run_name="report", tags={"report_scope": scope or "all", "runs": str(len(runs))}):
+        tracking.log_artifacts([out], "report")
+    print(f"report: {len(runs)} runs, {len(parents)} sweeps -> {out / 'index.html'}")
+    return out
