@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -214,3 +215,33 @@ def write_emotions(path: Path, n: int, seed: int = 0) -> Path:
         lines.append(f"{' '.join(words)}\t{','.join(map(str, ids))}\tc{seed}x{i}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def run_stage(script: str, *args: str, cwd: Path, uri: str, timeout: int = 600):
+    """Run `stages/<script>` as a user would (a real process, its own Hydra app) against store `uri`."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def sweep_data(work: Path) -> list[str]:
+    """Overrides for a sweep job on a small learnable headline corpus (sarcasm family)."""
+    train = write_jsonl(work / "headlines.jsonl", headline_rows(160))
+    return ["task=sarcasm", f"data.files.train={train}", "data.split.first_n=120", "data.max_length=32",
+            "train.num_train_epochs=3", "train.per_device_train_batch_size=8", "train.disable_tqdm=true",
+            "train.logging_steps=5"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A 4-job sweep (2 models x 2 learning rates), 2 jobs at a time, into its own SQLite store."""
+    work = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    started = time.time()
+    done = run_stage("pipeline.py", "-m", *sweep_data(work), "model=tiny,minilm", "train.learning_rate=1e-3,5e-3",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=work, uri=uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"work": work, "uri": uri, "output": done.stdout + done.stderr, "started": started}

@@ -50,19 +50,32 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         def run(cfg: DictConfig) -> Any:
             from hydra.core.hydra_config import HydraConfig
 
+            hydra_cfg = HydraConfig.get()
             try:
-                hydra_cfg = HydraConfig.get()
                 cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
                 if hydra_cfg.mode == RunMode.MULTIRUN:
                     cfg = with_sweep_settings(cfg, hydra_cfg)
                 return func(cfg)
             except FinetuneError as error:
+                if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweeper records the failed job and goes on
+                    raise JobFailed(f"error: {error}") from None
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)
 
         return run()
 
     return main
+
+
+def _compact_error() -> type[Exception]:
+    from hydra.errors import CompactHydraException
+
+    return CompactHydraException
+
+
+class JobFailed(_compact_error()):  # type: ignore[misc]
+    """A multirun job's FinetuneError: Hydra prints the message alone (no traceback) when it
+    reports the failed job, and the Optuna sweeper counts the trial failed."""
 
 
 def with_sweep_settings(cfg: DictConfig, hydra_cfg: Any) -> DictConfig:
