@@ -28,7 +28,7 @@ from finetune.io import atomic_dir
 
 REPORT_EXPERIMENT = "reports"
 SEED_KEYS = ("train.seed", "train.data_seed", "data.sample_seed")
-NOT_COMPARED = ("train.torch_threads", "train.disable_tqdm", "data.num_proc", "model.name")  # resources, names
+NOT_COMPARED = ("train.torch_threads", "train.disable_tqdm", "data.num_proc")  # resources, not recipes
 KEY_PARAMS = ("train.learning_rate", "train.num_train_epochs", "train.per_device_train_batch_size",
               "data.max_train_samples")
 NOT_SECONDARY = ("eval_runtime", "n_eval", "bf16")
@@ -135,10 +135,11 @@ def by_task(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def varied_params(runs: list[Run]) -> list[str]:
-    """The params whose values differ between `runs` (what a compare view should show)."""
+    """The params whose values differ between `runs` (what a compare view should show); the model's
+    own keys are left to its name (the `model` column, the colours of a plot)."""
     keys = set().union(*(run.params for run in runs)) if runs else set()
     return sorted(k for k in keys if len({run.params.get(k) for run in runs}) > 1
-                  and not k.startswith("tracking.") and k not in NOT_COMPARED)
+                  and not k.startswith(("tracking.", "model.")) and k not in NOT_COMPARED)
 
 
 def shown_params(runs: list[Run]) -> list[str]:
@@ -259,7 +260,7 @@ def _sweep_figures(parent: Run, children: list[Run], folder: Path) -> list[Path]
     for key in varied_params(scored):
         if key in SEED_KEYS:
             continue
-        figures.append(plots.param_vs_metric([c.params[key] for c in scored], [c.validation for c in scored],
+        figures.append(plots.param_vs_metric([c.params.get(key, "") for c in scored], [c.validation for c in scored],
                                              [c.model for c in scored], key, f"validation {primary}",
                                              folder / f"sweep-{name}-{_slug(key)}.png",
                                              title=f"{parent.name}: {key}"))

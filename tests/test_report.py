@@ -1,0 +1,86 @@
+"""The comparison report on a real store: leaderboards, plots, a self-contained page, the report run."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import mlflow
+import pytest
+
+from finetune.errors import FinetuneError
+from finetune.report import Run, by_model, parse_arguments, rank
+from tests.conftest import run_stage
+
+
+@pytest.fixture(scope="module")
+def report(tiny_sweep, tmp_path_factory):
+    work = tmp_path_factory.mktemp("report")
+    shutil.copy(tiny_sweep["work"] / "mlflow.db", work / "mlflow.db")  # the report logs a run: copy the store
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    done = run_stage("report.py", f"out={work / 'reports'}", cwd=work, uri=uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"dir": work / "reports", "uri": uri, "stdout": done.stdout}
+
+
+def test_report_files(report):
+    names = sorted(p.name for p in report["dir"].iterdir())
+    assert {"index.html", "leaderboard.md", "sarcasm-by-model.png", "sarcasm-curves.png",
+            } <= set(names)
+    assert any(re.fullmatch(r"sweep-pipeline-.*-train_learning_rate\.png", n) for n in names)
+    assert not any(n.endswith("-history.png") for n in names)  # a grid, not an Optuna study
+    assert "report: 4 runs, 1 sweeps" in report["stdout"]
+
+
+def test_leaderboard_is_best_first_with_key_params_and_links(report):
+    lines = (report["dir"] / "leaderboard.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| # |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert {"learning_rate", "validation accuracy", "train s", "samples/s", "commit"} <= set(columns)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == 4
+    values = [float(row[columns.index("validation accuracy")]) for row in rows]
+    assert values == sorted(values, reverse=True)
+    assert {row[columns.index("model")] for row in rows} == {"tiny", "minilm"}
+    html = (report["dir"] / "index.html").read_text()
+    assert html.count('<img alt="') >= 3 and not re.search(r'<img[^>]+src="(?!data:image/png;base64,)', html)
+    assert len(re.findall(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', html)) == 4
+
+
+def test_the_report_is_logged_to_a_report_run(report):
+    mlflow.set_tracking_uri(report["uri"])
+    experiment = mlflow.get_experiment_by_name("reports")
+    runs = mlflow.search_runs([experiment.experiment_id])
+    assert list(runs["tags.mlflow.runName"]) == ["report"] and list(runs["status"]) == ["FINISHED"]
+    files = {f.path for f in mlflow.MlflowClient().list_artifacts(runs.iloc[0]["run_id"], "report")}
+    assert {"report/index.html", "report/leaderboard.md"} <= files
+
+
+def test_filters_and_bad_arguments_are_one_line(report, tmp_path):
+    done = run_stage("report.py", "experiment=nope", f"out={tmp_path / 'r'}", cwd=tmp_path, uri=report["uri"])
+    assert done.returncode == 1 and done.stderr.strip() == (
+        f"error: experiment=nope: no such experiment in {report['uri']}")
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(FinetuneError, match="unknown argument 'sweeps=x'"):
+        parse_arguments(["sweeps=x"])
+    with pytest.raises(FinetuneError, match="top=0 is not a positive"):
+        parse_arguments(["top=0"])
+
+
+def _run(name: str, value: float | None, *, greater: bool = True, status: str = "FINISHED", model: str = "m",
+         seed: str = "1", lr: str = "0.1") -> Run:
+    return Run(name, "0", name, status, 0, {"train.seed": seed, "train.learning_rate": lr},
+               {} if value is None else {"best_metric": value},
+               {"model": model, "primary_metric": "mse", "greater_is_better": str(greater).lower()})
+
+
+def test_rank_follows_the_metric_direction_and_puts_unfinished_runs_last():
+    runs = [_run("a", 0.3, greater=False), _run("b", 0.1, greater=False),
+            _run("c", 0.05, greater=False, status="FAILED"), _run("d", None, greater=False)]
+    assert [r.name for r in rank(runs)] == ["b", "a", "c", "d"]
+
+
+def test_by_model_keeps_the_best_configuration_across_its_seeds():
+    runs = [_run("a", 0.8, seed="1"), _run("b", 0.6, seed="2"), _run("c", 0.75, seed="1", lr="0.2"),
+            _run("d", 0.74, seed="2", lr="0.2"), _run("e", 0.5, model="other")]
+    assert by_model(runs) == {"m": [0.75, 0.74], "other": [0.5]}
