@@ -60,3 +60,116 @@ def test_resume_reopens_the_recorded_run(tmp_path, mlflow_store):
 
 def test_git_commit_outside_git_is_unknown(tmp_path):
     assert tracking.git_commit(tmp_path) == "unknown"
+
+
+CONCURRENT_WRITER = """
+import sys, time
+import mlflow
+from finetune import tracking
+uri, name, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start_at:
+    time.sleep(0.001)
+tracking.connect(uri)
+tracking.use_experiment(mlflow, "race")
+run = tracking.retrying(mlflow.start_run, run_name=name)
+with tracking._ending(mlflow, run):
+    tracking.retrying(mlflow.log_params, {f"p{i}": i for i in range(100)})
+    tracking.retrying(mlflow.log_params, {f"p{i}": i for i in range(100, 200)})
+    for step in range(30):
+        tracking.log_metrics({"loss": 1.0 / (step + 1), "accuracy": step / 30}, step=step)
+"""
+
+
+def test_processes_sharing_a_new_sqlite_store_lose_no_run_param_or_metric(tmp_path):
+    """Six processes start at the same instant on a store that does not exist yet: they race to create
+    its tables, the experiment, and then write at once ("database is locked")."""
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start_at = str(time.time() + 8)  # after every interpreter has imported mlflow
+    writers = [subprocess.Popen([sys.executable, "-c", CONCURRENT_WRITER, uri, f"w{i}", start_at],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    for writer in writers:
+        _, err = writer.communicate(timeout=180)
+        assert writer.returncode == 0, err[-2000:]
+    client = mlflow.MlflowClient(uri)
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "race"]
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"w{i}" for i in range(6)]
+    for run in runs:
+        assert run.info.status == "FINISHED" and len(run.data.params) == 200
+        assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(30))
+        assert len(client.get_metric_history(run.info.run_id, "accuracy")) == 30
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rest(base: str, endpoint: str, body: dict) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
+    """The README's `mlflow server` command, a real server: a tiny pair and a 2-job sweep log to it over
+    HTTP, their runs are read back over the REST API, and the server stops by its PID."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    from tests.conftest import run_stage, sweep_data
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([shutil.which("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the tracking server did not answer within 60 s")
+        pair = run_stage("pipeline.py", *sweep_data(tmp_path), "model=tiny", cwd=tmp_path, uri=base)
+        assert pair.returncode == 0, pair.stderr[-3000:]
+        sweep = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3,5e-3",
+                          cwd=tmp_path, uri=base)
+        assert sweep.returncode == 0, sweep.stderr[-3000:]
+
+        found = _rest(base, "experiments/search", {"max_results": 100})["experiments"]
+        ids = [e["experiment_id"] for e in found if e["name"] == "sarcasm"]
+        runs = _rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100})["runs"]
+        tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
+        assert len(runs) == 4 and {r["info"]["status"] for r in runs} == {"FINISHED"}
+        parent = next(r for r, t in zip(runs, tags, strict=True) if t.get("sweep_role") == "parent")
+        children = [t for t in tags if t.get("mlflow.parentRunId") == parent["info"]["run_id"]]
+        assert len(children) == 2
+        alone = [r for r, t in zip(runs, tags, strict=True) if "sweep_id" not in t]
+        assert len(alone) == 1
+        metrics = {m["key"] for m in alone[0]["data"]["metrics"]}
+        assert {"best_metric", "validation_accuracy", "loss"} <= metrics
+        assert list((tmp_path / "artifacts").rglob("learning_curves.png")), "artifacts went to the server's root"
+        assert not (tmp_path / "mlflow.db").exists()  # nothing fell back to a local store
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/health", timeout=2)

@@ -96,11 +96,25 @@ def retrying(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def connect(uri: str) -> None:
-    """Point MLflow at `uri`, creating (and migrating) a new SQLite store once, with retries."""
+    """Point MLflow at `uri` and open its store. Processes opening one new SQLite store at once
+    would all create and migrate its tables (duplicate columns, alembic version mismatches): a lock
+    file beside the database lets one do it while the others wait."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    retrying(mlflow.search_experiments, max_results=1)
+    if not uri.startswith("sqlite:///"):
+        retrying(mlflow.search_experiments, max_results=1)
+        return
+    import fcntl
+
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            retrying(mlflow.search_experiments, max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
