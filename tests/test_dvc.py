@@ -156,4 +156,9 @@ def test_exp_run_set_param_reaches_the_stages(tmp_path, mlflow_store):
     experiment = client.get_experiment_by_name("sarcasm")
     values = sorted(r.data.params["train.learning_rate"] for r in client.search_runs([experiment.experiment_id]))
     assert values == ["0.0001", "0.0002", "3e-05"]
-    assert all(r.info.status == "FINISHED" for r in client.search_runs([experiment.experiment_id]))
+    runs = client.search_runs([experiment.experiment_id])
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags.get("dvc_stage") for r in runs} == {"train@sarcasm-tiny"}
+    assert len({r.data.tags.get("dvc_exp") for r in runs} - {None}) == 3  # each run names its DVC experiment
+    shown = sh("dvc", "exp", "show", "--no-pager", "--csv", cwd=fresh).stdout
+    assert "0.0001" in shown and "0.0002" in shown
