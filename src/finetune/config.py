@@ -26,7 +26,7 @@ from finetune.errors import FinetuneError
 
 ROOT_ENV = "FINETUNE_ROOT"
 PARAMS_FILE = "params.yaml"
-CONFIG_GROUPS_CHECKED = ("task", "model", "train", "data", "tracking", "export")
+CONFIG_GROUPS_CHECKED = ("task", "model", "train", "data", "tracking", "export", "hparams_search")
 NOT_CONFIG = ("matrix",)  # params.yaml keys that steer DVC rather than the stages
 OPEN_SECTIONS = ("train",)  # any TrainingArguments field may be added (checked in finetune.training)
 
@@ -62,7 +62,11 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
                 print(f"error: {error}", file=sys.stderr)
                 sys.exit(1)
 
-        return run()
+        try:
+            return run()
+        except KeyboardInterrupt:  # Ctrl-C, SIGINT: the run already ended KILLED in MLflow
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
 
     return main
 

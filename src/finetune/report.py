@@ -156,7 +156,7 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
     params = shown_params(runs)
     primary = runs[0].primary if runs else ""
     secondary = list(runs[0].secondary()) if runs else []
-    header = (["#", "run", "model"] + [p.split(".", 1)[1] for p in params]
+    header = (["#", "run", "model"] + [p.split(".", 1)[-1] for p in params]
               + [f"validation {primary}", f"{runs[0].tags.get('eval_split', 'eval')} {primary}" if runs else "eval"]
               + secondary + ["train s", "samples/s", "status", "sweep / DVC exp", "commit"])
     rows, links = [], []
