@@ -78,6 +78,7 @@ def run(ctx: Context) -> dict[str, Any]:
     for png in sorted((root / "reports").glob("*.png")):
         shutil.copy(png, kept / png.name)
     shutil.copy(root / "reports" / "leaderboard.md", kept / "leaderboard.md")
+    screenshot(root / "reports" / "index.html", kept / "report-page.png")
     result["report_files"] = sorted(p.name for p in kept.iterdir())
 
     grids = result["grid"].values()
@@ -89,14 +90,24 @@ def run(ctx: Context) -> dict[str, Any]:
     return result
 
 
+def screenshot(page: Any, png: Any) -> None:
+    """The report page's top as headless Chromium renders it (Debian's `chromium`), if installed."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=1500,2000", f"--screenshot={png}", f"file://{page}"],
+                       capture_output=True, timeout=120, check=False)
+
+
 def interrupt(cmd: list[Any], cwd: Any, env: dict[str, str], storage: str, study: str, after: int) -> dict[str, Any]:
     """Start the sweep, send SIGINT to its process group once `after` trials are complete."""
     import optuna
 
     log = open(cwd / "interrupted.log", "w")  # noqa: SIM115 - closed below
     started = time.perf_counter()
+    # a harness started in the background (`nohup ... &`) inherits SIGINT ignored: restore it for the sweep
     process = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     complete = 0
     while process.poll() is None:
         time.sleep(2)
@@ -172,7 +183,7 @@ def render(result: dict[str, Any]) -> str:
                   _params(study["best_params"])],
                  [f"interrupted at {cut['complete_when_interrupted']} complete, resumed", fmt(resumed["wall_s"], 1)
                   + f" (+{cut['wall_s']:.0f} before the interrupt)",
-                  f"{resumed['complete']} complete, {resumed['failed']} failed (the interrupted one)",
+                  f"{resumed['complete']} complete, {resumed['failed']} failed (interrupted)",
                   f"{resumed['best_value']:.4f}", _params(resumed["best_params"])]]),
              f"The interrupted sweep exited {cut['exit_code']}; its last lines: `{' / '.join(cut['last_lines'])}`. "
              f"Resumed study: one parent run ({', '.join(resumed['parent_status'])}), "

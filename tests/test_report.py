@@ -36,7 +36,7 @@ def test_leaderboard_is_best_first_with_key_params_and_links(report):
     lines = (report["dir"] / "leaderboard.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| # |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert {"learning_rate", "validation accuracy", "train s", "samples/s", "commit"} <= set(columns)
+    assert {"lr", "sweep / DVC exp", "validation accuracy", "train s", "samples/s", "commit"} <= set(columns)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 4
     values = [float(row[columns.index("validation accuracy")]) for row in rows]

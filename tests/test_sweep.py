@@ -115,3 +115,27 @@ def test_an_unknown_pipeline_stage_is_one_line(tmp_path):
         "error: pipeline.stages: unknown stage 'tokenise' (did you mean 'tokenize'?)")
     assert "Traceback" not in done.stderr
     assert not Path(tmp_path / "data").exists()
+
+
+def test_a_stage_swept_alone_reads_the_inputs_and_writes_per_job(tmp_path):
+    """`stages/train.py -m` over what only training reads: each job reads the one tokenized folder
+    (`paths.inputs`) and trains into its own folder, as a child run of the sweep."""
+    from tests.conftest import run_stage, sweep_data
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepared = run_stage("pipeline.py", *sweep_data(tmp_path), "model=tiny", "pipeline.stages=[download,tokenize]",
+                         cwd=tmp_path, uri=uri)
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    tokenized = tmp_path / "data" / "tokenized" / "sarcasm-tiny"
+    before = sorted((p.relative_to(tokenized), p.stat().st_mtime) for p in tokenized.rglob("*"))
+    swept = run_stage("train.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3,5e-3",
+                      f"paths.inputs={tmp_path}", cwd=tmp_path, uri=uri)
+    assert swept.returncode == 0, swept.stderr[-2000:]
+    jobs = sorted((next((tmp_path / "multirun").iterdir())).iterdir())
+    jobs = [job for job in jobs if job.is_dir()]
+    assert len(jobs) == 2 and all((job / "models" / "sarcasm-tiny" / "model.safetensors").exists() for job in jobs)
+    assert not (tmp_path / "models").exists()
+    assert sorted((p.relative_to(tokenized), p.stat().st_mtime) for p in tokenized.rglob("*")) == before
+    runs = search(uri)
+    children = runs[runs["tags.sweep_id"].fillna("").str.startswith("train-") & (runs["tags.sweep_role"] != "parent")]
+    assert sorted(children["params.train.learning_rate"]) == ["0.001", "0.005"]

@@ -126,8 +126,8 @@ def overlaid_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: t
 
 def param_vs_metric(params: list[str], metric: list[float], groups: list[str], key: str, ylabel: str, path: Path,
                     title: str = "") -> Path:
-    """The metric of each run against one swept parameter, a colour per group (model); a numeric
-    parameter spanning more than a decade gets a log axis."""
+    """The metric of each run against one swept parameter, a colour per group (model); a positive
+    numeric parameter spanning more than a decade gets a log axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     numbers = [_as_float(p) for p in params]
@@ -138,7 +138,12 @@ def param_vs_metric(params: list[str], metric: list[float], groups: list[str], k
         chosen = [i for i, g in enumerate(groups) if g == group]
         ax.scatter([xs[i] for i in chosen], [metric[i] for i in chosen], label=group, s=30, alpha=0.8)
     if numeric and min(numbers) > 0 and max(numbers) / min(numbers) > 10:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap
+    if numeric and len(set(numbers)) <= 6:  # a grid: tick exactly its values
+        ax.set_xticks(sorted(set(numbers)), [f"{n:.3g}" for n in sorted(set(numbers))])
     if not numeric:
         ax.set_xticks(range(len(categories)), categories)
     ax.set(xlabel=key, ylabel=ylabel, title=title)

@@ -25,13 +25,16 @@ from typing import Any
 from finetune import plots
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir
+from finetune.tracking import NOT_RECIPE, differing_params
 
 REPORT_EXPERIMENT = "reports"
 SEED_KEYS = ("train.seed", "train.data_seed", "data.sample_seed")
-NOT_COMPARED = ("train.torch_threads", "train.disable_tqdm", "data.num_proc")  # resources, not recipes
 KEY_PARAMS = ("train.learning_rate", "train.num_train_epochs", "train.per_device_train_batch_size",
               "data.max_train_samples")
 NOT_SECONDARY = ("eval_runtime", "n_eval", "bf16")
+SHORT = {"train.learning_rate": "lr", "train.num_train_epochs": "epochs", "train.per_device_train_batch_size": "batch",
+         "data.max_train_samples": "train samples", "train.weight_decay": "weight decay",
+         "train.warmup_steps": "warmup"}
 
 
 @dataclass
@@ -63,6 +66,11 @@ class Run:
     @property
     def greater_is_better(self) -> bool:
         return self.tags.get("greater_is_better", "true") == "true"
+
+    @property
+    def label(self) -> str:
+        """The run's name and its sweep (or id): names repeat across sweeps."""
+        return f"{self.name} ({self.tags.get('sweep_id') or self.run_id[:8]})"
 
     @property
     def validation(self) -> float | None:
@@ -135,11 +143,8 @@ def by_task(runs: list[Run]) -> dict[str, list[Run]]:
 
 
 def varied_params(runs: list[Run]) -> list[str]:
-    """The params whose values differ between `runs` (what a compare view should show); the model's
-    own keys are left to its name (the `model` column, the colours of a plot)."""
-    keys = set().union(*(run.params for run in runs)) if runs else set()
-    return sorted(k for k in keys if len({run.params.get(k) for run in runs}) > 1
-                  and not k.startswith(("tracking.", "model.")) and k not in NOT_COMPARED)
+    """The params that differ between `runs`, but the model's name: it has its own column and colour."""
+    return [key for key in differing_params([run.params for run in runs]) if key != "model.name"]
 
 
 def shown_params(runs: list[Run]) -> list[str]:
@@ -156,17 +161,18 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
     params = shown_params(runs)
     primary = runs[0].primary if runs else ""
     secondary = list(runs[0].secondary()) if runs else []
-    header = (["#", "run", "model"] + [p.split(".", 1)[-1] for p in params]
+    header = (["#", "run", "model", "sweep / DVC exp"] + [SHORT.get(p, p.split(".", 1)[-1]) for p in params]
               + [f"validation {primary}", f"{runs[0].tags.get('eval_split', 'eval')} {primary}" if runs else "eval"]
-              + secondary + ["train s", "samples/s", "status", "sweep / DVC exp", "commit"])
+              + secondary + ["train s", "samples/s", "status", "commit"])
     rows, links = [], []
     for place, run in enumerate(runs, 1):
         extra = run.secondary()
-        rows.append([str(place), run.name, run.model] + [_short(run.params.get(p, "")) for p in params]
+        rows.append([str(place), run.name, run.model, run.tags.get("sweep_id") or run.tags.get("dvc_exp") or ""]
+                    + [_short(run.params.get(p, "")) for p in params]
                     + [_number(run.validation), _number(run.evaluation)] + [_number(extra.get(k)) for k in secondary]
                     + [_number(run.metrics.get("train_runtime"), 1),
                        _number(run.metrics.get("train_samples_per_second"), 1), run.status,
-                       run.tags.get("sweep_id") or run.tags.get("dvc_exp") or "", run.tags.get("git_commit", "")[:12]])
+                       run.tags.get("git_commit", "")[:12]])
         links.append(run_link(run, ui))
     return header, rows, links
 
@@ -189,7 +195,7 @@ def seed_groups(runs: list[Run]) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[Run]] = {}
     for run in runs:
         config = tuple(sorted((k, v) for k, v in run.params.items()
-                              if k not in SEED_KEYS and not k.startswith("tracking.")))
+                              if k not in SEED_KEYS + NOT_RECIPE and not k.startswith("tracking.")))
         groups.setdefault((run.model, config), []).append(run)
     return groups
 
@@ -237,7 +243,7 @@ def write(out: str | Path, runs: list[Run], parents: list[Run], *, top: int = 5,
             leaders = [r for r in members if r.status == "FINISHED"][:top]
             load_histories(leaders, ("loss", f"eval_{primary}"))
             if any(r.history.get("loss") for r in leaders):
-                figures.append(plots.overlaid_curves({r.name: r.history for r in leaders},
+                figures.append(plots.overlaid_curves({r.label: r.history for r in leaders},
                                                      ("loss", f"eval_{primary}"), folder / f"{task}-curves.png",
                                                      title=f"{task}: the top {len(leaders)} runs"))
             sections.append((task, leaderboard_rows(members, ui), figures))
@@ -263,7 +269,7 @@ def _sweep_figures(parent: Run, children: list[Run], folder: Path) -> list[Path]
         figures.append(plots.param_vs_metric([c.params.get(key, "") for c in scored], [c.validation for c in scored],
                                              [c.model for c in scored], key, f"validation {primary}",
                                              folder / f"sweep-{name}-{_slug(key)}.png",
-                                             title=f"{parent.name}: {key}"))
+                                             title=key))
     if any(k.startswith("optuna.") for k in parent.tags) or parent.metrics.get("optuna_best_value") is not None:
         ordered = sorted(scored, key=lambda c: c.start_time)
         figures.append(plots.optimization_history([c.validation for c in ordered], children[0].greater_is_better,
@@ -282,6 +288,7 @@ def _sweep_summary(parent: Run, children: list[Run]) -> list[str]:
     best = {k.removeprefix("optuna.best."): v for k, v in parent.tags.items() if k.startswith("optuna.best.")}
     if not best:
         best = {k.removeprefix("best."): v for k, v in parent.tags.items() if k.startswith("best.")}
+    best = {k: v for k, v in best.items() if k == "model.name" or not k.startswith("model.")}
     value = parent.metrics.get("optuna_best_value", parent.metrics.get("best_value"))
     if value is not None:
         lines.append(f"best validation {children[0].primary}: {value:.4f} with "
@@ -314,7 +321,7 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
             if link:
                 cells[1] = f'<a href="{html.escape(link)}">{cells[1]}</a>'
             body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
     parts = [f"<h1>{html.escape(title)}</h1>",
              "<p>Ranked by the validation value of each task's primary metric; the evaluation split's value is "
@@ -329,8 +336,8 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-             "th{background:#f0f0f0}td:nth-child(2),td:nth-child(3){text-align:left}"
-             "tbody tr:first-child{background:#eaf5ea}.plots img{max-width:640px;margin:4px;border:1px solid #eee}")
+             "th{background:#f0f0f0}td:nth-child(-n+4){text-align:left}.wide{overflow-x:auto}"
+             "tbody tr:first-child{background:#eaf5ea}.plots img{max-width:100%;margin:4px;border:1px solid #eee}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 

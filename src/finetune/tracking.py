@@ -284,8 +284,7 @@ def summarize_sweep(parent_run_id: str, results: dict[str, Any] | None) -> dict[
     if scored:
         greater = scored[0].data.tags.get("greater_is_better", "true") == "true"
         best = (max if greater else min)(scored, key=lambda run: run.data.metrics["best_metric"])
-        varied = {key for key in set().union(*(run.data.params for run in scored))
-                  if len({run.data.params.get(key) for run in scored}) > 1}
+        varied = differing_params([run.data.params for run in scored])
         summary |= {"best_run_id": best.info.run_id, "best_value": best.data.metrics["best_metric"]}
         tags |= {"best_run_id": best.info.run_id, "primary_metric": best.data.tags.get("primary_metric", "")}
         tags |= {f"best.{key}": best.data.params[key] for key in sorted(varied) if key in best.data.params}
@@ -299,6 +298,17 @@ def summarize_sweep(parent_run_id: str, results: dict[str, Any] | None) -> dict[
         if key in summary:
             retrying(client.log_metric, parent_run_id, key, float(summary[key]))
     return summary
+
+
+NOT_RECIPE = ("train.torch_threads", "train.disable_tqdm", "data.num_proc")  # resources, not the recipe
+
+
+def differing_params(params: list[dict[str, str]]) -> list[str]:
+    """The keys whose values differ between runs' params: what a comparison shows. A model's own keys
+    follow from its name (`model.name`), tracking keys and resources change no result."""
+    keys = set().union(*params) if params else set()
+    return sorted(key for key in keys if len({p.get(key) for p in params}) > 1 and key not in NOT_RECIPE
+                  and not key.startswith("tracking.") and (key == "model.name" or not key.startswith("model.")))
 
 
 def end_parent(run_id: str, status: str) -> None:
