@@ -88,21 +88,18 @@ def test_job_settings_read_the_sweep_file_and_share_the_cores(tmp_path, monkeypa
     assert "torch_threads" not in job_settings(hydra)
 
 
-def test_a_failing_job_ends_the_parent_failed(tmp_path):
+def test_a_failing_job_is_one_line_and_ends_the_parent_failed(tmp_path):
     from tests.conftest import run_stage, sweep_data
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3",
-                     "data.eval_split=test,validation",
-                     cwd=tmp_path, uri=uri)
+    missing = tmp_path / "missing.jsonl"
+    done = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "pipeline.stages=[download]",
+                     f"data.files.train={missing},{tmp_path / 'headlines.jsonl'}", cwd=tmp_path, uri=uri)
     assert done.returncode == 1
-    assert "error: data.eval_split='test' is not a split of" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert f"error: {missing}" in done.stderr and "Traceback" not in done.stderr
     runs = search(uri)
-    parent = runs[runs["tags.sweep_role"] == "parent"].iloc[0]
-    assert parent["status"] == "FAILED"
-    children = runs[runs["tags.sweep_role"] != "parent"]
-    assert sorted(children["status"]) == ["FINISHED", "FINISHED"]  # the failing job failed after training
+    assert list(runs["status"]) == ["FAILED"] and list(runs["tags.sweep_role"]) == ["parent"]
+    assert (next((tmp_path / "multirun").iterdir()) / "1" / "data" / "raw" / "sarcasm").exists()  # the other job ran
 
 
 def test_an_unknown_pipeline_stage_is_one_line(tmp_path):
