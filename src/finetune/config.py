@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from finetune.errors import FinetuneError
@@ -71,13 +72,7 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     return main
 
 
-def _compact_error() -> type[Exception]:
-    from hydra.errors import CompactHydraException
-
-    return CompactHydraException
-
-
-class JobFailed(_compact_error()):  # type: ignore[misc]
+class JobFailed(CompactHydraException):
     """A multirun job's FinetuneError: Hydra prints the message alone (no traceback) when it
     reports the failed job, and the Optuna sweeper counts the trial failed."""
 
