@@ -22,10 +22,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.io import read_json, write_json
+from hydra_plugins.finetune_optuna import RESULTS_FILE
 
 log = logging.getLogger("finetune")
 SWEEP_FILE = "sweep.json"
-RESULTS_FILE = "optimization_results.yaml"  # written by the Optuna sweeper into the sweep dir
 PARENT_ROLE = "parent"
 
 
@@ -66,7 +66,7 @@ class SweepTracking(Callback):
 
         name = sweep_id(config)
         experiment = str(config.tracking.experiment)
-        tracking.connect(_uri(config))
+        tracking.connect(tracking.tracking_uri(config))
         self.run_id = tracking.parent_run(experiment, name, _sweep_overrides(config))
         write_json(Path(config.hydra.sweep.dir) / SWEEP_FILE,
                    {"sweep_id": name, "parent_run_id": self.run_id, "experiment": experiment})
@@ -97,12 +97,6 @@ class SweepTracking(Callback):
 
 def _tracking_enabled(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "tracking.enabled", default=False))
-
-
-def _uri(config: DictConfig) -> str:
-    from finetune.tracking import tracking_uri
-
-    return tracking_uri(config)
 
 
 def _sweep_overrides(config: DictConfig) -> str:
