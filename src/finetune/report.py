@@ -362,7 +362,6 @@ def parse_arguments(argv: list[str]) -> dict[str, str | None]:
 def main(argv: list[str] | None = None) -> Path:
     """The report command: read the store (MLFLOW_TRACKING_URI, else mlflow.db at the repository root),
     write the report, log it to the run `report` of the experiment `reports`."""
-    import os
     import sys
 
     import mlflow
@@ -372,7 +371,7 @@ def main(argv: list[str] | None = None) -> Path:
     root = Path(__file__).resolve().parents[2]
     try:
         args = parse_arguments(sys.argv[1:] if argv is None else argv)
-        tracking.connect(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}")
+        tracking.connect(tracking.store_uri(root))
         runs, parents = collect(args["experiment"], args["sweep"])
         if not runs:
             raise FinetuneError(f"no trained runs in {_store()}" + "".join(

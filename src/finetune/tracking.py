@@ -36,8 +36,18 @@ TRANSIENT = ("database is locked", "database table is locked", "unique constrain
 
 def tracking_uri(cfg: DictConfig) -> str:
     """MLFLOW_TRACKING_URI, else tracking.uri, else the SQLite store at the repository root."""
-    return (os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.get("uri")
-            or f"sqlite:///{Path(cfg.paths.root).resolve() / 'mlflow.db'}")
+    return store_uri(cfg.paths.root, cfg.tracking.get("uri"))
+
+
+def store_uri(root: str | Path, configured: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI, else `configured`, else the SQLite store `mlflow.db` in `root`."""
+    return (os.environ.get("MLFLOW_TRACKING_URI") or configured
+            or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}")
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` store, None for any other store."""
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -102,12 +112,12 @@ def connect(uri: str) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    if not uri.startswith("sqlite:///"):
+    database = sqlite_file(uri)
+    if database is None:
         retrying(mlflow.search_experiments, max_results=1)
         return
     import fcntl
 
-    database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -189,10 +199,8 @@ def experiment_id(name: str) -> str:
     found = retrying(mlflow.get_experiment_by_name, name)
     if found is not None:
         return found.experiment_id
-    uri = mlflow.get_tracking_uri()
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+    database = sqlite_file(mlflow.get_tracking_uri())
+    location = (database.parent / "mlruns").as_uri() if database else None
     try:
         return retrying(mlflow.create_experiment, name, artifact_location=location)
     except Exception:  # noqa: BLE001 - RESOURCE_ALREADY_EXISTS: another job created it first
