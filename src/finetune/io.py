@@ -77,8 +77,23 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """The file's JSON; malformed JSON is a ValueError that names the file."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{Path(path).name} is not valid JSON ({error})") from None
+
+
+def unreadable_errors() -> tuple[type[BaseException], ...]:
+    """What reading a damaged file raises: missing files, bad JSON, cut Arrow or safetensors files."""
+    errors: list[type[BaseException]] = [OSError, ValueError, KeyError]
+    try:
+        from safetensors import SafetensorError
+        errors.append(SafetensorError)
+    except ImportError:  # safetensors comes with transformers; a stage without it reads no weights
+        pass
+    return tuple(errors)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

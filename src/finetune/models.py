@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.errors import FinetuneError
+from finetune.io import unreadable_errors
 
 
 def package_model_path(package: str) -> Path:
@@ -37,9 +38,10 @@ def _hub_guard(model_cfg: DictConfig, action: Any) -> Any:
     """Run a from_pretrained call; turn a failed Hub download into one clear line."""
     try:
         return action()
-    except OSError as error:
+    except unreadable_errors() as error:
         if model_cfg.source != "hub":
-            raise
+            raise FinetuneError(f"model '{model_cfg.name}': cannot load {resolve_source(model_cfg)}: "
+                                f"{str(error).splitlines()[0][:200]}") from None
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
         why = "the Hub is unreachable (HF_HUB_OFFLINE=1)" if offline else str(error).splitlines()[0][:160]
         raise FinetuneError(f"model '{model_cfg.name}' needs '{model_cfg.hub_id}' from the Hugging Face Hub "
@@ -47,13 +49,36 @@ def _hub_guard(model_cfg: DictConfig, action: Any) -> Any:
                             f"`huggingface-cli download {model_cfg.hub_id}` while online") from None
 
 
-def load_tokenizer(model_cfg: DictConfig, presets_dir: Path | None = None) -> Any:
+def load_tokenizer(model_cfg: DictConfig) -> Any:
+    """The preset's tokenizer; a random model's `tokenizer` names the source of its vocabulary."""
     from transformers import AutoTokenizer
 
     if model_cfg.source == "random":
-        other = OmegaConf.load(_preset_path(model_cfg.tokenizer, presets_dir))
-        return load_tokenizer(other, presets_dir)
+        return load_tokenizer(OmegaConf.merge({"name": model_cfg.name}, model_cfg.tokenizer))
     return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg)))
+
+
+def position_limit(model_cfg: DictConfig, tokenizer: Any) -> int | None:
+    """The most tokens per sequence the model can embed (None when its config cannot tell)."""
+    import transformers
+
+    if model_cfg.source == "random":
+        config = OmegaConf.to_container(model_cfg.config, resolve=True)
+        positions, model_type = config.get("max_position_embeddings"), config.get("model_type")
+    else:
+        try:
+            config = transformers.AutoConfig.from_pretrained(resolve_source(model_cfg))
+        except (OSError, ValueError):
+            return None
+        positions, model_type = getattr(config, "max_position_embeddings", None), config.model_type
+    if positions and model_type in OFFSET_POSITIONS:
+        positions -= 2  # RoBERTa-style models start position ids after the padding id
+    limits = [n for n in (positions, getattr(tokenizer, "model_max_length", None)) if n and n < 1_000_000]
+    return min(limits, default=None)
+
+
+# Models whose position ids are offset by padding_idx + 1 (max_position_embeddings 514 -> 512 tokens).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
 
 
 # Where architectures keep the dropout on attention probabilities (BERT/RoBERTa/..., DistilBERT/...).
@@ -88,11 +113,3 @@ def _with_attention_dropout(config: Any, attention_dropout: float | None) -> Any
             if hasattr(config, key):
                 setattr(config, key, float(attention_dropout))
     return config
-
-
-def _preset_path(name: str, presets_dir: Path | None) -> Path:
-    presets_dir = presets_dir or Path(os.environ.get("FINETUNE_ROOT", ".")) / "conf" / "model"
-    path = presets_dir / f"{name}.yaml"
-    if not path.exists():
-        raise FinetuneError(f"model preset '{name}' not found: {path}")
-    return path

@@ -137,7 +137,7 @@ def normalize(sentences: list[Sentence], file: str | Path, tag_scheme: str = "io
 
 
 def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0, tag_scheme: str = "iob2",
-               on_bad_tag: str = "fail") -> list[Sentence]:
+               on_bad_tag: str = "fail", encoding: str | None = None) -> list[Sentence]:
     """Sentences of a CoNLL column file, tags in IOB2; DataError naming file and line on bad input."""
     check_scheme_options(tag_scheme, on_bad_tag)
     sentences: list[Sentence] = []
@@ -154,7 +154,7 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0,
             tags.clear()
             lines.clear()
 
-    with open_text(path) as handle:
+    with open_text(path, encoding) as handle:
         for number, raw in enumerate(handle, start=1):
             text = raw.rstrip("\r\n")
             if not text.strip():
@@ -189,13 +189,13 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0,
 def read_tagged_records(path: str | Path, fmt: str, *, tokens_field: str = "tokens", tags_field: str = "tags",
                         tag_names: Sequence[str] | None = None, tag_scheme: str = "iob2",
                         on_bad_tag: str = "fail", split_column: str | None = None,
-                        split: str | None = None) -> list[Sentence]:
+                        split: str | None = None, encoding: str | None = None) -> list[Sentence]:
     """Sentences of a JSON/JSONL (or any table) file whose rows hold `tokens` and `tags` lists.
 
     Integer tags are looked up in `tag_names` (the configured `task.labels`).
     """
     sentences = []
-    for where, row in read_records(path, fmt):
+    for where, row in read_records(path, fmt, encoding=encoding):
         if split_column is not None and str(require_field(path, where, row, split_column)) != split:
             continue
         tokens = require_field(path, where, row, tokens_field)

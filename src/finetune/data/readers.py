@@ -3,22 +3,28 @@
 Formats: csv, tsv, json (an array of objects, or JSON Lines), jsonl, parquet; any of them
 may be gzip-compressed (`.gz`). Errors name the file and the line (or row) at fault.
 
-Text is UTF-8, and a leading byte-order mark (what Excel writes, and GLUE's MRPC dev.tsv has) is
-dropped. Quoting is a per-format default: on for CSV, off for TSV, whose fields in the wild (GLUE,
+Text is UTF-8 unless `data.encoding` says otherwise; a leading UTF-8 byte-order mark (what Excel
+writes, and GLUE's MRPC dev.tsv has) is dropped. Undecodable bytes, a truncated gzip stream or a
+corrupt Parquet file are a DataError naming the file and, for text, the line.
+
+Quoting is a per-format default: on for CSV, off for TSV, whose fields in the wild (GLUE,
 GoEmotions) hold unbalanced `"` characters that a quoting reader would merge rows over.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from finetune.errors import DataError
+from finetune.errors import DataError, FinetuneError
 
 TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 QUOTING = {"csv": True, "tsv": False}  # `"`-quoted fields by default
@@ -38,21 +44,61 @@ def detect_format(path: str | Path, given: str | None = None) -> str:
     return ext
 
 
-def open_text(path: str | Path) -> TextIO:
+def check_encoding(encoding: str | None) -> str:
+    """The codec `encoding` names (default UTF-8), or a one-line error naming data.encoding."""
+    try:
+        return codecs.lookup(encoding or "utf-8").name
+    except LookupError:
+        raise FinetuneError(f"data.encoding: unknown text encoding '{encoding}' "
+                            "(e.g. utf-8, latin-1, cp1252, utf-16)") from None
+
+
+def open_raw(path: str | Path) -> Any:
+    """The file's bytes, gunzipped if it ends in `.gz`; a missing file or a folder is a DataError."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found")
-    if path.suffix == ".gz":  # utf-8-sig: a leading byte-order mark is dropped
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a file")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def read_records(path: str | Path, fmt: str, *, quoting: bool | None = None,
-                 columns: list[str] | None = None) -> Iterator[Record]:
+@contextlib.contextmanager
+def open_text(path: str | Path, encoding: str | None = None) -> Iterator[TextIO]:
+    """The file as text; decoding and gzip errors inside the block become one-line DataErrors."""
+    codec = check_encoding(encoding)
+    with open_raw(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig" if codec == "utf-8" else codec,
+                                                 newline="") as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as error:
+            raise undecodable(path, codec, error) from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise DataError(path, f"not a complete gzip file ({error}): truncated, corrupt or not "
+                            "gzip-compressed; download or compress it again") from None
+
+
+def undecodable(path: str | Path, codec: str, error: UnicodeDecodeError) -> DataError:
+    """Where the first byte that `codec` cannot decode stands, found by decoding line by line."""
+    with open_raw(path) as raw:
+        for number, line in enumerate(raw, start=1):
+            try:
+                line.decode(codec)
+            except UnicodeDecodeError as bad:
+                byte = line[bad.start:bad.start + 1].hex()
+                return DataError(path, f"not valid {codec} (byte 0x{byte} at column {bad.start + 1}); "
+                                 "set data.encoding to the file's encoding (e.g. latin-1, cp1252)",
+                                 where=f"line {number}")
+    return DataError(path, f"not valid {codec} ({error.reason}); set data.encoding to the file's encoding")
+
+
+def read_records(path: str | Path, fmt: str, *, quoting: bool | None = None, columns: list[str] | None = None,
+                 encoding: str | None = None) -> Iterator[Record]:
     """Yield (where, row) for every row of a table file.
 
     CSV/TSV only: `quoting` (None: the format's default, QUOTING) and `columns`, the names of a
-    file without a header row (None: the first line is the header).
+    file without a header row (None: the first line is the header). `encoding` (None: UTF-8) is
+    that of text formats.
     """
     readers = {"csv": _read_delimited, "tsv": _read_delimited, "json": _read_json,
                "jsonl": _read_jsonl, "parquet": _read_parquet}
@@ -60,14 +106,16 @@ def read_records(path: str | Path, fmt: str, *, quoting: bool | None = None,
         raise DataError(path, f"format '{fmt}' is not a table format ({', '.join(TABLE_FORMATS)})")
     if fmt in ("csv", "tsv"):
         quoted = QUOTING[fmt] if quoting is None else quoting
-        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", quoted, columns)
+        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", quoted, columns, encoding)
+    elif fmt == "parquet":
+        yield from _read_parquet(path)
     else:
-        yield from readers[fmt](path)
+        yield from readers[fmt](path, encoding)
 
 
 def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
-                    columns: list[str] | None = None) -> Iterator[Record]:
-    with open_text(path) as handle:
+                    columns: list[str] | None = None, encoding: str | None = None) -> Iterator[Record]:
+    with open_text(path, encoding) as handle:
         reader = csv.DictReader(handle, fieldnames=columns, delimiter=delimiter,
                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         if not reader.fieldnames:
@@ -83,8 +131,8 @@ def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
             yield f"line {start}", row
 
 
-def _read_jsonl(path: str | Path) -> Iterator[Record]:
-    with open_text(path) as handle:
+def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Record]:
+    with open_text(path, encoding) as handle:
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
@@ -99,13 +147,13 @@ def _read_jsonl(path: str | Path) -> Iterator[Record]:
             yield f"line {number}", row
 
 
-def _read_json(path: str | Path) -> Iterator[Record]:
-    with open_text(path) as handle:
+def _read_json(path: str | Path, encoding: str | None = None) -> Iterator[Record]:
+    with open_text(path, encoding) as handle:
         head = handle.read(1 << 16).lstrip()
     if not head.startswith("["):  # JSON Lines saved as .json (e.g. the sarcasm headlines file)
-        yield from _read_jsonl(path)
+        yield from _read_jsonl(path, encoding)
         return
-    with open_text(path) as handle:
+    with open_text(path, encoding) as handle:
         try:
             rows = json.load(handle)
         except json.JSONDecodeError as error:
@@ -118,11 +166,14 @@ def _read_json(path: str | Path) -> Iterator[Record]:
 
 
 def _read_parquet(path: str | Path) -> Iterator[Record]:
+    import pyarrow
     import pyarrow.parquet as pq
 
-    if not Path(path).exists():
-        raise DataError(path, "file not found")
-    table = pq.read_table(path)
+    open_raw(path).close()  # a missing file or a folder: the same errors as the text formats
+    try:
+        table = pq.read_table(path)
+    except (pyarrow.ArrowException, OSError) as error:
+        raise DataError(path, f"not a valid Parquet file ({str(error).splitlines()[0][:160]})") from None
     for number, row in enumerate(table.to_pylist(), start=1):
         yield f"row {number}", row
 

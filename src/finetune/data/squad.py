@@ -58,7 +58,7 @@ class AnswerReport:
 
 
 def read_squad(path: str | Path, fmt: str | None = None, *, on_bad_answer: str = "fix",
-               report: AnswerReport | None = None) -> list[dict[str, Any]]:
+               report: AnswerReport | None = None, encoding: str | None = None) -> list[dict[str, Any]]:
     """Canonical examples from a SQuAD-shaped file, every answer checked against its context.
 
     `fmt` is "squad" (layout detected from the content and extension) or a table format.
@@ -69,8 +69,8 @@ def read_squad(path: str | Path, fmt: str | None = None, *, on_bad_answer: str =
     path = Path(path)
     physical = detect_format(path) if fmt in (None, "squad") else fmt
     report = report if report is not None else AnswerReport()
-    nested = physical == "json" and _looks_nested(path)
-    rows = _nested_rows(path) if nested else _flat_rows(path, physical)
+    nested = physical == "json" and _looks_nested(path, encoding)
+    rows = _nested_rows(path, encoding) if nested else _flat_rows(path, physical, encoding)
     examples: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     for where, qid, raw in rows:
@@ -187,15 +187,15 @@ def _parse_cell(path: str | Path, where: str, cell: str) -> Any:
         raise DataError(path, "'answers' is neither JSON nor a Python literal", where=where) from None
 
 
-def _looks_nested(path: Path) -> bool:
+def _looks_nested(path: Path, encoding: str | None) -> bool:
     """A SQuAD json object (`{"data": ...}` / `{"version": ...}`) rather than flat rows."""
-    with open_text(path) as handle:
+    with open_text(path, encoding) as handle:
         return bool(_NESTED_HEAD.match(handle.read(4096)))
 
 
-def _nested_rows(path: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def _nested_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(where, question id, raw fields) for every question of a SQuAD json file."""
-    with open_text(path) as handle:
+    with open_text(path, encoding) as handle:
         try:
             document = json.load(handle)
         except json.JSONDecodeError as error:
@@ -224,9 +224,9 @@ def _nested_rows(path: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield f"question id '{qid}' ({place})", qid, raw
 
 
-def _flat_rows(path: Path, fmt: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def _flat_rows(path: Path, fmt: str, encoding: str | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(where, question id, raw fields) for every row of a table file in the Hub's layout."""
-    for number, (where, row) in enumerate(read_records(path, fmt), start=1):
+    for number, (where, row) in enumerate(read_records(path, fmt, encoding=encoding), start=1):
         qid = row.get("id")
         qid = str(number) if qid is None or str(qid) == "" else str(qid)
         place = f"{where}, question id '{qid}'"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune.errors import MissingInputError
-from finetune.io import read_json
+from finetune.errors import FinetuneError, MissingInputError
+from finetune.io import read_json, unreadable_errors
 
 MANIFEST = "manifest.json"
 LABELS = "labels.json"
@@ -33,12 +35,28 @@ def require(path: str | Path, stage: str, cfg: DictConfig) -> Path:
     """`path`, or a one-line error naming the command that produces it."""
     path = Path(path)
     if not path.exists():
-        per_task = stage == "download"
-        target = f"{stage}@{cfg.task.name}" if per_task else f"{stage}@{cfg.paths.pair}"
-        overrides = f"task={cfg.task.name}" + ("" if per_task else f" model={cfg.model.name}")
-        raise MissingInputError(f"{path} is missing: run `dvc repro {target}` "
-                                f"(or `python stages/{SCRIPTS[stage]} {overrides}`)")
+        raise MissingInputError(f"{path} is missing: {remake(stage, cfg)}")
     return path
+
+
+def remake(stage: str, cfg: DictConfig) -> str:
+    """The commands that (re)make `stage`'s output for this config."""
+    per_task = stage == "download"
+    target = f"{stage}@{cfg.task.name}" if per_task else f"{stage}@{cfg.paths.pair}"
+    overrides = f"task={cfg.task.name}" + ("" if per_task else f" model={cfg.model.name}")
+    return f"run `dvc repro {target}` (or `python stages/{SCRIPTS[stage]} {overrides}`)"
+
+
+@contextlib.contextmanager
+def reading(cfg: DictConfig, key: str) -> Iterator[Path]:
+    """The earlier stage's output `paths.<key>` (required); an unreadable file in it (a deleted
+    .arrow shard, a cut manifest, truncated weights) is one line naming it and the command to redo it."""
+    path = require_input(cfg, key)
+    try:
+        yield path
+    except unreadable_errors() as error:
+        why = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise FinetuneError(f"{path} is damaged ({why}): {remake(PRODUCERS[key], cfg)}") from None
 
 
 def load_saved(path: str | Path) -> Any:
@@ -51,6 +69,6 @@ def load_saved(path: str | Path) -> Any:
 
 def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, list[str] | None, dict[str, Any]]:
     """(examples, features, labels, manifest) as saved by the tokenize stage."""
-    tokenized = require_input(cfg, "tokenized")
-    return (load_saved(tokenized / "examples"), load_saved(tokenized / "features"),
-            read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))
+    with reading(cfg, "tokenized") as tokenized:
+        return (load_saved(tokenized / "examples"), load_saved(tokenized / "features"),
+                read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))

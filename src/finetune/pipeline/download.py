@@ -23,11 +23,9 @@ def download(cfg: DictConfig) -> dict[str, Any]:
 
     family = get_family(cfg)
     splits, manifest = load_examples(cfg, family)
+    require_examples(splits, manifest, cfg.task.name)
     splits = apply_split_strategy(splits, cfg.data.split)
-    for split, examples in splits.items():
-        if not examples:
-            raise FinetuneError(f"split '{split}' of task '{cfg.task.name}' has no examples "
-                                f"({manifest['source']}: {[f['path'] for f in manifest['files']]})")
+    require_examples(splits, manifest, cfg.task.name)
     labels = family.labels(splits)
     for split, examples in splits.items():
         family.encode_labels(examples, labels, file=split, split=split)
@@ -48,3 +46,12 @@ def download(cfg: DictConfig) -> dict[str, Any]:
         write_json(out / MANIFEST, manifest)
     log.info("saved %s: %s", cfg.paths.raw, manifest["rows"])
     return manifest
+
+
+def require_examples(splits: dict[str, list[Any]], manifest: dict[str, Any], task: str) -> None:
+    """A one-line error naming the source of the first split without examples."""
+    for split, examples in splits.items():
+        if not examples:
+            files = [f["path"] for f in manifest["files"] if f["split"] == split]
+            raise FinetuneError(f"split '{split}' of task '{task}' has no examples "
+                                f"({manifest['source']}: {', '.join(files) or 'the Hub'})")

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, write_json
-from finetune.pipeline.common import input_path, load_tokenized, require_input
+from finetune.pipeline.common import input_path, load_tokenized, reading
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -34,7 +34,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from finetune.precision import precision_setting, resolve_bf16
     from finetune.training import eval_batch_size
 
-    model_dir = require_input(cfg, "model")
     examples, features, labels, _ = load_tokenized(cfg)
     split = cfg.data.eval_split
     if split not in features:
@@ -42,7 +41,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                             f"(splits: {', '.join(features)})")
     family = get_family(cfg)
     tokenizer = load_tokenizer(cfg.model)
-    model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir), use_safetensors=True)
+    with reading(cfg, "model") as model_dir:
+        model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir), use_safetensors=True)
     if cfg.train.torch_threads:
         import torch
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import read_json
-from finetune.pipeline.common import input_path, load_tokenized, require_input
+from finetune.pipeline.common import input_path, load_tokenized, reading, require_input
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -21,8 +21,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     from finetune.export import write_export
 
     model_dir = require_input(cfg, "model")
-    metrics_file = require_input(cfg, "metrics")
-    metrics = read_json(metrics_file)
+    with reading(cfg, "metrics") as metrics_file:
+        metrics = read_json(metrics_file)
     examples, features, labels, manifest = load_tokenized(cfg)
     split = metrics.get("split")
     if split not in features:

@@ -9,8 +9,9 @@ from typing import Any
 from omegaconf import DictConfig
 
 from finetune.data.splits import subsample
+from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, read_json, write_json
-from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, require_input
+from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, reading
 from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
@@ -19,14 +20,18 @@ log = logging.getLogger("finetune")
 def tokenize(cfg: DictConfig) -> dict[str, Any]:
     from datasets import DatasetDict
 
-    from finetune.models import load_tokenizer
+    from finetune.models import load_tokenizer, position_limit
 
-    raw_dir = require_input(cfg, "raw")
-    dataset = load_saved(raw_dir / "dataset")
-    manifest = read_json(raw_dir / MANIFEST)
-    labels = manifest["labels"]
+    with reading(cfg, "raw") as raw_dir:
+        dataset = load_saved(raw_dir / "dataset")
+        manifest = read_json(raw_dir / MANIFEST)
+        labels = manifest["labels"]
     family = get_family(cfg)
     tokenizer = load_tokenizer(cfg.model)
+    limit = position_limit(cfg.model, tokenizer)
+    if limit and int(cfg.data.max_length) > limit:
+        raise FinetuneError(f"data.max_length={cfg.data.max_length} is above the {limit} positions that model "
+                            f"'{cfg.model.name}' can embed; set data.max_length={limit} or less")
     examples, features, stats = {}, {}, {}
     for split, data in dataset.items():
         limit = cfg.data.max_train_samples if split == "train" else cfg.data.max_eval_samples

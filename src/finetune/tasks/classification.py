@@ -74,13 +74,17 @@ class Family(TaskFamily):
         text_columns = {"text": data.text_column} | ({"text_pair": data.text_pair_column} if self.pairs else {})
         columns = list(data.columns) if data.get("columns") else None
         examples = []
-        for where, row in read_records(path, detect_format(path, fmt), quoting=data.get("quoting"), columns=columns):
+        for where, row in read_records(path, detect_format(path, fmt), quoting=data.get("quoting"), columns=columns,
+                                       encoding=data.get("encoding")):
             if split_column is not None and str(require_field(path, where, row, split_column)) != split:
                 continue
             texts = {}
             for field, column in text_columns.items():
                 texts[field] = require_field(path, where, row, column)
-                if not isinstance(texts[field], str) or not texts[field].strip():
+                if not isinstance(texts[field], str):
+                    raise DataError(path, f"expected text, got {type(texts[field]).__name__}", where=where,
+                                    field=column)
+                if not texts[field].strip():
                     raise DataError(path, "empty text", where=where, field=column)
             ident = row.get(data.id_column) if data.id_column else None
             examples.append({"id": str(ident if ident is not None else len(examples)), **texts,
@@ -131,6 +135,11 @@ class Family(TaskFamily):
             raise DataError(splits["train"][0]["_where"].split(", ")[0],
                             f"labels such as {example!r} look like a numeric target: set "
                             "task.problem_type=regression (or list the classes in task.labels)",
+                            field=self.cfg.data.label_column)
+        if len(found) < 2:  # one output would make transformers treat the head as a regression
+            raise DataError(splits["train"][0]["_where"].split(", ")[0],
+                            f"the train split holds one label only ({', '.join(found)}): a classifier needs "
+                            "two or more; list them in task.labels if the others are absent here",
                             field=self.cfg.data.label_column)
         return sorted(found)
 

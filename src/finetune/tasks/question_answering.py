@@ -64,7 +64,7 @@ class Family(TaskFamily):
     # -- data -------------------------------------------------------------------------------
     def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
         policy = str(self.option("data", "on_bad_answer", "fix"))
-        examples = read_squad(path, fmt, on_bad_answer=policy)
+        examples = read_squad(path, fmt, on_bad_answer=policy, encoding=self.cfg.data.get("encoding"))
         self._check_unanswerable(examples, str(path))
         return examples
 

@@ -64,13 +64,13 @@ class Family(TaskFamily):
                 path, fmt, tokens_field=str(self.option("data", "tokens_column", "tokens")),
                 tags_field=str(self.option("data", "tags_column", "tags")),
                 tag_names=list(configured) if configured else None, tag_scheme=scheme, on_bad_tag=on_bad,
-                split_column=self.cfg.data.get("split_column"), split=split)
+                split_column=self.cfg.data.get("split_column"), split=split, encoding=self.cfg.data.get("encoding"))
         else:
             # conll, and whatever else a tagged corpus file is called in practice: .tsv (WNUT),
             # .iob, eng.train / eng.testa (a tab-separated *table* cannot hold token lists anyway).
             sentences = read_conll(path, tag_column=int(self.option("data", "tag_column", -1)),
                                    token_column=int(self.option("data", "token_column", 0)),
-                                   tag_scheme=scheme, on_bad_tag=on_bad)
+                                   tag_scheme=scheme, on_bad_tag=on_bad, encoding=self.cfg.data.get("encoding"))
         return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s}
                 for i, s in enumerate(sentences)]
 

@@ -1,0 +1,200 @@
+"""What each config key may hold, checked on the whole config before a stage does any work.
+
+Two checks, each a one-line FinetuneError naming the key:
+- every key must be one that conf/ defines (a misspelled `+data.max_lenght=64` would otherwise be
+  ignored), with a suggestion; sections listed in OPEN take any key (conf/train passes
+  TrainingArguments fields through and finetune.training checks those names);
+- values of the keys in RULES must have the right type and range (`train.num_train_epochs=-1`
+  would otherwise "train" zero steps and publish random weights).
+
+Checks that need the data or the model (a label count, the model's position limit) stay with the
+stage that has them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.config import flatten
+from finetune.errors import FinetuneError
+
+# Keys below these prefixes are free: TrainingArguments fields (checked by finetune.training), a
+# random model's architecture, the output layout, sweep presets.
+OPEN = ("train.", "model.config.", "paths.", "hparams_search.")
+GROUPS_UNDER_OWN_KEY = ("data", "train", "tracking", "export", "model")  # conf/<group>/*.yaml sit at <group>.
+
+
+class Check:
+    """A value test with the words that say what it accepts."""
+
+    def __init__(self, expected: str, test: Callable[[Any], bool]) -> None:
+        self.expected, self.test = expected, test
+
+    def __call__(self, value: Any) -> bool:
+        try:
+            return bool(self.test(value))
+        except (TypeError, ValueError):
+            return False
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(low: int | None = None, *, also: tuple[Any, ...] = ()) -> Check:
+    words = "an integer" + (f" >= {low}" if low is not None else "")
+    words += "".join(f" or {'null' if a is None else repr(a)}" for a in also)
+    return Check(words, lambda v: v in also if not _is_int(v) else low is None or v >= low)
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, also: tuple[Any, ...] = ()) -> Check:
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    words = "a number" + (" " + " and ".join(bounds) if bounds else "")
+    words += "".join(f" or {'null' if a is None else repr(a)}" for a in also)
+
+    def test(v: Any) -> bool:
+        if not _is_number(v):
+            return v in also
+        return (low is None or (v > low if low_open else v >= low)) and \
+            (high is None or (v < high if high_open else v <= high))
+    return Check(words, test)
+
+
+def boolean(*, also: tuple[Any, ...] = ()) -> Check:
+    words = "true or false" + "".join(f" or {'null' if a is None else repr(a)}" for a in also)
+    return Check(words, lambda v: isinstance(v, bool) or v in also)
+
+
+def one_of(*values: Any) -> Check:
+    return Check("one of " + ", ".join("null" if v is None else str(v) for v in values),
+                 lambda v: not isinstance(v, (list, dict)) and v in values)
+
+
+def text(*, null: bool = False) -> Check:
+    return Check("a non-empty string" + (" or null" if null else ""),
+                 lambda v: (isinstance(v, str) and v.strip() != "") or (null and v is None))
+
+
+COUNT = integer(1, also=(None, "all"))
+RULES: dict[str, Check] = {
+    "train.num_train_epochs": number(0, low_open=True),
+    "train.max_steps": integer(-1),
+    "train.learning_rate": number(0, low_open=True),
+    "train.per_device_train_batch_size": integer(1),
+    "train.per_device_eval_batch_size": integer(1),
+    "train.gradient_accumulation_steps": integer(1),
+    "train.weight_decay": number(0),
+    "train.warmup_steps": number(0),
+    "train.label_smoothing_factor": number(0, 1, high_open=True),
+    "train.seed": integer(0),
+    "train.data_seed": integer(0, also=(None,)),
+    "train.logging_steps": number(0, low_open=True),
+    "train.save_total_limit": integer(1, also=(None,)),
+    "train.bf16": boolean(also=("auto",)),
+    "train.max_batch_tokens": integer(1, also=(None,)),
+    "train.early_stopping_patience": integer(1, also=(None,)),
+    "train.torch_threads": integer(1, also=(None,)),
+    "train.length_bucket_batches": integer(1, also=(None,)),
+    "train.attention_dropout": number(0, 1, high_open=True, also=(None,)),
+    "train.pad_to_multiple_of": integer(1, also=(None, "auto")),
+    "data.max_length": integer(2),  # room for the [CLS] and [SEP] tokens; the model's limit: tokenize
+    "data.max_train_samples": COUNT,
+    "data.max_eval_samples": COUNT,
+    "data.sample_seed": integer(0),
+    "data.num_proc": integer(1, also=("auto",)),
+    "data.encoding": text(),
+    "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"),
+    "data.quoting": boolean(also=(None,)),
+    "data.empty_labels": one_of("error", "allow"),
+    "data.eval_split": text(),
+    "data.split.strategy": one_of("given", "random_fraction", "first_n"),
+    "data.split.validation_fraction": number(0, 1, low_open=True, high_open=True),
+    "data.split.first_n": integer(1),
+    "data.split.seed": integer(0),
+    "data.doc_stride": integer(1),
+    "task.name": text(),
+    "task.problem_type": one_of("single_label_classification", "multi_label_classification", "regression"),
+    "task.threshold": number(0, 1, low_open=True, high_open=True),
+    "task.tune_threshold": one_of("none", "global", "per_label"),
+    "task.n_best_size": integer(1),
+    "task.max_answer_length": integer(1),
+    "task.max_query_length": integer(1),
+    "tracking.enabled": boolean(),
+    "tracking.log_model": boolean(),
+    "export.onnx": boolean(),
+    "export.quantize": boolean(),
+    "export.model_card": boolean(),
+    "export.onnx_parity_inputs": integer(1),
+    "export.onnx_tolerance": number(0, low_open=True),
+    "export.promotion": one_of("gate", "always", "never"),
+}
+
+
+def validate(cfg: DictConfig, conf_dir: str | Path) -> None:
+    """Every key known to conf/ (or under an OPEN prefix) and every value in range, else one line."""
+    known = known_keys(str(Path(conf_dir).resolve()))
+    values = flatten(OmegaConf.to_container(cfg, resolve=False))
+    for key in values:
+        parts = key.split(".")
+        # a known key set to a mapping (task.label_map={B-MISC: O}) holds keys of the user's own
+        if not any(".".join(parts[:n]) in known for n in range(1, len(parts) + 1)) and not key.startswith(OPEN):
+            raise FinetuneError(f"'{key}' is not a config key: no stage reads it{suggestion(key, conf_dir)}")
+    for key, check in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            continue
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        if key == "task.threshold" and isinstance(value, list):  # multi-label: one threshold per label
+            bad = next((v for v in value if not check(v)), _ABSENT)
+            if bad is _ABSENT:
+                continue
+            value = bad
+        if not check(value):
+            raise FinetuneError(f"{key}: expected {check.expected}, got {value!r}")
+    if cfg.model.get("source") == "path" and OmegaConf.is_missing(cfg.model, "path"):
+        raise FinetuneError(f"model.path: model '{cfg.model.name}' loads a folder: set model.path=/path/to/model")
+
+
+_ABSENT = object()
+
+
+def suggestion(key: str, conf_dir: str | Path) -> str:
+    """` (did you mean 'data.max_length'?)` for a misspelled key, else where the keys are listed."""
+    close = difflib.get_close_matches(key, sorted(known_keys(str(Path(conf_dir).resolve()))), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else " (see conf/ for the known keys)"
+
+
+@functools.lru_cache(maxsize=4)
+def known_keys(conf_dir: str) -> frozenset[str]:
+    """Every leaf key any file of conf/ sets, at the place it lands in the composed config."""
+    root = Path(conf_dir)
+    keys = set(flatten(_load(root / "config.yaml")))
+    for path in root.glob("*/*.yaml"):
+        group = path.parent.name
+        data = _load(path)
+        global_package = "@package _global_" in path.read_text(encoding="utf-8").split("\n", 1)[0]
+        if group in GROUPS_UNDER_OWN_KEY and not global_package:
+            data = {group: data}
+        keys |= set(flatten(data))
+    return frozenset(k for k in keys if not k.startswith(("defaults", "hydra")))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+    return {k: v for k, v in data.items() if k != "defaults"}
