@@ -22,7 +22,7 @@ def test_every_preset_passes_the_check(repo, task):
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("+data.max_lenght=64", "'data.max_lenght' is not a config key: no stage reads it (did you mean 'data.max_length'?)"),
+    ("+data.max_lenght=64", "'data.max_lenght' is not a config key: no stage reads it (did you mean 'data.max_length'"),
     ("+export.quantise=false", "did you mean 'export.quantize'?"),
     ("train.num_train_epochs=true", "train.num_train_epochs: expected a number > 0, got True"),
     ("train.per_device_train_batch_size=2.5", "expected an integer >= 1, got 2.5"),

@@ -65,10 +65,11 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
                     cfg = with_sweep_settings(cfg, hydra_cfg)
                 validate(cfg, root / "conf")
                 return func(cfg)
-            except FinetuneError as error:
+            except (FinetuneError, OmegaConfBaseException) as error:  # a bad value, key or interpolation
+                line = f"error: {error}" if isinstance(error, FinetuneError) else hydra_error_line(error, root / "conf")
                 if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweeper records the failed job and goes on
-                    raise JobFailed(f"error: {error}") from None
-                print(f"error: {error}", file=sys.stderr)
+                    raise JobFailed(line) from None
+                print(line, file=sys.stderr)
                 sys.exit(1)
 
         try:

@@ -128,8 +128,9 @@ def connect(uri: str) -> None:
 
 
 @contextlib.contextmanager
-def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> Iterator[Any]:
-    """Create the pair's run (train stage). Yields the active mlflow.ActiveRun or None if disabled."""
+def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[Any]:
+    """Create the pair's run (train stage), or reopen `run_id` (a resumed train) if the store has it.
+    Yields the active mlflow.ActiveRun or None if disabled."""
     if not cfg.tracking.enabled:
         yield None
         return
@@ -138,7 +139,10 @@ def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None) -> Iterato
     connect(tracking_uri(cfg))
     use_experiment(mlflow, cfg.tracking.experiment)
     _end_stray_run(mlflow)
-    run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
+    if run_id is not None and _exists(mlflow, run_id):
+        run = retrying(mlflow.start_run, run_id=run_id)
+    else:
+        run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
     with _ending(mlflow, run):
         yield run
 
@@ -155,18 +159,21 @@ def resume_run(cfg: DictConfig, model_dir: str | Path) -> Iterator[Any]:
     _end_stray_run(mlflow)
     run_file = Path(model_dir) / RUN_FILE
     run_id = read_json(run_file)["run_id"] if run_file.exists() else None
-    if run_id is not None:
-        try:
-            mlflow.get_run(run_id)
-        except Exception:  # noqa: BLE001 - a model trained against another store: start afresh
-            run_id = None
-    if run_id is None:
+    if run_id is None or not _exists(mlflow, run_id):  # a model trained against another store: start afresh
         use_experiment(mlflow, cfg.tracking.experiment)
         run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags={"resumed_from": "missing"})
     else:
         run = retrying(mlflow.start_run, run_id=run_id)
     with _ending(mlflow, run):
         yield run
+
+
+def _exists(mlflow: Any, run_id: str) -> bool:
+    try:
+        mlflow.get_run(run_id)
+    except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST, or a run id of another store
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -183,19 +183,24 @@ def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_
                               compute_metrics=compute_metrics, callbacks=callbacks, compute_loss_func=loss)
 
 
-def history_callback(log_to_mlflow: bool) -> Any:
-    """A TrainerCallback that keeps every log entry and sends it to the active MLflow run by step."""
+def history_callback(log_to_mlflow: bool, earlier: list[dict[str, Any]] | None = None) -> Any:
+    """A TrainerCallback that keeps every log entry and sends it to the active MLflow run by step.
+
+    `earlier`: the Trainer's log history saved in the checkpoint a resumed run starts from.
+    """
     from transformers import TrainerCallback
 
     class History(TrainerCallback):
         def __init__(self) -> None:
-            self.rows: list[dict[str, Any]] = []
+            self.rows: list[dict[str, Any]] = [
+                {"step": entry["step"], **{k: float(v) for k, v in entry.items() if k != "step" and _is_number(v)}}
+                for entry in earlier or []]
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs:
                 return
-            numbers = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            numbers = {k: float(v) for k, v in logs.items() if _is_number(v)}
             self.rows.append({"step": state.global_step, "epoch": state.epoch, **numbers})
             if log_to_mlflow:
                 from finetune.tracking import log_metrics
@@ -204,3 +209,7 @@ def history_callback(log_to_mlflow: bool) -> Any:
                             step=state.global_step)
 
     return History()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from finetune import tracking
+from finetune.checkpoints import Scratch, scratch
 from finetune.errors import FinetuneError
-from finetune.io import atomic_dir, atomic_file, write_json
+from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
 from finetune.tasks import get_family
 
@@ -26,7 +27,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     examples, features, labels, manifest = load_tokenized(cfg)
     if "train" not in features:
         raise FinetuneError(f"{input_path(cfg, 'tokenized')} has no train split (splits: {', '.join(features)})")
+    with scratch(cfg.paths.checkpoints, fingerprint(cfg, manifest)) as work:
+        return _train(cfg, work, examples, features, labels, manifest)
 
+
+def fingerprint(cfg: DictConfig, manifest: dict[str, Any]) -> str:
+    """What checkpoints depend on: the config of everything trained on, and the data."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    sections = {key: resolved[key] for key in ("task", "model", "data", "train")}
+    return sha256_text(json.dumps(sections, sort_keys=True, default=str) + str(manifest.get("data_sha256")))
+
+
+def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels: list[str] | None,
+           manifest: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
     from transformers import EarlyStoppingCallback
@@ -52,7 +65,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         predicted = family.decode(val_examples, val_features, prediction.predictions, labels)
         return scalar_metrics(family.score(val_examples, predicted, labels))
 
-    history = history_callback(log_to_mlflow=bool(cfg.tracking.enabled))
+    history = history_callback(log_to_mlflow=bool(cfg.tracking.enabled), earlier=work.log_history)
     callbacks = [history]
     if cfg.train.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.train.early_stopping_patience)))
@@ -64,10 +77,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                            loss=family.loss(features["train"], labels, cfg.train))
     tags = tracking.run_tags(cfg, manifest) | {"primary_metric": family.primary_metric,
                                                 "greater_is_better": str(family.greater_is_better).lower()}
-    with tracking.start_run(cfg, tags=tags) as run:
+    if work.resume_from:
+        log.info("resuming %s from %s (an interrupted run of this config)", cfg.paths.pair, work.resume_from)
+    with tracking.start_run(cfg, tags=tags, run_id=work.run_id) as run:
+        work.remember(run.info.run_id if run else None)
         if run is not None:
             tracking.log_params(cfg)
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=str(work.resume_from) if work.resume_from else None)
         summary = {"primary_metric": family.primary_metric, "best_metric": trainer.state.best_metric,
                    "best_step": _best_step(trainer.state), "global_step": result.global_step,
                    "train_loss": result.training_loss, "train_runtime": result.metrics.get("train_runtime"),
@@ -91,7 +107,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                                   if isinstance(v, (int, float)) and not isinstance(v, bool)})
             tracking.log_artifacts([plot_dir / "learning_curves.png", plot_dir / "history.csv"], "train")
             tracking.log_artifacts([Path(cfg.paths.model) / CONFIG], "config")
-    shutil.rmtree(cfg.paths.checkpoints, ignore_errors=True)
     log.info("trained %s: %s", cfg.paths.pair, summary)
     return summary
 

@@ -1,0 +1,148 @@
+"""Train runs killed for real resume from their last checkpoint in the same MLflow run, two runs
+of one pair never share checkpoints, and SIGTERM ends a run KILLED in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, headline_rows, write_jsonl
+
+PAIR = "sarcasm-tiny"
+
+
+def args(work: Path) -> list[str]:
+    return ["task=sarcasm", "model=tiny", f"data.files.train={work / 'headlines.jsonl'}", "data.split.first_n=760",
+            "data.max_length=32", "train.num_train_epochs=4", "train.per_device_train_batch_size=8",
+            "train.learning_rate=3e-3", "train.disable_tqdm=true", "train.logging_steps=25",
+            "train.save_total_limit=2", "train.torch_threads=1", f"paths.inputs={work}"]
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from finetune.config import compose
+    from finetune.pipeline.download import download
+    from finetune.pipeline.tokenize import tokenize
+
+    work = tmp_path_factory.mktemp("resume")
+    write_jsonl(work / "headlines.jsonl", headline_rows(900))
+    cfg = compose(REPO, [a for a in args(work) if not a.startswith("paths.")], workdir=work)
+    download(cfg)
+    tokenize(cfg)
+    return work
+
+
+def start(work: Path, uri: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    return subprocess.Popen([sys.executable, str(REPO / "stages" / "train.py"), *args(work), *extra], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(work: Path, process: subprocess.Popen, timeout: float = 300) -> Path:
+    """The first whole checkpoint (its trainer_state.json written last), once it exists."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sorted((work / ".checkpoints" / PAIR).glob("checkpoint-*/trainer_state.json"))
+        if found:
+            return found[0].parent
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def summary(work: Path) -> dict:
+    from finetune.io import read_json
+
+    return read_json(work / "models" / PAIR / "train_summary.json")
+
+
+def runs(uri: str) -> list:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=["sarcasm"], output_format="list")
+
+
+@pytest.fixture(scope="module")
+def reference(tokenized: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An uninterrupted run of the same config and seed."""
+    work = tmp_path_factory.mktemp("reference")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    done = start(tokenized, uri, f"hydra.run.dir={work}")
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err[-3000:]
+    return summary(work)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(tokenized, reference, tmp_path, sig):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tokenized, work)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    first = start(work, uri)
+    checkpoint = wait_for_checkpoint(work, first)
+    first.send_signal(sig)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == (-9 if sig == signal.SIGKILL else 143)
+    [run] = runs(uri)
+    if sig == signal.SIGTERM:
+        assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)" and "Traceback" not in err
+        assert run.info.status == "KILLED"
+    else:
+        assert run.info.status == "RUNNING"  # nobody could end it
+    assert not (work / "models" / PAIR).exists()  # no output from a killed run
+
+    second = start(work, uri)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    assert f"resuming {PAIR} from" in out + err and checkpoint.name in out + err
+    [resumed] = runs(uri)
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    result = summary(work)
+    assert result["global_step"] == reference["global_step"]
+    assert result["best_step"] == reference["best_step"]
+    assert result["best_metric"] == pytest.approx(reference["best_metric"], abs=1e-6)
+    assert not (work / ".checkpoints" / PAIR).exists()  # scratch goes with success
+
+
+def test_a_second_run_of_the_pair_fails_at_once_naming_the_first(tokenized, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tokenized, work)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    first = start(work, uri)
+    wait_for_checkpoint(work, first)
+    second = start(work, uri)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 1
+    assert err.strip().splitlines() == [f"error: {work / '.checkpoints' / PAIR} is in use by another train run of "
+                                        f"this pair (pid {first.pid}, since {err.split('since ')[1].split(')')[0]}); "
+                                        "wait for it to end, or stop it"]
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+
+
+def test_checkpoints_of_another_config_are_never_resumed(tokenized, tmp_path):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tokenized, work)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    first = start(work, uri)
+    wait_for_checkpoint(work, first)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    second = start(work, uri, "train.learning_rate=1e-3")
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-3000:]
+    assert "resuming" not in out + err
+    assert len(runs(uri)) == 2
