@@ -74,3 +74,17 @@ def test_unknown_task_or_model_is_one_line(repo, override, expected):
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: {expected}")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_credentials_never_reach_written_config_or_params(repo):
+    from finetune.config import config_yaml, redacted_override
+    from finetune.tracking import flat_params
+
+    cfg = compose(repo, ["task=sarcasm", "model=tiny", "tracking.uri=http://alice:s3cret@mlflow.example:5000",
+                         "+train.hub_token=hf_abc123"])
+    written, params = config_yaml(cfg), flat_params(cfg)
+    assert "s3cret" not in written and "hf_abc123" not in written and "alice" not in written
+    assert params["tracking.uri"] == "http://***@mlflow.example:5000" and params["train.hub_token"] == "***"
+    assert "s3cret" not in str(params) and "hf_abc123" not in str(params)
+    assert redacted_override("tracking.uri=https://u:p@host/x") == "tracking.uri=https://***@host/x"
+    assert redacted_override("train.learning_rate=1e-3") == "train.learning_rate=1e-3"

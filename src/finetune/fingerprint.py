@@ -28,20 +28,22 @@ import yaml
 
 from finetune.errors import FinetuneError
 from finetune.io import atomic_file, sha256_file
+from finetune.pipeline.common import SCRIPTS
 
 STAGE = "code"
 PACKAGE = "finetune"
 SOURCE = "src"  # where PACKAGE lives, relative to the project root
 
-# Each stage kind: its script, then the shared config it composes. Its conf/task and conf/model
-# files are per-pair dependencies in dvc.yaml.
-KINDS: dict[str, tuple[str, ...]] = {
-    "download": ("stages/download.py", "conf/config.yaml", "conf/data"),
-    "tokenize": ("stages/tokenize_data.py", "conf/config.yaml", "conf/data"),
-    "train": ("stages/train.py", "conf/config.yaml", "conf/train", "conf/tracking"),
-    "evaluate": ("stages/evaluate_model.py", "conf/config.yaml", "conf/train", "conf/tracking"),
-    "export": ("stages/export.py", "conf/config.yaml", "conf/export", "conf/tracking"),
+# Each stage kind: its script (finetune.pipeline.common.SCRIPTS), then the shared config it composes.
+# Its conf/task and conf/model files are per-pair dependencies in dvc.yaml.
+CONFIG: dict[str, tuple[str, ...]] = {
+    "download": ("conf/config.yaml", "conf/data"),
+    "tokenize": ("conf/config.yaml", "conf/data"),
+    "train": ("conf/config.yaml", "conf/train", "conf/tracking"),
+    "evaluate": ("conf/config.yaml", "conf/train", "conf/tracking"),
+    "export": ("conf/config.yaml", "conf/export", "conf/tracking"),
 }
+KINDS: dict[str, tuple[str, ...]] = {kind: (f"stages/{SCRIPTS[kind]}", *CONFIG[kind]) for kind in SCRIPTS}
 # Packages that import their modules by name at run time (invisible to the import scan): reaching
 # the package brings in all of its modules.
 IMPORTED_BY_NAME = ("finetune.tasks",)  # the task families, chosen by conf/task's `family`

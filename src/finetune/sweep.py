@@ -100,4 +100,6 @@ def _tracking_enabled(config: DictConfig) -> bool:
 
 
 def _sweep_overrides(config: DictConfig) -> str:
-    return " ".join(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
+    from finetune.config import redacted_override
+
+    return " ".join(redacted_override(o) for o in config.hydra.overrides.task)

@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune.config import flatten, to_container
+from finetune.config import flatten, redacted, to_container
 from finetune.io import read_json
 
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length
@@ -52,7 +52,7 @@ def sqlite_file(uri: str) -> Path | None:
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
     """All effective params as dotted keys, values cut to MLflow's length limits."""
-    data = to_container(cfg)
+    data = redacted(to_container(cfg))
     for key in NOT_PARAMS:
         data.pop(key, None)
     params = {}

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from finetune import tracking
 from finetune.checkpoints import Scratch, scratch
+from finetune.config import config_yaml
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
@@ -90,13 +91,13 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
                    "train_samples_per_second": result.metrics.get("train_samples_per_second"),
                    "train_examples": len(features["train"]),
                    "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16)}
-        config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+        written_config = config_yaml(cfg)
         with atomic_dir(cfg.paths.model) as out:
             trainer.save_model(str(out))
             write_json(out / tracking.RUN_FILE, {"run_id": run.info.run_id if run else None,
                                                  "experiment": cfg.tracking.experiment})
             write_json(out / SUMMARY, summary)
-            (out / CONFIG).write_text(config_yaml)
+            (out / CONFIG).write_text(written_config)
         plot_dir = Path(cfg.paths.plots) / "train"
         with atomic_dir(plot_dir) as out:
             write_history(history.rows, out / "history.csv")
