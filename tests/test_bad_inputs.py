@@ -148,7 +148,7 @@ READERS = [
     Case("jsonl line not an object", "download.py", [], "line 2: expected a JSON object",
          rows_file("list.jsonl", headlines(1) + "[1, 2]\n")),
     Case("json array malformed", "download.py", [], "malformed JSON", rows_file("broken.json", '[{"a": 1},')),
-    Case("json array of numbers", "download.py", [], "row 1: expected a JSON object", rows_file("nums.json", "[1,2]")),
+    Case("json array of numbers", "download.py", CSV, "row 1: expected a JSON object", rows_file("nums.json", "[1,2]")),
     Case("csv missing label column", "download.py", [*CSV, "data.label_column=label"], "field 'label': missing column",
          rows_file("nolabel.csv", headline_csv())),
     Case("csv missing text column", "download.py", [*CSV, "data.text_column=text"], "field 'text': missing column",

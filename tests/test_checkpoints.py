@@ -56,6 +56,17 @@ def wait_for_checkpoint(work: Path, process: subprocess.Popen, timeout: float = 
     raise AssertionError("no checkpoint appeared")
 
 
+def training_copy(tokenized: Path, tmp_path: Path) -> tuple[Path, str, subprocess.Popen, Path]:
+    """A copy of the tokenized workspace, a train run started in it, and its first whole checkpoint."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(tokenized, work)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    process = start(work, uri)
+    return work, uri, process, wait_for_checkpoint(work, process)
+
+
 def summary(work: Path) -> dict:
     from finetune.io import read_json
 
@@ -82,13 +93,7 @@ def reference(tokenized: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(tokenized, reference, tmp_path, sig):
-    import shutil
-
-    work = tmp_path / "work"
-    shutil.copytree(tokenized, work)
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    first = start(work, uri)
-    checkpoint = wait_for_checkpoint(work, first)
+    work, uri, first, checkpoint = training_copy(tokenized, tmp_path)
     first.send_signal(sig)
     out, err = first.communicate(timeout=120)
     assert first.returncode == (-9 if sig == signal.SIGKILL else 143)
@@ -114,13 +119,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(tokeniz
 
 
 def test_a_second_run_of_the_pair_fails_at_once_naming_the_first(tokenized, tmp_path):
-    import shutil
-
-    work = tmp_path / "work"
-    shutil.copytree(tokenized, work)
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    first = start(work, uri)
-    wait_for_checkpoint(work, first)
+    work, uri, first, _ = training_copy(tokenized, tmp_path)
     second = start(work, uri)
     out, err = second.communicate(timeout=120)
     assert second.returncode == 1
@@ -132,13 +131,7 @@ def test_a_second_run_of_the_pair_fails_at_once_naming_the_first(tokenized, tmp_
 
 
 def test_checkpoints_of_another_config_are_never_resumed(tokenized, tmp_path):
-    import shutil
-
-    work = tmp_path / "work"
-    shutil.copytree(tokenized, work)
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    first = start(work, uri)
-    wait_for_checkpoint(work, first)
+    work, uri, first, _ = training_copy(tokenized, tmp_path)
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=60)
     second = start(work, uri, "train.learning_rate=1e-3")

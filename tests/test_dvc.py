@@ -89,6 +89,14 @@ def test_changing_a_train_param_reruns_only_train_and_after(project):
     assert ran_stages(rerun.stdout) == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
 
 
+def test_changing_an_export_param_reruns_only_export(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["export"]["quantize"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(sh("dvc", "repro", cwd=project).stdout) == ["export@sarcasm-tiny"]
+    assert not (project / "exports" / "sarcasm-tiny" / "model.int8.onnx").exists()
+
+
 def test_editing_library_code_reruns_the_stages_that_run_it(project):
     training = project / "src" / "finetune" / "training.py"
     training.write_text(training.read_text() + "\n# an edit to the training loop\n")
