@@ -43,7 +43,8 @@ class Check:
             return False
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (YAML's true is no count)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -68,7 +69,7 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
     words += "".join(f" or {'null' if a is None else repr(a)}" for a in also)
 
     def test(v: Any) -> bool:
-        if not _is_number(v):
+        if not is_number(v):
             return v in also
         return (low is None or (v > low if low_open else v >= low)) and \
             (high is None or (v < high if high_open else v <= high))

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from finetune.config import to_container
 from finetune.errors import FinetuneError
 from finetune.precision import bf16_supported
+from finetune.schema import is_number
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
@@ -193,14 +194,14 @@ def history_callback(log_to_mlflow: bool, earlier: list[dict[str, Any]] | None =
     class History(TrainerCallback):
         def __init__(self) -> None:
             self.rows: list[dict[str, Any]] = [
-                {"step": entry["step"], **{k: float(v) for k, v in entry.items() if k != "step" and _is_number(v)}}
+                {"step": entry["step"], **{k: float(v) for k, v in entry.items() if k != "step" and is_number(v)}}
                 for entry in earlier or []]
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                    **kwargs: Any) -> None:
             if not state.is_world_process_zero or not logs:
                 return
-            numbers = {k: float(v) for k, v in logs.items() if _is_number(v)}
+            numbers = {k: float(v) for k, v in logs.items() if is_number(v)}
             self.rows.append({"step": state.global_step, "epoch": state.epoch, **numbers})
             if log_to_mlflow:
                 from finetune.tracking import log_metrics
@@ -210,6 +211,3 @@ def history_callback(log_to_mlflow: bool, earlier: list[dict[str, Any]] | None =
 
     return History()
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
