@@ -58,6 +58,10 @@ def load_tokenizer(model_cfg: DictConfig) -> Any:
     return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg)))
 
 
+# Models whose position ids are offset by padding_idx + 1 (max_position_embeddings 514 -> 512 tokens).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+
 def position_limit(model_cfg: DictConfig, tokenizer: Any) -> int | None:
     """The most tokens per sequence the model can embed (None when its config cannot tell)."""
     import transformers
@@ -68,17 +72,13 @@ def position_limit(model_cfg: DictConfig, tokenizer: Any) -> int | None:
     else:
         try:
             config = transformers.AutoConfig.from_pretrained(resolve_source(model_cfg))
-        except (OSError, ValueError):
+        except unreadable_errors():  # no config to read: the tokenizer's limit is all there is
             return None
         positions, model_type = getattr(config, "max_position_embeddings", None), config.model_type
     if positions and model_type in OFFSET_POSITIONS:
         positions -= 2  # RoBERTa-style models start position ids after the padding id
     limits = [n for n in (positions, getattr(tokenizer, "model_max_length", None)) if n and n < 1_000_000]
     return min(limits, default=None)
-
-
-# Models whose position ids are offset by padding_idx + 1 (max_position_embeddings 514 -> 512 tokens).
-OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
 
 
 # Where architectures keep the dropout on attention probabilities (BERT/RoBERTa/..., DistilBERT/...).

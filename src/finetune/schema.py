@@ -86,6 +86,12 @@ def one_of(*values: Any) -> Check:
                  lambda v: not isinstance(v, (list, dict)) and v in values)
 
 
+def per_label(check: Check) -> Check:
+    """`check`'s value, or a list of them (one per label)."""
+    return Check(f"{check.expected}, or a list of them (one per label)",
+                 lambda v: all(check(x) for x in v) if isinstance(v, list) else check(v))
+
+
 def text(*, null: bool = False) -> Check:
     return Check("a non-empty string" + (" or null" if null else ""),
                  lambda v: (isinstance(v, str) and v.strip() != "") or (null and v is None))
@@ -130,7 +136,7 @@ RULES: dict[str, Check] = {
     "data.doc_stride": integer(1),
     "task.name": text(),
     "task.problem_type": one_of("single_label_classification", "multi_label_classification", "regression"),
-    "task.threshold": number(0, 1, low_open=True, high_open=True),
+    "task.threshold": per_label(number(0, 1, low_open=True, high_open=True)),
     "task.tune_threshold": one_of("none", "global", "per_label"),
     "task.n_best_size": integer(1),
     "task.max_answer_length": integer(1),
@@ -144,6 +150,9 @@ RULES: dict[str, Check] = {
     "export.onnx_tolerance": number(0, low_open=True),
     "export.promotion": one_of("gate", "always", "never"),
 }
+
+
+_ABSENT = object()
 
 
 def validate(cfg: DictConfig, conf_dir: str | Path) -> None:
@@ -161,18 +170,10 @@ def validate(cfg: DictConfig, conf_dir: str | Path) -> None:
             continue
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)
-        if key == "task.threshold" and isinstance(value, list):  # multi-label: one threshold per label
-            bad = next((v for v in value if not check(v)), _ABSENT)
-            if bad is _ABSENT:
-                continue
-            value = bad
         if not check(value):
             raise FinetuneError(f"{key}: expected {check.expected}, got {value!r}")
     if cfg.model.get("source") == "path" and OmegaConf.is_missing(cfg.model, "path"):
         raise FinetuneError(f"model.path: model '{cfg.model.name}' loads a folder: set model.path=/path/to/model")
-
-
-_ABSENT = object()
 
 
 def suggestion(key: str, conf_dir: str | Path) -> str:

@@ -100,17 +100,15 @@ def read_records(path: str | Path, fmt: str, *, quoting: bool | None = None, col
     file without a header row (None: the first line is the header). `encoding` (None: UTF-8) is
     that of text formats.
     """
-    readers = {"csv": _read_delimited, "tsv": _read_delimited, "json": _read_json,
-               "jsonl": _read_jsonl, "parquet": _read_parquet}
-    if fmt not in readers:
+    if fmt not in TABLE_FORMATS:
         raise DataError(path, f"format '{fmt}' is not a table format ({', '.join(TABLE_FORMATS)})")
-    if fmt in ("csv", "tsv"):
+    if fmt in QUOTING:
         quoted = QUOTING[fmt] if quoting is None else quoting
         yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", quoted, columns, encoding)
     elif fmt == "parquet":
         yield from _read_parquet(path)
     else:
-        yield from readers[fmt](path, encoding)
+        yield from (_read_json if fmt == "json" else _read_jsonl)(path, encoding)
 
 
 def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,

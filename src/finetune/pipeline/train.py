@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from finetune import tracking
 from finetune.checkpoints import Scratch, scratch
-from finetune.config import config_yaml
+from finetune.config import config_yaml, to_container
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
@@ -34,7 +34,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def fingerprint(cfg: DictConfig, manifest: dict[str, Any]) -> str:
     """What checkpoints depend on: the config of everything trained on, and the data."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = to_container(cfg)
     sections = {key: resolved[key] for key in ("task", "model", "data", "train")}
     return sha256_text(json.dumps(sections, sort_keys=True, default=str) + str(manifest.get("data_sha256")))
 
