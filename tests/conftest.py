@@ -245,3 +245,43 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=work, uri=uri)
     assert done.returncode == 0, done.stderr[-3000:]
     return {"work": work, "uri": uri, "output": done.stdout + done.stderr, "started": started}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_mlflow_server(folder: Path, port: int):
+    """The README's `mlflow server` command on 127.0.0.1:`port` (store and artifacts in `folder`),
+    once it answers its health check. `os.killpg(server.pid, ...)` kills it with its workers."""
+    import shutil
+    import subprocess
+    import urllib.request
+
+    server = subprocess.Popen([shutil.which("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+                               "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: a kill reaches its workers too
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    pytest.fail("the tracking server did not answer within 60 s")
+
+
+def mlflow_rest(base: str, endpoint: str, body: dict) -> dict:
+    """A POST to a tracking server's REST API (what a teammate's client sees)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())

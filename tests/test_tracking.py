@@ -71,8 +71,8 @@ while time.time() < start_at:
     time.sleep(0.001)
 tracking.connect(uri)
 tracking.use_experiment(mlflow, "race")
-run = tracking.retrying(mlflow.start_run, run_name=name)
-with tracking._ending(mlflow, run):
+tracking.retrying(mlflow.start_run, run_name=name)
+with tracking._ending():
     tracking.retrying(mlflow.log_params, {f"p{i}": i for i in range(100)})
     tracking.retrying(mlflow.log_params, {f"p{i}": i for i in range(100, 200)})
     for step in range(30):
@@ -104,59 +104,27 @@ def test_processes_sharing_a_new_sqlite_store_lose_no_run_param_or_metric(tmp_pa
         assert len(client.get_metric_history(run.info.run_id, "accuracy")) == 30
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rest(base: str, endpoint: str, body: dict) -> dict:
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(f"{base}/api/2.0/mlflow/{endpoint}", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
     """The README's `mlflow server` command, a real server: a tiny pair and a 2-job sweep log to it over
     HTTP, their runs are read back over the REST API, and the server stops by its PID."""
-    import shutil
-    import subprocess
-    import time
     import urllib.request
 
-    from tests.conftest import run_stage, sweep_data
+    from tests.conftest import free_port, mlflow_rest, run_stage, start_mlflow_server, sweep_data
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([shutil.which("mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                               "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_mlflow_server(tmp_path, port)
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the tracking server did not answer within 60 s")
         pair = run_stage("pipeline.py", *sweep_data(tmp_path), "model=tiny", cwd=tmp_path, uri=base)
         assert pair.returncode == 0, pair.stderr[-3000:]
         sweep = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3,5e-3",
                           cwd=tmp_path, uri=base)
         assert sweep.returncode == 0, sweep.stderr[-3000:]
 
-        found = _rest(base, "experiments/search", {"max_results": 100})["experiments"]
+        found = mlflow_rest(base, "experiments/search", {"max_results": 100})["experiments"]
         ids = [e["experiment_id"] for e in found if e["name"] == "sarcasm"]
-        runs = _rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100})["runs"]
+        runs = mlflow_rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100})["runs"]
         tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
         assert len(runs) == 4 and {r["info"]["status"] for r in runs} == {"FINISHED"}
         parent = next(r for r, t in zip(runs, tags, strict=True) if t.get("sweep_role") == "parent")

@@ -62,11 +62,16 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
         if not _tracking_enabled(config):
             return
-        from finetune import tracking
+        from finetune import offline, tracking
 
         name = sweep_id(config)
         experiment = str(config.tracking.experiment)
-        tracking.connect(tracking.tracking_uri(config))
+        uri = tracking.tracking_uri(config)
+        if offline.is_remote(uri) and not offline.server_up(uri):
+            print(f"warning: tracking server {uri} unreachable: sweep {name} has no parent run; each job's run "
+                  "goes to its offline store (python -m finetune.offline sync)", file=sys.stderr)
+            return
+        tracking.connect(uri)
         self.run_id = tracking.parent_run(experiment, name, _sweep_overrides(config))
         write_json(Path(config.hydra.sweep.dir) / SWEEP_FILE,
                    {"sweep_id": name, "parent_run_id": self.run_id, "experiment": experiment})
@@ -76,11 +81,19 @@ class SweepTracking(Callback):
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
         if self.run_id is None:
             return
-        from finetune import tracking
+        from finetune import offline, tracking
 
         results_file = Path(config.hydra.sweep.dir) / RESULTS_FILE
         results = OmegaConf.to_container(OmegaConf.load(results_file)) if results_file.exists() else None
-        summary = tracking.summarize_sweep(self.run_id, results)
+        try:
+            summary = tracking.summarize_sweep(self.run_id, results)
+        except Exception as error:
+            if not offline.is_outage(error):
+                raise
+            print(f"warning: tracking server unreachable: sweep {sweep_id(config)}'s parent run keeps no summary",
+                  file=sys.stderr)
+            self.run_id = None
+            return
         if summary:
             log.info("sweep %s: best run %s, %s", sweep_id(config), summary.get("best_run_id"),
                      summary.get("best_value"))

@@ -4,6 +4,9 @@ The train stage creates the run and records its id in the model folder (`run.jso
 and export reopen the same run. Runs always end FINISHED or FAILED, never stuck in RUNNING.
 A job of a sweep creates its run as a child of the sweep's parent run (finetune.sweep).
 
+A tracking server that is down, or goes away mid-run, never stops a stage: the run goes on in a
+local store and `python -m finetune.offline sync` copies it to the server later.
+
 Parallel jobs share one SQLite store: every write retries while SQLite says "database is locked"
 (a deferred transaction cannot wait for a writer), and two jobs creating the same experiment both
 use it.
@@ -15,13 +18,16 @@ import contextlib
 import os
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from finetune import offline
 from finetune.config import flatten, redacted, to_container
 from finetune.io import read_json
 
@@ -134,38 +140,131 @@ def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None, run_id: st
     if not cfg.tracking.enabled:
         yield None
         return
-    import mlflow
-
-    connect(tracking_uri(cfg))
-    use_experiment(mlflow, cfg.tracking.experiment)
-    _end_stray_run(mlflow)
-    if run_id is not None and _exists(mlflow, run_id):
-        run = retrying(mlflow.start_run, run_id=run_id)
-    else:
-        run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
-    with _ending(mlflow, run):
+    with _opened(cfg, tracking_uri(cfg), run_id, tags or {}) as run:
         yield run
 
 
 @contextlib.contextmanager
 def resume_run(cfg: DictConfig, model_dir: str | Path) -> Iterator[Any]:
-    """Reopen the run that trained the model in `model_dir` (evaluate, export stages)."""
+    """Reopen the run that trained the model in `model_dir` (evaluate, export stages): in the offline
+    store if training ran there, else where tracking points (a new run if that store lacks it)."""
     if not cfg.tracking.enabled:
         yield None
         return
+    run_file = Path(model_dir) / RUN_FILE
+    record = read_json(run_file) if run_file.exists() else {}
+    uri = offline_uri(cfg) if record.get("store") == "offline" else tracking_uri(cfg)
+    with _opened(cfg, uri, record.get("run_id"), {"resumed_from": "missing"}) as run:
+        yield run
+
+
+def offline_uri(cfg: DictConfig) -> str:
+    """Where runs go while the tracking server is unreachable (finetune.offline syncs them later)."""
+    return cfg.tracking.get("offline_uri") or f"sqlite:///{Path(cfg.paths.out).resolve() / 'mlflow-offline.db'}"
+
+
+def run_record(cfg: DictConfig) -> dict[str, Any]:
+    """What `run.json` beside a model says of its run: its id and whether it lives in the offline store."""
     import mlflow
 
-    connect(tracking_uri(cfg))
-    _end_stray_run(mlflow)
-    run_file = Path(model_dir) / RUN_FILE
-    run_id = read_json(run_file)["run_id"] if run_file.exists() else None
-    if run_id is None or not _exists(mlflow, run_id):  # a model trained against another store: start afresh
-        use_experiment(mlflow, cfg.tracking.experiment)
-        run = retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags={"resumed_from": "missing"})
-    else:
-        run = retrying(mlflow.start_run, run_id=run_id)
-    with _ending(mlflow, run):
-        yield run
+    run = mlflow.active_run() if cfg.tracking.enabled else None
+    offline = run is not None and _session is not None and mlflow.get_tracking_uri() == _session.offline
+    return {"run_id": run.info.run_id if run else None, "experiment": cfg.tracking.experiment,
+            "store": "offline" if offline else "configured"}
+
+
+@dataclass
+class _Session:
+    """The active run, and what moving it to the offline store takes: every write since it opened."""
+
+    experiment: str
+    name: str
+    tags: dict[str, str]
+    offline: str                # the offline store's uri
+    server: str | None          # the server the run logs to; None for a local store, or once offline
+    server_run_id: str | None   # the server run an offline run continues (sync merges it there)
+    journal: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+
+_session: _Session | None = None
+
+
+@contextlib.contextmanager
+def _opened(cfg: DictConfig, uri: str, run_id: str | None, tags: dict[str, str]) -> Iterator[Any]:
+    """Reopen `run_id` if the store at `uri` has it, else start a run tagged `tags`; end it on exit.
+
+    A tracking server that is down, or goes away at any later write, costs one warning line: the
+    run moves to the offline store and the stage goes on (finetune.offline).
+    """
+    global _session
+    import mlflow
+
+    server = uri if offline.is_remote(uri) else None
+    if server:
+        for key, value in offline.FAST_FAILURE.items():
+            os.environ.setdefault(key, value)
+    _session = _Session(cfg.tracking.experiment, cfg.tracking.run_name, tags, offline_uri(cfg), server, run_id)
+    try:
+        if server and not offline.server_up(server):
+            _go_offline(f"no answer from {server}/health")
+        else:
+            try:
+                connect(uri)
+                use_experiment(mlflow, cfg.tracking.experiment)
+                _end_stray_run(mlflow)
+                if run_id is not None and _exists(mlflow, run_id):
+                    retrying(mlflow.start_run, run_id=run_id)
+                else:
+                    retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
+            except Exception as error:
+                if server is None or not offline.is_outage(error):
+                    raise
+                _go_offline(error)
+        with _ending():
+            yield mlflow.active_run()
+    finally:
+        _session = None
+
+
+def _go_offline(reason: BaseException | str) -> None:
+    """Say once that the server is unreachable; go on with the run in the offline store, where
+    everything written so far is written again."""
+    import mlflow
+
+    session = _session
+    assert session is not None and session.server is not None
+    why = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else type(reason).__name__
+    store = session.offline.removeprefix("sqlite:///")
+    print(f"warning: tracking server {session.server} unreachable ({why}); this run goes on in {session.offline}; "
+          f"sync it later with `python -m finetune.offline sync {store}`", file=sys.stderr)
+    active = mlflow.active_run()
+    if active is not None:
+        session.server_run_id = active.info.run_id
+        with contextlib.suppress(Exception):  # takes it off MLflow's stack; the server cannot be told
+            mlflow.end_run("FAILED")
+    connect(session.offline)
+    use_experiment(mlflow, session.experiment)
+    retrying(mlflow.start_run, run_name=session.name,
+             tags=session.tags | {offline.SYNC_TO: session.server, offline.SERVER_RUN: session.server_run_id or ""})
+    session.server = None
+    for name, args, kwargs in session.journal:
+        retrying(getattr(mlflow, name), *args, **kwargs)
+
+
+def _write(name: str, *args: Any, **kwargs: Any) -> Any:
+    """`mlflow.<name>(...)` on the active run, remembered so that an outage can replay it."""
+    import mlflow
+
+    session = _session
+    if session is not None:
+        session.journal.append((name, args, kwargs))
+    try:
+        return retrying(getattr(mlflow, name), *args, **kwargs)
+    except Exception as error:
+        if session is None or session.server is None or not offline.is_outage(error):
+            raise
+        _go_offline(error)
+        return None
 
 
 def _exists(mlflow: Any, run_id: str) -> bool:
@@ -177,17 +276,17 @@ def _exists(mlflow: Any, run_id: str) -> bool:
 
 
 @contextlib.contextmanager
-def _ending(mlflow: Any, run: Any) -> Iterator[None]:
+def _ending() -> Iterator[None]:
     """End the active run FINISHED, or FAILED if the block raises (KILLED on Ctrl-C)."""
     try:
         yield
     except KeyboardInterrupt:
-        retrying(mlflow.end_run, "KILLED")
+        _write("end_run", "KILLED")
         raise
     except BaseException:
-        retrying(mlflow.end_run, "FAILED")
+        _write("end_run", "FAILED")
         raise
-    retrying(mlflow.end_run, "FINISHED")
+    _write("end_run", "FINISHED")
 
 
 def use_experiment(mlflow: Any, name: str) -> None:
@@ -224,24 +323,19 @@ def _end_stray_run(mlflow: Any) -> None:
 
 
 def log_params(cfg: DictConfig) -> None:
-    import mlflow
 
     params = flat_params(cfg)
     items = list(params.items())
     for start in range(0, len(items), 100):  # MLflow's batch limit
-        retrying(mlflow.log_params, dict(items[start:start + 100]))
+        _write("log_params", dict(items[start:start + 100]))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    import mlflow
-
-    retrying(mlflow.log_metrics, {_metric_key(k): v for k, v in metrics.items()}, step=step)
+    _write("log_metrics", {_metric_key(k): v for k, v in metrics.items()}, step=step)
 
 
 def set_tags(tags: dict[str, str]) -> None:
-    import mlflow
-
-    retrying(mlflow.set_tags, tags)
+    _write("set_tags", tags)
 
 
 def _metric_key(key: str) -> str:
@@ -250,13 +344,11 @@ def _metric_key(key: str) -> str:
 
 
 def log_artifacts(paths: list[Path], artifact_path: str | None = None) -> None:
-    import mlflow
-
     for path in paths:
         if Path(path).is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+            _write("log_artifacts", str(path), artifact_path=artifact_path)
         elif Path(path).exists():
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+            _write("log_artifact", str(path), artifact_path=artifact_path)
 
 
 def parent_run(experiment: str, sweep_id: str, overrides: str) -> str:

@@ -33,11 +33,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
-            import mlflow
-
             from finetune.export import registry
 
-            mlflow.set_tag("exported_to", str(out))
+            tracking.set_tags({"exported_to": str(out)})
             if spec["onnx"]:
                 tracking.log_metrics({"onnx_max_abs_delta": spec["onnx"]["max_abs_delta"]} | (
                     {f"onnx_int8_{split}_{family.primary_metric}": spec["onnx"]["int8"][family.primary_metric]}

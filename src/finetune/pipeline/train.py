@@ -94,8 +94,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
         written_config = config_yaml(cfg)
         with atomic_dir(cfg.paths.model) as out:
             trainer.save_model(str(out))
-            write_json(out / tracking.RUN_FILE, {"run_id": run.info.run_id if run else None,
-                                                 "experiment": cfg.tracking.experiment})
+            write_json(out / tracking.RUN_FILE, tracking.run_record(cfg))
             write_json(out / SUMMARY, summary)
             (out / CONFIG).write_text(written_config)
         plot_dir = Path(cfg.paths.plots) / "train"
