@@ -257,9 +257,16 @@ OUTPUTS_CASES = [
 CASES = READERS + CONFIG + OUTPUTS_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_one_line(case: Case, workspace: Path, tmp_path: Path):
-    work = tmp_path / "work"
+@dataclass
+class Outcome:
+    exit: int
+    stderr: str
+    unchanged: bool  # the workspace's outputs, byte for byte (size and mtime of every file)
+
+
+def attempt(case: Case, workspace: Path, folder: Path) -> Outcome:
+    """Run `case`'s stage on a copy of the good workspace, as a user would."""
+    work = folder / "work"
     shutil.copytree(workspace, work, symlinks=True)
     args = [a.replace(str(workspace), str(work)) for a in good_args(workspace)]
     if case.setup:
@@ -268,15 +275,35 @@ def test_bad_input_is_one_line(case: Case, workspace: Path, tmp_path: Path):
         case.damage(work)
     before = snapshot(work)
     done = run_stage(case.script, *args, *case.args, cwd=work, uri=f"sqlite:///{work / 'mlflow.db'}")
-    lines = done.stderr.strip().splitlines()
+    return Outcome(done.returncode, done.stderr, snapshot(work) == before)
+
+
+@pytest.fixture(scope="module")
+def outcomes(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Every case, run as many at a time as there are cores (each is a process of its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {case.name: pool.submit(attempt, case, workspace, tmp_path_factory.mktemp("case"))
+                   for case in CASES}
+    results = {name: future.result() for name, future in futures.items()}
     if TABLE:  # the table of outcomes for the docs: FINETUNE_BAD_INPUT_TABLE=cases.jsonl pytest ...
-        with open(TABLE, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"case": case.name, "stage": case.script, "exit": done.returncode,
-                                     "traceback": "Traceback" in done.stderr, "lines": len(lines),
-                                     "message": lines[-1] if lines else "", "unchanged": snapshot(work) == before})
-                         + "\n")
-    assert done.returncode != 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-3000:]
+        with open(TABLE, "w", encoding="utf-8") as handle:
+            for case in CASES:
+                result, lines = results[case.name], results[case.name].stderr.strip().splitlines()
+                handle.write(json.dumps({"case": case.name, "stage": case.script, "exit": result.exit,
+                                         "traceback": "Traceback" in result.stderr, "lines": len(lines),
+                                         "message": lines[-1] if lines else "", "unchanged": result.unchanged})
+                             + "\n")
+    return results
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line(case: Case, outcomes: dict[str, Outcome]):
+    result = outcomes[case.name]
+    lines = result.stderr.strip().splitlines()
+    assert result.exit != 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
     assert case.expected in lines[0], lines[0]
-    assert snapshot(work) == before  # nothing written, nothing half-written, the good output intact
+    assert result.unchanged  # nothing written, nothing half-written, the good output intact

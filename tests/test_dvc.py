@@ -97,6 +97,19 @@ def test_changing_an_export_param_reruns_only_export(project):
     assert not (project / "exports" / "sarcasm-tiny" / "model.int8.onnx").exists()
 
 
+def test_changing_the_eval_split_never_leaves_stale_metrics(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["eval_split"] = "train"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rerun = ran_stages(sh("dvc", "repro", cwd=project).stdout)
+    assert "evaluate@sarcasm-tiny" in rerun and "train@sarcasm-tiny" not in rerun  # the same tokens: no retraining
+    assert read_json(project / "metrics" / "sarcasm-tiny.json")["split"] == "train"
+    params["data"]["eval_split"] = None
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("dvc", "repro", cwd=project)
+    assert read_json(project / "metrics" / "sarcasm-tiny.json")["split"] == "validation"
+
+
 def test_editing_library_code_reruns_the_stages_that_run_it(project):
     training = project / "src" / "finetune" / "training.py"
     training.write_text(training.read_text() + "\n# an edit to the training loop\n")
