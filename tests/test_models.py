@@ -67,3 +67,13 @@ def test_attention_dropout_finds_the_key_of_other_architectures():
     distil = OmegaConf.create({"name": "tiny-distil", "source": "random", "config": spec})
     model = load_model(distil, "AutoModelForQuestionAnswering", 0, attention_dropout=0.0)
     assert model.config.attention_dropout == 0.0 and model.config.dropout == 0.1
+
+
+def test_remote_code_runs_only_when_the_preset_says_so(repo):
+    from finetune.models import remote_code
+
+    assert remote_code(compose(repo, ["model=minilm"]).model) == {}
+    assert remote_code(compose(repo, ["model=minilm", "model.trust_remote_code=true"]).model) == \
+        {"trust_remote_code": True}
+    with pytest.raises(FinetuneError, match="model.trust_remote_code: expected true or false, got 'yes please'"):
+        compose(repo, ["model=minilm", "model.trust_remote_code='yes please'"])

@@ -136,3 +136,19 @@ def test_a_stage_swept_alone_reads_the_inputs_and_writes_per_job(tmp_path):
     runs = search(uri)
     children = runs[runs["tags.sweep_id"].fillna("").str.startswith("train-") & (runs["tags.sweep_role"] != "parent")]
     assert sorted(children["params.train.learning_rate"]) == ["0.001", "0.005"]
+
+
+def test_hydras_copy_of_the_sweep_config_keeps_no_credentials(tmp_path):
+    from omegaconf import OmegaConf
+
+    from finetune.sweep import redact_saved_config
+
+    OmegaConf.save(OmegaConf.create({
+        "tracking": {"uri": "http://alice:s3cret@mlflow.example:5000"},
+        "hydra": {"overrides": {"task": ["tracking.uri=http://alice:s3cret@mlflow.example:5000",
+                                         "+train.hub_token=hf_abc", "model=tiny"], "hydra": []}}}),
+        tmp_path / "multirun.yaml")
+    redact_saved_config(tmp_path)
+    saved = (tmp_path / "multirun.yaml").read_text()
+    assert "s3cret" not in saved and "hf_abc" not in saved and "alice" not in saved
+    assert "model=tiny" in saved and "http://***@mlflow.example:5000" in saved

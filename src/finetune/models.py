@@ -34,6 +34,11 @@ def resolve_source(model_cfg: DictConfig) -> str:
     raise FinetuneError(f"model '{model_cfg.name}': source '{model_cfg.source}' has no pretrained weights")
 
 
+def remote_code(model_cfg: DictConfig) -> dict[str, bool]:
+    """`trust_remote_code=True` for from_pretrained only when the preset says so (off by default)."""
+    return {"trust_remote_code": True} if model_cfg.get("trust_remote_code") is True else {}
+
+
 def _hub_guard(model_cfg: DictConfig, action: Any) -> Any:
     """Run a from_pretrained call; turn a failed Hub download into one clear line."""
     try:
@@ -55,7 +60,8 @@ def load_tokenizer(model_cfg: DictConfig) -> Any:
 
     if model_cfg.source == "random":
         return load_tokenizer(OmegaConf.merge({"name": model_cfg.name}, model_cfg.tokenizer))
-    return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg)))
+    return _hub_guard(model_cfg, lambda: AutoTokenizer.from_pretrained(resolve_source(model_cfg),
+                                                                       **remote_code(model_cfg)))
 
 
 # Models whose position ids are offset by padding_idx + 1 (max_position_embeddings 514 -> 512 tokens).
@@ -71,7 +77,7 @@ def position_limit(model_cfg: DictConfig, tokenizer: Any) -> int | None:
         positions, model_type = config.get("max_position_embeddings"), config.get("model_type")
     else:
         try:
-            config = transformers.AutoConfig.from_pretrained(resolve_source(model_cfg))
+            config = transformers.AutoConfig.from_pretrained(resolve_source(model_cfg), **remote_code(model_cfg))
         except unreadable_errors():  # no config to read: the tokenizer's limit is all there is
             return None
         positions, model_type = getattr(config, "max_position_embeddings", None), config.model_type
@@ -102,9 +108,10 @@ def load_model(model_cfg: DictConfig, auto_model: str, seed: int, attention_drop
         transformers.set_seed(seed)
         return auto.from_config(config)
     source = resolve_source(model_cfg)
-    config = _hub_guard(model_cfg, lambda: transformers.AutoConfig.from_pretrained(source, **kwargs))
+    config = _hub_guard(model_cfg, lambda: transformers.AutoConfig.from_pretrained(source, **kwargs,
+                                                                                   **remote_code(model_cfg)))
     config = _with_attention_dropout(config, attention_dropout)
-    return _hub_guard(model_cfg, lambda: auto.from_pretrained(source, config=config))
+    return _hub_guard(model_cfg, lambda: auto.from_pretrained(source, config=config, **remote_code(model_cfg)))
 
 
 def _with_attention_dropout(config: Any, attention_dropout: float | None) -> Any:

@@ -141,6 +141,7 @@ RULES: dict[str, Check] = {
     "task.n_best_size": integer(1),
     "task.max_answer_length": integer(1),
     "task.max_query_length": integer(1),
+    "model.trust_remote_code": boolean(),
     "tracking.enabled": boolean(),
     "tracking.log_model": boolean(),
     "export.onnx": boolean(),

@@ -79,6 +79,7 @@ class SweepTracking(Callback):
         log.info("sweep %s: parent run %s in experiment '%s'", name, self.run_id, experiment)
 
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
+        redact_saved_config(Path(config.hydra.sweep.dir))
         if self.run_id is None:
             return
         from finetune import offline, tracking
@@ -106,6 +107,21 @@ class SweepTracking(Callback):
 
         tracking.end_parent(self.run_id, status)
         self.run_id = None
+
+
+def redact_saved_config(sweep_dir: Path) -> None:
+    """Hydra's copy of the sweep's config (`multirun.yaml`), its credentials replaced by ***."""
+    from finetune.config import redacted, redacted_override
+
+    saved = sweep_dir / "multirun.yaml"
+    if not saved.exists():
+        return
+    data = redacted(OmegaConf.to_container(OmegaConf.load(saved), resolve=False))
+    overrides = (data.get("hydra") or {}).get("overrides") or {}
+    for kind in ("task", "hydra"):
+        if overrides.get(kind):
+            overrides[kind] = [redacted_override(str(o)) for o in overrides[kind]]
+    OmegaConf.save(OmegaConf.create(data), saved)
 
 
 def _tracking_enabled(config: DictConfig) -> bool:
