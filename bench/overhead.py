@@ -27,13 +27,13 @@ from typing import Any
 import pipeline
 from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table
 
+from finetune.pipeline.common import SCRIPTS
+
 NAME = "overhead"
 TITLE = "3. Pipeline overhead"
 NOOP_REPS = 9
 MODEL = "minilm"  # the default matrix's model
-PROBES = {"download": ["download.py"], "tokenize": ["tokenize_data.py", f"model={MODEL}"],
-          "train": ["train.py", f"model={MODEL}"], "evaluate": ["evaluate_model.py", f"model={MODEL}"],
-          "export": ["export.py", f"model={MODEL}"]}
+PROBES = {kind: [script, *([] if kind == "download" else [f"model={MODEL}"])] for kind, script in SCRIPTS.items()}
 REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
               "from transformers import Trainer": "from transformers import Trainer"}
 CLONE_PARAMS = """\

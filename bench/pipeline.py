@@ -15,6 +15,8 @@ from typing import Any
 
 from common import BENCH, PYTHON, REPO, WORK, Context, read_json
 
+from finetune.pipeline.common import SCRIPTS
+
 STAGES = REPO / "stages"
 
 
@@ -64,7 +66,7 @@ def prepare(ctx: Context, data: list[str]) -> Path:
     out = tokenized_dir(data)
     if not (out / "manifest.json").exists():
         logs = out.parent.parent / "logs"
-        for script in ("download.py", "tokenize_data.py"):
+        for script in (SCRIPTS["download"], SCRIPTS["tokenize"]):
             ctx.run([PYTHON, STAGES / script, *data, *paths(data)], cwd=out.parent.parent,
                     log=logs / f"{script}.log")
     return out
@@ -78,7 +80,7 @@ def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: s
     workdir.mkdir(parents=True, exist_ok=True)
     meter = workdir / f"{tag}.meter.json"
     meter.unlink(missing_ok=True)
-    wall = ctx.run([PYTHON, *wrap, BENCH / "hooked_stage.py", STAGES / "train.py", *data, *paths(data), *train],
+    wall = ctx.run([PYTHON, *wrap, BENCH / "hooked_stage.py", STAGES / SCRIPTS["train"], *data, *paths(data), *train],
                    cwd=workdir, log=workdir / f"{tag}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
     return read_json(meter) | {"process_wall": wall}
 
@@ -86,7 +88,7 @@ def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: s
 def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str,
              wrap: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Our evaluate stage on `data.eval_split`: the metrics file it writes, plus its wall time."""
-    wall = ctx.run([PYTHON, *wrap, STAGES / "evaluate_model.py", *data, *paths(data), *train], cwd=workdir,
+    wall = ctx.run([PYTHON, *wrap, STAGES / SCRIPTS["evaluate"], *data, *paths(data), *train], cwd=workdir,
                    log=workdir / f"{tag}.evaluate.log")
     task, model = pair_name(data)
     model = next((o.split("=", 1)[1] for o in data if o.startswith("model.name=")), model)  # renamed preset
