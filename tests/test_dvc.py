@@ -110,6 +110,30 @@ def test_changing_the_eval_split_never_leaves_stale_metrics(project):
     assert read_json(project / "metrics" / "sarcasm-tiny.json")["split"] == "validation"
 
 
+@pytest.mark.parametrize(("section", "key", "value", "readers"), [
+    ("task", "threshold", 0.3, ["download", "tokenize", "train", "evaluate", "export"]),
+    ("data", "max_eval_samples", 20, ["download", "tokenize", "evaluate", "export"]),
+    ("train", "weight_decay", 0.05, ["train", "evaluate"]),
+    ("export", "onnx", False, ["export"]),
+])
+def test_a_workspace_param_is_a_dependency_of_every_stage_that_reads_its_section(project, section, key, value,
+                                                                                 readers):
+    """Each stage declares the sections it reads; a stage whose output comes out unchanged stops
+    the re-run there (the tests above), so no output is ever left from another value."""
+    original = (project / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        status = sh("dvc", "status", cwd=project).stdout
+        blocks = re.split(r"^(?=\S)", status, flags=re.M)  # one per stage: its name, then its indented changes
+        changed = sorted(block.split("@")[0] for block in blocks
+                         if "@" in block.split("\n")[0] and re.search(rf"modified:\s+{section}\b", block))
+        assert changed == sorted(readers), status
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
 def test_editing_library_code_reruns_the_stages_that_run_it(project):
     training = project / "src" / "finetune" / "training.py"
     training.write_text(training.read_text() + "\n# an edit to the training loop\n")
