@@ -127,6 +127,7 @@ def test_the_project_dag_depends_on_each_kinds_listing():
     assert sorted(name for name in stages if name != "code") == sorted(fingerprint.KINDS)
     for kind in fingerprint.KINDS:
         assert f"data/code/{kind}.sha256" in stages[kind]["deps"]
+        assert stages[kind]["cmd"].startswith(f"python {fingerprint.KINDS[kind][0]} ")  # the one table's script
     train, export = kind_files("train", REPO), kind_files("export", REPO)
     assert {"stages/train.py", "src/finetune/training.py", "src/finetune/tasks/question_answering.py",
             "conf/train/default.yaml"} <= set(train)
