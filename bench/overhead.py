@@ -41,8 +41,10 @@ CLONE_PARAMS = """\
 matrix:
   task: [{tasks}]
   model: [{model}]
+task: {{metric: null}}
 data: {{max_train_samples: 64, max_eval_samples: 64}}
 train: {{num_train_epochs: 1}}
+export: {{onnx: null}}
 tracking: {{enabled: false}}
 """
 TASKS = {"full": "sentiment, sarcasm, ner, qa", "quick": "sarcasm"}  # full: the default DAG (21 stages)
