@@ -61,10 +61,10 @@ def run(ctx: Context) -> dict[str, Any]:
     return {"dvc": dvc, "startup": startup, "stage_vs_bare": stage_vs_bare(ctx), "commands": list(ctx.commands)}
 
 
-def make_clone(clone: Path, tasks: str) -> Path:
-    """A clone of HEAD (committed code only) with tiny budgets in its params.yaml."""
-    head = git(REPO, "rev-parse", "HEAD")
-    if git(REPO, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"):
+def make_clone(clone: Path, tasks: str, commit: str = "HEAD") -> Path:
+    """A clone of `commit` (committed code only) with tiny budgets in its params.yaml."""
+    head = git(REPO, "rev-parse", commit)
+    if commit == "HEAD" and git(REPO, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"):
         print(f"[{NAME}] note: uncommitted changes are not in the clone (it is HEAD {head[:8]})", flush=True)
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(REPO), str(clone)], check=True)
     git(clone, "checkout", "--quiet", head)
