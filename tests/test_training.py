@@ -185,3 +185,31 @@ class _TinyModel:
                 return self.linear(input_ids.float())
 
         return Model()
+
+
+def test_length_grouped_batches_shard_across_processes_as_ddp_deals_them():
+    """What every process of a 2-process run gets from accelerate's sharding of our sampler: its
+    own batches, every example each epoch, a fresh order per epoch, and no duplicate beyond the
+    few examples accelerate repeats from the epoch's start to give every process full batches."""
+    from accelerate.data_loader import prepare_data_loader
+    from torch.utils.data import DataLoader
+
+    lengths = [5 + (i * 37) % 90 for i in range(203)]
+    epochs = []
+    for epoch in range(2):
+        per_process = []
+        for process in range(2):
+            sampler = LengthGroupedBuckets(lengths, 16, 4, seed=42)
+            loader = prepare_data_loader(DataLoader(list(range(203)), sampler=sampler, batch_size=8),
+                                         num_processes=2, process_index=process, put_on_device=False)
+            loader.set_epoch(epoch)
+            per_process.append([batch.tolist() for batch in loader])
+        epochs.append(per_process)
+        first, second = ([i for batch in batches for i in batch] for batches in per_process)
+        assert len(per_process[0]) == len(per_process[1]) == 13, "as many batches on each process"
+        assert sorted(set(first) | set(second)) == list(range(203)), "every example, every epoch"
+        assert len(first) + len(second) == 208 and len(set(first) & set(second)) == 5, \
+            "5 examples repeated to fill the last batches (2 processes x 13 batches x 8)"
+        spread = [max(lengths[i] for i in batch) - min(lengths[i] for i in batch) for batch in per_process[0]]
+        assert sum(spread) / len(spread) < 25, "each process's batches stay length-grouped"
+    assert epochs[0][0] != epochs[1][0], "the order changes from one epoch to the next"

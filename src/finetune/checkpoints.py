@@ -7,6 +7,8 @@
   complete checkpoint on the next run of the same config, in the same MLflow run. Checkpoints of
   another config (or other data) are deleted, never resumed from; they are never an output.
 - The folder goes when the run succeeds.
+- A distributed run: the main process locks, decides and cleans up; every process resumes from
+  the checkpoint it chose (the Trainer writes checkpoints from the main process only).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finetune import distributed
 from finetune.errors import FinetuneError
 from finetune.io import read_json, write_json
 
@@ -38,13 +41,17 @@ class Scratch:
 
     def remember(self, run_id: str | None) -> None:
         """Record which config and MLflow run the checkpoints about to be written belong to."""
-        write_json(self.folder / RESUME, {"fingerprint": self.fingerprint, "run_id": run_id})
+        if distributed.is_main():
+            write_json(self.folder / RESUME, {"fingerprint": self.fingerprint, "run_id": run_id})
 
 
 @contextlib.contextmanager
 def scratch(folder: str | Path, fingerprint: str) -> Iterator[Scratch]:
     """Lock `folder` for this process; yield what a resumed run needs; delete it on success."""
     folder = Path(folder)
+    if not distributed.is_main():
+        yield distributed.shared(None)
+        return
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.with_name(f"{folder.name}.lock"), "a+", encoding="utf-8") as lock:
         try:
@@ -62,7 +69,7 @@ def scratch(folder: str | Path, fingerprint: str) -> Iterator[Scratch]:
         if state is None:
             shutil.rmtree(folder, ignore_errors=True)  # another config's (or a finished run's) leftovers
         folder.mkdir(exist_ok=True)
-        yield state or Scratch(folder, fingerprint)
+        yield distributed.shared(state or Scratch(folder, fingerprint))
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from hydra.errors import CompactHydraException, HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from finetune import distributed
 from finetune.errors import FinetuneError
 
 ROOT_ENV = "FINETUNE_ROOT"
@@ -59,6 +61,8 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
             from hydra.core.hydra_config import HydraConfig
 
             hydra_cfg = HydraConfig.get()
+            if not distributed.is_main():  # one copy of each log line in a distributed run
+                logging.getLogger("finetune").setLevel(logging.WARNING)
             try:
                 cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
                 if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune import offline
+from finetune import distributed, offline
 from finetune.config import flatten, redacted, to_container
 from finetune.io import read_json
 
@@ -136,8 +136,8 @@ def connect(uri: str) -> None:
 @contextlib.contextmanager
 def start_run(cfg: DictConfig, *, tags: dict[str, str] | None = None, run_id: str | None = None) -> Iterator[Any]:
     """Create the pair's run (train stage), or reopen `run_id` (a resumed train) if the store has it.
-    Yields the active mlflow.ActiveRun or None if disabled."""
-    if not cfg.tracking.enabled:
+    Yields the active mlflow.ActiveRun, or None if disabled or in a distributed run's other processes."""
+    if not cfg.tracking.enabled or not distributed.is_main():
         yield None
         return
     with _opened(cfg, tracking_uri(cfg), run_id, tags or {}) as run:

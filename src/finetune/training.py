@@ -129,6 +129,10 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
                               for k in unknown)
         raise FinetuneError(f"train.{unknown[0]}: not a TrainingArguments field: {described}")
     values.setdefault("dataloader_pin_memory", _cuda_available())  # pinning is for host-to-GPU copies
+    # Our losses are batch means. Under DDP the Trainer would multiply them by the number of
+    # processes (it expects sums over tokens divided by a count gathered from every process):
+    # gradients and the logged loss would double on 2 processes.
+    values.setdefault("average_tokens_across_devices", False)
     if values.get("bf16") == "auto":
         values["bf16"] = bf16_supported()
     if values.get("bf16") and not _cuda_available():

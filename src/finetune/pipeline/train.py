@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune import tracking
+from finetune import distributed, tracking
 from finetune.checkpoints import Scratch, scratch
 from finetune.config import config_yaml, to_container
 from finetune.errors import FinetuneError
@@ -45,7 +45,6 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
     import transformers
     from transformers import EarlyStoppingCallback
 
-    from finetune import plots
     from finetune.metrics import scalar_metrics
     from finetune.models import load_model, load_tokenizer
     from finetune.training import history_callback, make_trainer, pad_multiple, training_arguments
@@ -90,25 +89,33 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
                    "train_loss": result.training_loss, "train_runtime": result.metrics.get("train_runtime"),
                    "train_samples_per_second": result.metrics.get("train_samples_per_second"),
                    "train_examples": len(features["train"]),
-                   "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16)}
-        written_config = config_yaml(cfg)
-        with atomic_dir(cfg.paths.model) as out:
-            trainer.save_model(str(out))
-            write_json(out / tracking.RUN_FILE, tracking.run_record(cfg))
-            write_json(out / SUMMARY, summary)
-            (out / CONFIG).write_text(written_config)
-        plot_dir = Path(cfg.paths.plots) / "train"
-        with atomic_dir(plot_dir) as out:
-            write_history(history.rows, out / "history.csv")
-            plots.learning_curves(history.rows, out / "learning_curves.png", family.primary_metric,
-                                  title=cfg.paths.pair)
-        if run is not None:
-            tracking.log_metrics({k: float(v) for k, v in summary.items()
-                                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            tracking.log_artifacts([plot_dir / "learning_curves.png", plot_dir / "history.csv"], "train")
-            tracking.log_artifacts([Path(cfg.paths.model) / CONFIG], "config")
+                   "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16),
+                   "processes": distributed.world_size()}
+        if distributed.is_main():  # a distributed run's other processes only trained
+            _write_outputs(cfg, trainer, history, summary, family.primary_metric, logged=run is not None)
     log.info("trained %s: %s", cfg.paths.pair, summary)
     return summary
+
+
+def _write_outputs(cfg: DictConfig, trainer: Any, history: Any, summary: dict[str, Any], primary_metric: str,
+                   logged: bool) -> None:
+    from finetune import plots
+
+    written_config = config_yaml(cfg)
+    with atomic_dir(cfg.paths.model) as out:
+        trainer.save_model(str(out))
+        write_json(out / tracking.RUN_FILE, tracking.run_record(cfg))
+        write_json(out / SUMMARY, summary)
+        (out / CONFIG).write_text(written_config)
+    plot_dir = Path(cfg.paths.plots) / "train"
+    with atomic_dir(plot_dir) as out:
+        write_history(history.rows, out / "history.csv")
+        plots.learning_curves(history.rows, out / "learning_curves.png", primary_metric, title=cfg.paths.pair)
+    if logged:
+        tracking.log_metrics({k: float(v) for k, v in summary.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracking.log_artifacts([plot_dir / "learning_curves.png", plot_dir / "history.csv"], "train")
+        tracking.log_artifacts([Path(cfg.paths.model) / CONFIG], "config")
 
 
 def _best_step(state: Any) -> int | None:
