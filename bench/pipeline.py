@@ -58,7 +58,7 @@ def paths(overrides: list[str]) -> list[str]:
 
 
 def tokenized_dir(overrides: list[str]) -> Path:
-    return Path(paths(overrides)[1].split("=", 1)[1])
+    return Path(paths(overrides)[-1].split("=", 1)[1])
 
 
 def prepare(ctx: Context, data: list[str]) -> Path:
@@ -67,7 +67,8 @@ def prepare(ctx: Context, data: list[str]) -> Path:
     if not (out / "manifest.json").exists():
         logs = out.parent.parent / "logs"
         for script in (SCRIPTS["download"], SCRIPTS["tokenize"]):
-            ctx.run([PYTHON, STAGES / script, *data, *paths(data)], cwd=out.parent.parent,
+            ctx.run([PYTHON, STAGES / script, *data, *paths(data), f"paths.inputs={out.parent.parent}"],
+                    cwd=out.parent.parent,
                     log=logs / f"{script}.log")
     return out
 

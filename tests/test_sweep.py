@@ -152,3 +152,81 @@ def test_hydras_copy_of_the_sweep_config_keeps_no_credentials(tmp_path):
     saved = (tmp_path / "multirun.yaml").read_text()
     assert "s3cret" not in saved and "hf_abc" not in saved and "alice" not in saved
     assert "model=tiny" in saved and "http://***@mlflow.example:5000" in saved
+
+
+def hydra_config(*overrides: str):
+    """Hydra's own config as a sweep with these overrides would compose it."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+
+    from finetune.config import ROOT_ENV
+
+    os.environ[ROOT_ENV] = str(REPO)
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_slurm_launcher_composes_into_the_plugins_launcher_with_the_fields_a_cluster_needs():
+    import pytest
+    from hydra.errors import ConfigCompositionException
+    from hydra.utils import instantiate
+
+    cfg = hydra_config("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=4",
+                       "hydra.launcher.timeout_min=30", "+hydra.launcher.additional_parameters.mail-type=FAIL")
+    launcher = instantiate(cfg.hydra.launcher)  # the plugin's own class takes every field
+    assert type(launcher).__name__ == "SlurmLauncher"
+    params = launcher.params
+    assert (params["partition"], params["gpus_per_node"], params["timeout_min"]) == ("gpu", 4, 30)
+    assert (params["cpus_per_task"], params["mem_gb"], params["tasks_per_node"]) == (8, 32, 1)
+    assert params["additional_parameters"] == {"mail-type": "FAIL"}
+    assert params["submitit_folder"].startswith("multirun/") and params["submitit_folder"].endswith("/.submitit/%j")
+    unset = hydra_config("hydra/launcher=slurm").hydra.launcher
+    assert OmegaConf.is_missing(unset, "partition"), "the partition must be set"
+    with pytest.raises(ConfigCompositionException, match="partiton"):
+        hydra_config("hydra/launcher=slurm", "hydra.launcher.partiton=gpu")  # the plugin's schema refuses typos
+
+
+def test_the_ray_launcher_composes_with_each_jobs_resources(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
+    launcher = hydra_config("hydra/launcher=ray_cluster", "hydra.launcher.ray.remote.num_gpus=2").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    assert launcher.ray.init.address == "ray://head.example:10001"
+    assert dict(launcher.ray.remote) == {"num_gpus": 2, "num_cpus": 8, "memory": 32 * 2**30, "max_calls": 1}
+
+
+def test_the_ray_launcher_config_fits_the_plugins_schema():
+    import pytest
+
+    try:
+        from hydra_plugins.hydra_ray_launcher._config import RayLauncherConf
+    except ImportError:
+        pytest.skip("hydra-ray-launcher is not installed (pip install hydra-ray-launcher; see the README)")
+    from hydra.utils import get_class
+
+    launcher = hydra_config("hydra/launcher=ray_cluster").hydra.launcher
+    merged = OmegaConf.merge(OmegaConf.structured(RayLauncherConf), launcher)  # raises on a field it lacks
+    assert merged.ray.remote.num_cpus == 8 and get_class(launcher._target_).__name__ == "RayLauncher"
+
+
+def test_a_sweep_through_submitit_runs_each_job_as_its_own_process_under_one_parent(tmp_path):
+    """hydra/launcher=submitit_local: the jobs are pickled, run by submitit in processes of their
+    own (as on SLURM, without the cluster), and still land under the sweep's parent run."""
+    from tests.conftest import run_stage, sweep_data
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3,5e-3",
+                     "train.torch_threads=1", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                     cwd=tmp_path, uri=uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = search(uri)
+    parents = runs[runs["tags.sweep_role"] == "parent"]
+    children = runs[runs["tags.sweep_role"] != "parent"]
+    assert len(parents) == 1 and parents.iloc[0]["status"] == "FINISHED"
+    assert len(children) == 2 and set(children["status"]) == {"FINISHED"}
+    assert set(children["tags.mlflow.parentRunId"]) == {parents.iloc[0]["run_id"]}
+    assert sorted(children["params.train.learning_rate"]) == ["0.001", "0.005"]
+    sweep_dir = next((tmp_path / "multirun").iterdir())
+    job_logs = sorted((sweep_dir / ".submitit").glob("*/*_log.out"))
+    assert len(job_logs) == 2, "submitit ran (and logged) each job"
+    assert parents.iloc[0]["tags.best_run_id"] in set(children["run_id"])

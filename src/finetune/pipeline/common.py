@@ -22,8 +22,13 @@ PRODUCERS = {"raw": "download", "tokenized": "tokenize", "model": "train", "metr
 
 def input_path(cfg: DictConfig, key: str) -> Path:
     """Where a stage reads the earlier stage's output `paths.<key>`: the same place below
-    `paths.inputs` instead of `paths.out` (they differ only for a job of a Hydra multirun)."""
-    return Path(cfg.paths.inputs) / Path(cfg.paths[key]).relative_to(cfg.paths.out)
+    `paths.inputs` instead of `paths.out` (they differ only for a job of a Hydra multirun); a path
+    set outside `paths.out` (`paths.tokenized=/data/...`) is read where it is."""
+    path = Path(cfg.paths[key])
+    try:
+        return Path(cfg.paths.inputs) / path.relative_to(cfg.paths.out)
+    except ValueError:
+        return path
 
 
 def require_input(cfg: DictConfig, key: str) -> Path:
