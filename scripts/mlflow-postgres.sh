@@ -12,7 +12,12 @@
 # uploaded over HTTP to DIR/artifacts (--artifacts-destination), so clients need no shared disk.
 set -euo pipefail
 
-die() { echo "error: $*" >&2; exit 1; }
+started=""  # the folder whose servers a failing start must stop again
+die() {
+  echo "error: $*" >&2
+  if [[ -n "$started" ]]; then stop "$started" >/dev/null 2>&1 || true; fi
+  exit 1
+}
 
 free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -31,7 +36,7 @@ start() {
   local dir=${1:-$(mktemp -d -t mlflow-postgres.XXXXXX)}
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  [[ -e "$dir/pgdata" ]] && die "$dir/pgdata exists: stop that server first, or give another folder"
+  [[ -e "$dir/postgres" ]] && die "$dir/postgres exists: stop that server first, or give another folder"
   local bin
   bin=$(pg_bin)
   if [[ -z "$bin" ]]; then
@@ -44,24 +49,26 @@ start() {
   local pg_port=${PG_PORT:-$(free_port)} mlflow_port=${MLFLOW_PORT:-$(free_port)}
   local password
   password=$(python -c 'import secrets; print(secrets.token_hex(16))')
-  mkdir -p "$dir/pgdata" "$dir/socket" "$dir/artifacts"
-  printf '%s\n' "$password" >"$dir/pgpass"
-  chmod 600 "$dir/pgpass"
-  [[ $(id -u) -eq 0 ]] && chown -R postgres "$dir/pgdata" "$dir/socket" "$dir/pgpass" && chmod 755 "$dir"
-  as_db_user "$bin/initdb" -D "$dir/pgdata" -U mlflow --pwfile="$dir/pgpass" --auth=scram-sha-256 \
+  local pg="$dir/postgres"  # the database server's own: cluster, socket, log, the password file while it starts
+  mkdir -p "$pg" "$dir/artifacts"
+  printf '%s\n' "$password" >"$pg/password"
+  chmod 600 "$pg/password"
+  if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$pg" && chmod 755 "$dir"; fi
+  as_db_user "$bin/initdb" -D "$pg/data" -U mlflow --pwfile="$pg/password" --auth=scram-sha-256 \
     --encoding=UTF8 >"$dir/initdb.log" 2>&1 || die "initdb failed: see $dir/initdb.log"
-  rm -f "$dir/pgpass"
-  as_db_user "$bin/pg_ctl" -D "$dir/pgdata" -l "$dir/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $dir/socket" start >/dev/null \
-    || die "PostgreSQL did not start: see $dir/postgres.log"
-  head -n 1 "$dir/pgdata/postmaster.pid" >"$dir/postgres.pid"
+  rm -f "$pg/password"
+  as_db_user "$bin/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg" start >/dev/null \
+    || die "PostgreSQL did not start: see $pg/postgres.log"
+  head -n 1 "$pg/data/postmaster.pid" >"$dir/postgres.pid"
+  started=$dir
   PGPASSWORD=$password "$bin/createdb" -h 127.0.0.1 -p "$pg_port" -U mlflow mlflow \
-    || die "createdb failed: see $dir/postgres.log"
+    || die "createdb failed: see $pg/postgres.log"
   local backend="postgresql://mlflow:$password@127.0.0.1:$pg_port/mlflow"
   printf '%s\n' "$backend" >"$dir/backend-uri"
   chmod 600 "$dir/backend-uri"
-  # its own session, so that stop ends the server with its workers
-  setsid mlflow server --host 127.0.0.1 --port "$mlflow_port" --backend-store-uri "$backend" \
+  # its own session, so that stop ends the server with its workers; no GenAI job runners (8 processes)
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid mlflow server --host 127.0.0.1 --port "$mlflow_port" --backend-store-uri "$backend" \
     --artifacts-destination "$dir/artifacts" --workers 1 >"$dir/mlflow.log" 2>&1 &
   echo $! >"$dir/mlflow.pid"
   local url="http://127.0.0.1:$mlflow_port"
@@ -75,7 +82,6 @@ start() {
     kill -0 "$(cat "$dir/mlflow.pid")" 2>/dev/null || break
     sleep 0.5
   done
-  stop "$dir" >/dev/null 2>&1 || true
   die "mlflow server did not answer on $url: see $dir/mlflow.log"
 }
 

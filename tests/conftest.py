@@ -266,6 +266,7 @@ def start_mlflow_server(folder: Path, port: int):
                                "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
                                "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),  # no job runners
                               start_new_session=True)  # its own process group: a kill reaches its workers too
     for _ in range(120):
         try:

@@ -73,7 +73,7 @@ def test_the_servers_listen_on_127_0_0_1_and_keep_runs_in_postgresql(server):
 
 
 def test_a_pair_trained_against_the_server_reads_back_over_rest_and_from_postgresql(server, tmp_path):
-    import psycopg2
+    import psycopg
 
     done = run_stage("pipeline.py", *sweep_data(tmp_path), "model=tiny", cwd=tmp_path, uri=server["uri"])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -88,7 +88,7 @@ def test_a_pair_trained_against_the_server_reads_back_over_rest_and_from_postgre
     listed = {entry["path"] for entry in listing.get("files", [])}
     assert "train/learning_curves.png" in listed, "artifacts went to the server's artifact root"
     assert any((server["folder"] / "artifacts").rglob("learning_curves.png"))
-    with psycopg2.connect(server["backend"]) as connection, connection.cursor() as cursor:
+    with psycopg.connect(server["backend"]) as connection, connection.cursor() as cursor:
         cursor.execute("select status from runs where run_uuid = %s", (pair[0]["info"]["run_id"],))
         assert cursor.fetchone() == ("FINISHED",), "the run lives in PostgreSQL"
 
