@@ -42,9 +42,12 @@ ARGS=(task=sarcasm model=tiny "data.files.train=$OUT/headlines.jsonl" data.split
 for side in single ddp; do
   work="$OUT/$side"
   rm -rf "$work" && mkdir -p "$work"
-  launcher=(python)
-  [[ $side == ddp ]] && launcher=(python -m torch.distributed.run --standalone "--nproc_per_node=$GPUS")
-  (cd "$work" && "${launcher[@]}" "$REPO/stages/train.py" "${ARGS[@]}" "train.ddp_backend=${BACKEND:-nccl}" \
+  launcher=(python) extra=()
+  if [[ $side == ddp ]]; then
+    launcher=(python -m torch.distributed.run --standalone "--nproc_per_node=$GPUS")
+    extra=("+train.ddp_backend=${BACKEND:-nccl}")
+  fi
+  (cd "$work" && "${launcher[@]}" "$REPO/stages/train.py" "${ARGS[@]}" "${extra[@]}" \
      >"$work/train.log" 2>&1) || { tail -30 "$work/train.log"; echo FAIL; exit 1; }
 done
 python - "$OUT" "$GPUS" <<'EOF'
