@@ -1,5 +1,6 @@
-"""A train stage under `torchrun` with 2 CPU processes (gloo): the Trainer's DDP trains, the main
-process alone writes outputs and the one MLflow run, and the logged loss is the batch mean."""
+"""A train stage under `torchrun` with 2 CPU processes (gloo): the Trainer's DDP trains (with
+micro-batches accumulated on each process), the main process alone writes outputs and the one
+MLflow run, and the logged loss is the batch mean."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def args(work: Path) -> list[str]:
     return ["task=sarcasm", "model=tiny", f"data.files.train={work / 'headlines.jsonl'}", "data.split.first_n=400",
             "data.max_length=32", "train.num_train_epochs=2", "train.per_device_train_batch_size=8",
             "train.learning_rate=3e-3", "train.disable_tqdm=true", "train.logging_steps=5",
-            "train.class_weights=balanced", f"paths.inputs={work}"]
+            "train.class_weights=balanced", "train.max_batch_tokens=128", f"paths.inputs={work}"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,7 @@ def test_the_main_process_alone_writes_outputs_and_the_mlflow_run(trained):
     work = trained["work"]
     summary = read_json(work / "models" / PAIR / "train_summary.json")
     assert summary["processes"] == 2 and summary["train_examples"] == 400
+    # micro-batches of 4 rows (128 tokens / length 32), 2 accumulated per step on each process
     assert summary["global_step"] == 2 * math.ceil(400 / (2 * 8)), "2 epochs of global batches of 2 x 8"
     created = {path.name for path in work.iterdir()} - trained["before"]
     assert created <= {"models", "plots", ".checkpoints", "mlflow.db", "mlflow.db.lock", "mlruns"}, \
