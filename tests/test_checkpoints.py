@@ -140,3 +140,34 @@ def test_checkpoints_of_another_config_are_never_resumed(tokenized, tmp_path):
     assert second.returncode == 0, err[-3000:]
     assert "resuming" not in out + err
     assert len(runs(uri)) == 2
+
+
+def test_a_repro_killed_mid_training_leaves_no_output_and_the_next_one_completes(tmp_path):
+    """SIGKILL to `dvc repro` and its stage while train writes checkpoints: no half output is ever
+    served, and the next `dvc repro` resumes training and completes."""
+    import yaml
+
+    from tests.test_dvc import make_project, ran_stages, sh
+
+    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(900))
+    project = make_project(tmp_path / "repo", data, weight_decay=0.0)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["split"] = {"first_n": 800}
+    params["train"].update(num_train_epochs=3, per_device_train_batch_size=8)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "commit", "-qam", "a longer training", cwd=project)
+    repro = subprocess.Popen(["dvc", "repro"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
+    checkpoints = project / ".checkpoints" / "sarcasm-tiny"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+        assert repro.poll() is None and time.time() < deadline, repro.communicate()[0][-3000:]
+        time.sleep(0.05)
+    os.killpg(repro.pid, signal.SIGKILL)  # dvc and the stage it runs
+    repro.wait(timeout=60)
+    assert not (project / "models" / "sarcasm-tiny").exists()
+    again = sh("dvc", "repro", cwd=project)
+    assert "resuming sarcasm-tiny from" in again.stdout + again.stderr
+    assert ran_stages(again.stdout)[-3:] == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+    assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project).stdout
+    assert not checkpoints.exists()
