@@ -70,6 +70,20 @@ DRUGS = ["aspirin", "ibuprofen", "metformin", "warfarin"]
 DOSES = [("100", "mg"), ("20", "ml"), ("5", "mg"), ("1", "g")]
 
 
+def tokenized_headlines(work: Path, rows: int, overrides: list[str]) -> Path:
+    """`work` holding `rows` learnable headlines (headlines.jsonl), downloaded and tokenized as the
+    stages would for `overrides` (their `paths.*` are for stage processes run there later)."""
+    from finetune.config import compose
+    from finetune.pipeline.download import download
+    from finetune.pipeline.tokenize import tokenize
+
+    write_jsonl(work / "headlines.jsonl", headline_rows(rows))
+    cfg = compose(REPO, [o for o in overrides if not o.startswith("paths.")], workdir=work)
+    download(cfg)
+    tokenize(cfg)
+    return work
+
+
 def user_corpus(path: Path, n: int, offset: int) -> list[list[tuple[str, str]]]:
     """Sentences like `take aspirin 100 mg daily` in 2 tab-separated columns, with own entity types."""
     sentences = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, headline_rows, write_jsonl
+from tests.conftest import REPO, headline_rows, tokenized_headlines, write_jsonl
 
 PAIR = "sarcasm-tiny"
 
@@ -26,16 +26,8 @@ def args(work: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from finetune.config import compose
-    from finetune.pipeline.download import download
-    from finetune.pipeline.tokenize import tokenize
-
     work = tmp_path_factory.mktemp("resume")
-    write_jsonl(work / "headlines.jsonl", headline_rows(900))
-    cfg = compose(REPO, [a for a in args(work) if not a.startswith("paths.")], workdir=work)
-    download(cfg)
-    tokenize(cfg)
-    return work
+    return tokenized_headlines(work, 900, args(work))
 
 
 def start(work: Path, uri: str, *extra: str) -> subprocess.Popen:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune import distributed
-from tests.conftest import REPO, headline_rows, run_stage, write_jsonl
+from tests.conftest import REPO, run_stage, tokenized_headlines
 
 PAIR = "sarcasm-tiny"
 
@@ -27,15 +27,8 @@ def args(work: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from finetune.config import compose
-    from finetune.pipeline.download import download
-    from finetune.pipeline.tokenize import tokenize
-
     work = tmp_path_factory.mktemp("ddp")
-    write_jsonl(work / "headlines.jsonl", headline_rows(560))
-    cfg = compose(REPO, args(work)[:-1], workdir=work)
-    download(cfg)
-    tokenize(cfg)
+    tokenized_headlines(work, 560, args(work))
     before = {path.name for path in work.iterdir()}
     uri = f"sqlite:///{work / 'mlflow.db'}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1")
