@@ -19,7 +19,7 @@ import shutil
 from typing import Any
 
 from common import PYTHON, REPO, WORK, Context, commands_block, median, read_json, table
-from pipeline import data_overrides, hydra_value, paths, prepare
+from pipeline import data_overrides, hydra_value, pair_name, paths, prepare
 
 from finetune.pipeline.common import SCRIPTS
 
@@ -65,7 +65,7 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def train(ctx: Context, side: str, data: list[str], seed: int, learning_rate: float, epochs: int) -> dict[str, Any]:
     """One train stage run; its train_summary.json plus the process's wall time."""
-    task, model = (o.split("=", 1)[1] for o in data[:2])
+    task, model = pair_name(data)
     workdir = WORK / NAME / f"{model}-{side}-{seed}"
     shutil.rmtree(workdir, ignore_errors=True)
     processes = 2 if side == "ddp" else 1

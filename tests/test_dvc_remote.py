@@ -27,11 +27,17 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
+def s3_client(url: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                        region_name=CREDENTIALS["AWS_DEFAULT_REGION"])
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
     """moto's S3 server on 127.0.0.1 with an empty bucket; stopped by its PID afterwards."""
-    import boto3
-
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -43,8 +49,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
             break
         except OSError:
             time.sleep(0.2)
-    boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in CREDENTIALS.items() if k != "AWS_DEFAULT_REGION"},
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    s3_client(url).create_bucket(Bucket=BUCKET)
     yield url
     server.terminate()
     server.wait(timeout=30)
@@ -67,17 +72,13 @@ def pushed(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> dict:
 
 
 def test_push_sends_every_stage_output_to_both_remotes(pushed, s3_endpoint):
-    import boto3
-
     assert pushed["built"] == ["download@sarcasm", "tokenize@sarcasm-tiny", "train@sarcasm-tiny",
                                "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
     for remote in ("s3", "shared"):
         assert "pushed" in pushed["pushes"][remote]
         assert f"Cache and remote '{remote}' are in sync" in dvc("status", "-c", "-r", remote,
                                                                  cwd=pushed["project"]).stdout
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                      region_name="us-east-1")
-    stored = s3.list_objects_v2(Bucket=BUCKET, Prefix="cache/")["KeyCount"]
+    stored = s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET, Prefix="cache/")["KeyCount"]
     local = sum(1 for path in (pushed["root"] / "shared-cache").rglob("*") if path.is_file())
     assert stored == local > 20, "the same objects in both remotes: data, features, model, exports, plots"
 

@@ -38,9 +38,10 @@ def server():
     if not postgres_installed():
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql; scripts/mlflow-postgres.sh start "
                     "installs it when run as root)")
-    folder = Path(tempfile.mkdtemp(prefix="mlflow-postgres-"))  # not below pytest's 0700 folders: the
+    # not below pytest's 0700 folders: the postgres user must reach it
+    folder = Path(tempfile.mkdtemp(prefix="mlflow-postgres-"))
     started = subprocess.run([str(SCRIPT), "start", str(folder)], capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stderr  # postgres user must reach it
+    assert started.returncode == 0, started.stderr
     uri = started.stdout.strip().removeprefix("export MLFLOW_TRACKING_URI=")
     pids = {name: int((folder / f"{name}.pid").read_text()) for name in ("mlflow", "postgres")}
     yield {"folder": folder, "uri": uri, "pids": pids, "backend": (folder / "backend-uri").read_text().strip()}
