@@ -4,7 +4,7 @@
 #   bench/qa_quality.sh N [k=v]   train on N train questions (one epoch, batch 16, lr 1e-4, no
 #                                 per-epoch validation), then evaluate; extra Hydra overrides follow
 # Outputs (metrics.json, predictions) land in bench/work/qa-quality/<name>/; the run is recorded in
-# bench/results/qa/<name>.json and bench/results/qa_learning_curve.png is redrawn (bench/qa_curve.py);
+# bench/results/qa/<name>.json and bench/results/qa_learning_curve.png is redrawn (bench/probes/qa_curve.py);
 # the table in bench/results/qa_quality.md is written by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ out="$out paths.plots=$work/plots"
 if [ "$name" = default ]; then
   python stages/tokenize_data.py task=qa data.max_eval_samples=all $out
   python stages/evaluate_model.py task=qa data.max_eval_samples=all tracking=none $out
-  python bench/qa_curve.py record "$work" "$name" --model-dir models/qa-minilm
+  python bench/probes/qa_curve.py record "$work" "$name" --model-dir models/qa-minilm
 else
   out="$out paths.raw=$work/raw paths.model=$work/model paths.checkpoints=$work/checkpoints"
   sizes="data.max_train_samples=$name data.max_eval_samples=all"
@@ -26,7 +26,7 @@ else
   python stages/tokenize_data.py task=qa $sizes $out "$@"
   /usr/bin/time -f "train wall %e s" python stages/train.py task=qa $sizes $train tracking=none $out "$@"
   python stages/evaluate_model.py task=qa $sizes $train tracking=none $out "$@"
-  python bench/qa_curve.py record "$work" "$name"
+  python bench/probes/qa_curve.py record "$work" "$name"
 fi
-python bench/qa_curve.py plot
+python bench/probes/qa_curve.py plot
 cat "$work/metrics.json"

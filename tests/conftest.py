@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Measured fast-path choices are cached per test process, never in the user's ~/.cache.
+os.environ.setdefault("FINETUNE_CACHE", tempfile.mkdtemp(prefix="finetune-cache-"))
 os.environ.setdefault("GIT_AUTHOR_NAME", "finetune-tests")
 os.environ.setdefault("GIT_AUTHOR_EMAIL", "tests@example.invalid")
 os.environ.setdefault("GIT_COMMITTER_NAME", "finetune-tests")

@@ -43,7 +43,9 @@ def evaluated(cfg) -> list:
 def test_predictor_gives_what_evaluate_scored(tiny_exports, task):
     cfg = tiny_exports[task]
     records, _ = eval_records(cfg)
-    predictions = Predictor(cfg.paths.export).predict(records)  # precision auto, as train.bf16: auto
+    # The precision the evaluate stage's `auto` chose for its batches (the predictor's are smaller).
+    precision = "bf16" if json.loads(Path(cfg.paths.metrics).read_text())["bf16"] else "fp32"
+    predictions = Predictor(cfg.paths.export, precision=precision).predict(records)
     scored = evaluated(cfg)
     assert len(predictions) == len(scored) == len(records)
     if task == "qa":

@@ -15,7 +15,7 @@ from finetune.pipeline.evaluate import evaluate
 from finetune.pipeline.export import export
 from finetune.pipeline.tokenize import tokenize
 from finetune.pipeline.train import train
-from tests.conftest import headline_rows, write_jsonl
+from tests.conftest import REPO, headline_rows, write_jsonl
 
 
 def user_cfg(repo: Path, work: Path, *extra: str):
@@ -29,8 +29,6 @@ def user_cfg(repo: Path, work: Path, *extra: str):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One full run shared by the tests below (the slow part: ~20 s)."""
-    from tests.conftest import REPO
-
     work = tmp_path_factory.mktemp("work")
     import os
 
@@ -65,6 +63,21 @@ def test_stage_outputs(trained):
             "model.int8.onnx"} <= exported
     assert not [name for name in exported if name.endswith((".bin", ".pt", ".pkl"))], "safetensors only"
     assert not (Path(cfg.paths.export) / "run.json").exists()
+
+
+def test_auto_switches_are_measured_once_and_do_not_change_the_training(trained, tmp_path):
+    """The train summary says what `auto` chose and why; a second run with the same shape reads the
+    cached choice and trains to the same loss (the measurement leaves the RNG where it was)."""
+    cfg, results = trained
+    summary = read_json(Path(cfg.paths.model) / "train_summary.json")
+    assert summary["bf16_choice"] and summary["compile_choice"] and summary["bf16_fp32_tokens_per_s"] > 0
+    assert summary["compile"] is False, "compiling costs more than a run of seconds saves"
+    again = user_cfg(REPO, tmp_path)
+    download(again)
+    tokenize(again)
+    second = train(again)
+    assert second["bf16_choice"].endswith("(cached)") and second["compile_choice"].endswith("(cached)")
+    assert second["train_loss"] == results["train"]["train_loss"] and second["bf16"] == results["train"]["bf16"]
 
 
 def test_best_checkpoint_is_kept_not_the_last(trained):
@@ -108,6 +121,9 @@ def test_mlflow_run_has_params_metrics_tags_artifacts(trained):
     assert version.tags["promotion"] == "promoted" and version.tags["eval_split"] == "validation"
     nested = {a.path for a in client.list_artifacts(run_id, "eval")}
     assert "eval/confusion_matrix.png" in nested
+    for switch in ("bf16", "compile", "eval_bf16"):  # `auto` by default: measured, and why is logged
+        assert tags[switch] in ("true", "false") and tags[f"{switch}_choice"]
+    assert run.data.metrics["bf16_fp32_tokens_per_s"] > 0 and run.data.metrics["eval_bf16_fp32_tokens_per_s"] > 0
     assert mlflow.active_run() is None
 
 

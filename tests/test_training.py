@@ -7,7 +7,6 @@ from omegaconf import OmegaConf
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
-from finetune.precision import bf16_supported
 from finetune.training import (
     LengthGroupedBuckets,
     length_grouped_order,
@@ -28,7 +27,12 @@ def test_train_keys_pass_through_and_own_keys_are_removed(tmp_path):
                               tmp_path, "accuracy")
     assert args.learning_rate == 3e-5 and args.gradient_accumulation_steps == 2
     assert args.metric_for_best_model == "accuracy" and args.greater_is_better
-    assert args.bf16 == bf16_supported()
+    assert not args.bf16 and not args.torch_compile, "an `auto` switch without a measured choice stays off"
+    measured = training_arguments(train_cfg(), tmp_path, "accuracy", measured={"bf16": True, "compile": True})
+    assert measured.bf16 and measured.torch_compile
+    forced = training_arguments(train_cfg("train.bf16=false", "train.compile=true"), tmp_path, "accuracy",
+                                measured={"bf16": True, "compile": False})
+    assert not forced.bf16 and forced.torch_compile, "true / false are not measured"
     assert not hasattr(args, "early_stopping_patience")
 
 

@@ -24,7 +24,7 @@ from transformers import (
     TrainingArguments,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))
 from measure import Meter, set_threads  # noqa: E402
 
 

@@ -3,7 +3,7 @@ predict command and the served MLflow model.
 
 `Predictor` needs an export folder alone (weights, tokenizer, `finetune.json`): the family and its
 settings come from that file, so predictions never depend on conf/, DVC state or the repository.
-Backends: PyTorch (fp32, or bf16 autocast where `bf16_supported()`), ONNX Runtime on `model.onnx`
+Backends: PyTorch (fp32, or bf16 autocast where it is measured faster), ONNX Runtime on `model.onnx`
 or on the int8-quantised `model.int8.onnx`.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from finetune.errors import FinetuneError
-from finetune.precision import resolve_bf16
+from finetune.precision import check_precision
 from finetune.tasks import load_family
 from finetune.tasks.base import Prediction, TaskFamily
 
@@ -29,19 +29,32 @@ PAD_LOGIT = -100.0  # value of the positions a shorter feature's token outputs a
 
 
 class TorchBackend:
-    """A transformers model in eval mode, on the GPU when there is one; bf16 autocast when asked."""
+    """A transformers model in eval mode, on the GPU when there is one, in fp32 or bf16 autocast.
 
-    def __init__(self, model: Any, names: tuple[str, ...], bf16: bool = False):
+    `precision="auto"`: bf16 where it is measurably faster on the first batch's shape and its
+    outputs stay within `tolerance` of fp32's (finetune.calibration; cached per machine, model and
+    shape); `bf16` / `fp32` force it. `choice` says what the measurement found.
+    """
+
+    def __init__(self, model: Any, names: tuple[str, ...], precision: str = "fp32", tolerance: float = 0.05):
         import torch
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model, self.names, self.bf16 = model.eval().to(self.device), names, bf16
+        self.model, self.names = model.eval().to(self.device), names
+        self.precision, self.tolerance = check_precision(precision), tolerance
+        self.bf16 = self.precision == "bf16"
+        self.choice: Any = None
         self.inputs = model_inputs(model)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         import torch
 
         tensors = {name: torch.from_numpy(batch[name]).to(self.device) for name in self.inputs}
+        if self.precision == "auto" and self.choice is None:
+            from finetune.calibration import inference_bf16
+
+            self.choice = inference_bf16(self.model, tensors, self.tolerance)
+            self.bf16 = self.choice.use
         with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.bf16):
             output = self.model(**tensors)
         return [output[name].float().cpu().numpy() for name in self.names]
@@ -163,7 +176,7 @@ class Predictor:
 
             auto = getattr(transformers, self.family.auto_model)
             model = _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
-            self.backend = TorchBackend(model, self.family.outputs, bf16=resolve_bf16(precision))
+            self.backend = TorchBackend(model, self.family.outputs, precision, self.family.bf16_tolerance)
         else:
             path = self.folder / ONNX_FILES[backend]
             if not path.exists():

@@ -1,5 +1,9 @@
-"""Which numeric precision a model runs in: the one rule that training, evaluation and
-prediction share (`bf16: auto` in conf/train, `--precision auto` in finetune-predict)."""
+"""Which numeric precision a model runs in: the rule that training, evaluation and prediction
+share (`bf16: auto` in conf/train, `--precision auto` in finetune-predict), and what makes bf16
+training pay on a CPU.
+
+`auto` is decided by measurement (finetune.calibration); `bf16` / `fp32` force it.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,46 @@ from typing import Any
 
 from finetune.errors import FinetuneError
 
-
-def bf16_supported() -> bool:
-    """bf16 autocast pays off: a CUDA GPU with bf16, or a CPU with AMX tiles.
-
-    AVX-512 BF16 alone is not enough: on this project's 2-core VM (AVX-512 BF16, no AMX) a
-    MiniLM training step ran ~1.5x slower under bf16 autocast than in fp32 (bench/).
-    """
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    amx = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
-    return bool(amx and amx())
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def resolve_bf16(precision: str) -> bool:
-    """`auto`: bf16 autocast where it pays (`bf16_supported()`); `bf16` / `fp32` force it."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise FinetuneError(f"precision '{precision}': use auto, bf16 or fp32")
-    return bf16_supported() if precision == "auto" else precision == "bf16"
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise FinetuneError(f"precision '{precision}': use {', '.join(PRECISIONS)}")
+    return precision
 
 
 def precision_setting(bf16: Any) -> str:
     """`train.bf16` (auto / true / false) as a precision (auto / bf16 / fp32)."""
     return "auto" if bf16 == "auto" else ("bf16" if bf16 else "fp32")
+
+
+def keep_cpu_attention_fp32() -> None:
+    """Run the fused attention kernel in fp32 when training under CPU bf16 autocast.
+
+    PyTorch's CPU flash-attention backward is far slower in bf16 than in fp32 and ate most of
+    what the bf16 matrix products save (bench/results/bf16_profile.md). Queries, keys and values
+    are cast up, the kernel runs outside autocast and its output is cast back. Inference (no
+    gradients) and GPUs keep the bf16 kernel. Installed once per process, in transformers'
+    attention registry under the same name, so saved model configs do not change.
+    """
+    import torch
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+    original = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    if getattr(original, "keeps_cpu_training_fp32", False):
+        return
+
+    def sdpa(module: Any, query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if query.device.type != "cpu" or not torch.is_grad_enabled() or not torch.is_autocast_enabled("cpu"):
+            return original(module, query, key, value, *args, **kwargs)
+        with torch.autocast("cpu", enabled=False):
+            mask = args[0] if args else kwargs.get("attention_mask")
+            if mask is not None and mask.is_floating_point():
+                mask = mask.float()
+                args, kwargs = ((mask, *args[1:]), kwargs) if args else (args, kwargs | {"attention_mask": mask})
+            output, weights = original(module, query.float(), key.float(), value.float(), *args, **kwargs)
+        return output.to(query.dtype), weights
+
+    sdpa.keeps_cpu_training_fp32 = True  # type: ignore[attr-defined]
+    AttentionInterface.register("sdpa", sdpa)

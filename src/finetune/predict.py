@@ -92,7 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--context", help="question answering: the context the answer is taken from")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="torch backend: auto = bf16 autocast where it is faster, as in training")
+                        help="torch backend: auto = bf16 autocast where timing the first batch both ways finds it "
+                             "faster and its outputs within the family's tolerance (cached per machine, model, shape)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     args = parser.parse_args(argv)

@@ -113,6 +113,7 @@ RULES: dict[str, Check] = {
     "train.logging_steps": number(0, low_open=True),
     "train.save_total_limit": integer(1, also=(None,)),
     "train.bf16": boolean(also=("auto",)),
+    "train.compile": boolean(also=("auto",)),
     "train.max_batch_tokens": integer(1, also=(None,)),
     "train.early_stopping_patience": integer(1, also=(None,)),
     "train.torch_threads": integer(1, also=(None,)),

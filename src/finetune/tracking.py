@@ -338,6 +338,13 @@ def set_tags(tags: dict[str, str]) -> None:
     _write("set_tags", tags)
 
 
+def log_choice(name: str, choice: Any) -> None:
+    """A measured fast-path choice (finetune.calibration.Choice): its rates as metrics, the
+    decision and its reason as tags `<name>` and `<name>_choice`."""
+    log_metrics({k: v for k, v in choice.summary(name).items() if not isinstance(v, bool)})
+    set_tags({name: str(choice.use).lower(), f"{name}_choice": choice.reason})
+
+
 def _metric_key(key: str) -> str:
     # MLflow keys allow alphanumerics, _ - . / and spaces; entity or class names may hold others.
     return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,12 @@ from omegaconf import DictConfig
 
 from finetune.config import to_container
 from finetune.errors import FinetuneError
-from finetune.precision import bf16_supported
 from finetune.schema import is_number
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
-            "attention_dropout", "length_bucket_batches")
+            "attention_dropout", "length_bucket_batches", "compile")
+CALIBRATION_BATCHES = 4  # micro-batches timed each way by `auto` (the run's first ones: the longest, then a mix)
 
 
 def _cuda_available() -> bool:
@@ -104,8 +105,12 @@ def eval_batch_size(train_cfg: DictConfig, max_length: int | None) -> int:
 
 
 def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: str,
-                       has_eval: bool = True, max_length: int | None = None, greater_is_better: bool = True) -> Any:
-    """TrainingArguments from the train config (own keys removed, `bf16: auto` resolved).
+                       has_eval: bool = True, max_length: int | None = None, greater_is_better: bool = True,
+                       measured: dict[str, bool] | None = None) -> Any:
+    """TrainingArguments from the train config (own keys removed, `auto` switches resolved).
+
+    `measured`: the choices `measured_fast_path` made for the switches set to `auto` (`bf16`,
+    `compile`); an `auto` switch without one stays off.
 
     With `max_batch_tokens`, a batch of `per_device_train_batch_size` rows is fed to the model in
     micro-batches whose gradients are accumulated: the optimizer sees the same batches and takes
@@ -133,8 +138,12 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
     # processes (it expects sums over tokens divided by a count gathered from every process):
     # gradients and the logged loss would double on 2 processes.
     values.setdefault("average_tokens_across_devices", False)
+    measured = measured or {}
     if values.get("bf16") == "auto":
-        values["bf16"] = bf16_supported()
+        values["bf16"] = measured.get("bf16", False)
+    compile_setting = train_cfg.get("compile", False)
+    if compile_setting is not None:
+        values["torch_compile"] = measured.get("compile", False) if compile_setting == "auto" else bool(compile_setting)
     if values.get("bf16") and not _cuda_available():
         values.setdefault("use_cpu", True)  # the Trainer only autocasts bf16 on a CPU when told so
     if not has_eval:
@@ -146,6 +155,64 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
         return TrainingArguments(output_dir=str(output_dir), **values)
     except (ValueError, TypeError) as error:
         raise FinetuneError(f"invalid train config: {str(error).splitlines()[0]}") from None
+
+
+def run_steps(train_cfg: DictConfig, examples: int, micro_batch: int) -> int:
+    """Forward-backward passes (micro-batches) of a whole training run."""
+    if (train_cfg.get("max_steps") or -1) > 0:
+        batch = int(train_cfg.get("per_device_train_batch_size", 8))
+        return int(train_cfg.max_steps) * max(1, batch // micro_batch)
+    return math.ceil(examples / micro_batch) * math.ceil(float(train_cfg.get("num_train_epochs", 1)))
+
+
+def calibration_batches(features: Any, collator: Any, model: Any, args: Any, bucket_batches: int | None,
+                        count: int = CALIBRATION_BATCHES) -> list[dict[str, Any]]:
+    """The run's first `count` micro-batches, in the order its sampler deals them, collated as the
+    Trainer collates them (the model's input columns only)."""
+    import inspect
+
+    import torch
+
+    accepted = set(inspect.signature(model.forward).parameters)
+    rows = features.select_columns([c for c in features.column_names if c in accepted])
+    micro, seed = args.per_device_train_batch_size, int(args.data_seed if args.data_seed is not None else args.seed)
+    generator = torch.Generator().manual_seed(seed)
+    if args.train_sampling_strategy == "group_by_length":
+        order = length_grouped_order(features["length"], micro * args.gradient_accumulation_steps, bucket_batches,
+                                     generator)
+    else:
+        order = torch.randperm(len(features), generator=generator).tolist()
+    device = "cuda" if _cuda_available() else "cpu"  # where the Trainer will put the model
+    batches = []
+    for start in range(0, min(len(order), count * micro), micro):
+        batch = collator([rows[i] for i in order[start:start + micro]])
+        batches.append({k: v.to(device) for k, v in batch.items()})
+    return batches
+
+
+def measured_fast_path(train_cfg: DictConfig, args: Any, model: Any, features: Any, collator: Any,
+                       tolerance: float) -> dict[str, Any]:
+    """The `auto` switches of the train config (bf16, compile) decided by timing this model on the
+    run's own first micro-batches (finetune.calibration): {switch: Choice}. In a distributed run
+    the main process measures and the others take its choices."""
+    from finetune import calibration, distributed
+
+    wanted = [switch for switch in ("bf16", "compile") if train_cfg.get(switch) == "auto"]
+    if not wanted:
+        return {}
+    choices: dict[str, Any] | None = None
+    if distributed.is_main():
+        micro = args.per_device_train_batch_size
+        batches = calibration_batches(features, collator, model, args, train_cfg.get("length_bucket_batches"))
+        choices = {}
+        if "bf16" in wanted:
+            choices["bf16"] = calibration.training_bf16(model, batches, tolerance)
+        bf16 = choices["bf16"].use if "bf16" in choices else bool(train_cfg.get("bf16"))
+        if "compile" in wanted:
+            steps = run_steps(train_cfg, len(features), micro)
+            rate = choices["bf16"].rates.get("bf16" if bf16 else "fp32") if "bf16" in choices else None
+            choices["compile"] = calibration.training_compile(model, batches, steps, bf16, rate)
+    return distributed.shared(choices)
 
 
 def make_trainer(*, args: Any, model: Any, tokenizer: Any, collator: Any, train_dataset: Any,

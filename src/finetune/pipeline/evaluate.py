@@ -31,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from finetune.inference import TorchBackend, run_model
     from finetune.metrics import scalar_metrics
     from finetune.models import load_tokenizer
-    from finetune.precision import precision_setting, resolve_bf16
+    from finetune.precision import precision_setting
     from finetune.training import eval_batch_size
 
     examples, features, labels, _ = load_tokenized(cfg)
@@ -47,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(int(cfg.train.torch_threads))
-    backend = TorchBackend(model, family.outputs, bf16=resolve_bf16(precision_setting(cfg.train.bf16)))
+    backend = TorchBackend(model, family.outputs, precision_setting(cfg.train.bf16), family.bf16_tolerance)
 
     def outputs_on(name: str) -> Any:
         return run_model(backend, features[name], pad_id=tokenizer.pad_token_id or 0,
@@ -78,6 +78,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
             tracking.set_tags({"eval_split": split})
+            if backend.choice:
+                tracking.log_choice("eval_bf16", backend.choice)
             tracking.log_metrics(scalar_metrics(metrics, prefix=f"{split}_"))
             tracking.log_artifacts([Path(cfg.paths.metrics)], "metrics")
             tracking.log_artifacts([Path(cfg.paths.predictions) / p.name for p in written], "predictions")

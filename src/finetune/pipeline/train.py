@@ -47,18 +47,27 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
 
     from finetune.metrics import scalar_metrics
     from finetune.models import load_model, load_tokenizer
-    from finetune.training import history_callback, make_trainer, pad_multiple, training_arguments
+    from finetune.precision import keep_cpu_attention_fp32
+    from finetune.training import history_callback, make_trainer, measured_fast_path, pad_multiple, training_arguments
 
     family = get_family(cfg)
     if cfg.train.torch_threads:
         torch.set_num_threads(int(cfg.train.torch_threads))
+    keep_cpu_attention_fp32()
     transformers.set_seed(int(cfg.train.seed))
     has_eval = "validation" in features
-    args = training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
-                              max_length=cfg.data.max_length, greater_is_better=family.greater_is_better)
+
+    def arguments(measured: dict[str, bool] | None = None) -> Any:
+        return training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
+                                  max_length=cfg.data.max_length, greater_is_better=family.greater_is_better,
+                                  measured=measured)
+
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, family.auto_model, int(cfg.train.seed),
                        attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs(labels))
+    collator = family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of))
+    choices = measured_fast_path(cfg.train, arguments(), model, features["train"], collator, family.bf16_tolerance)
+    args = arguments({switch: choice.use for switch, choice in choices.items()})
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
         val_examples, val_features = examples["validation"], features["validation"]
@@ -70,7 +79,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
     if cfg.train.early_stopping_patience and has_eval:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(cfg.train.early_stopping_patience)))
     trainer = make_trainer(args=args, model=model, tokenizer=tokenizer,
-                           collator=family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of)),
+                           collator=collator,
                            train_dataset=features["train"], eval_dataset=features.get("validation"),
                            compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
                            length_bucket_batches=cfg.train.get("length_bucket_batches"),
@@ -83,6 +92,8 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
         work.remember(run.info.run_id if run else None)
         if run is not None:
             tracking.log_params(cfg)
+            for switch, choice in choices.items():
+                tracking.log_choice(switch, choice)
         result = trainer.train(resume_from_checkpoint=str(work.resume_from) if work.resume_from else None)
         summary = {"primary_metric": family.primary_metric, "best_metric": trainer.state.best_metric,
                    "best_step": _best_step(trainer.state), "global_step": result.global_step,
@@ -90,7 +101,9 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
                    "train_samples_per_second": result.metrics.get("train_samples_per_second"),
                    "train_examples": len(features["train"]),
                    "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16),
-                   "processes": distributed.world_size()}
+                   "compile": bool(args.torch_compile), "processes": distributed.world_size()}
+        for switch, choice in choices.items():
+            summary |= choice.summary(switch) | {f"{switch}_choice": choice.reason}
         if distributed.is_main():  # a distributed run's other processes only trained
             _write_outputs(cfg, trainer, history, summary, family.primary_metric, logged=run is not None)
     log.info("trained %s: %s", cfg.paths.pair, summary)

@@ -59,6 +59,10 @@ class TaskFamily(ABC):
     token_outputs: ClassVar[bool] = False
     #: formats `read()` accepts besides the table formats
     formats: ClassVar[tuple[str, ...]] = ()
+    #: bf16's quality check (`bf16: auto`): largest relative distance of bf16's gradients (training)
+    #: or outputs (inference) to fp32's on the same weights and batch; bench/comparisons/precision.py measures
+    #: what a family's end-to-end scores do under bf16
+    bf16_tolerance: ClassVar[float] = 0.05
     Settings: ClassVar[type[Settings]] = Settings
 
     def __init__(self, settings: Settings, cfg: DictConfig | None = None):

@@ -20,7 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
+BENCH = Path(__file__).resolve().parents[1]
+PROBES = BENCH / "probes"  # scripts run as subprocesses
+HELPERS = BENCH / "helpers"  # this folder: on the measured processes' path too (probes import `measure`)
 REPO = BENCH.parent
 WORK = BENCH / "work"  # scratch outputs (git-ignored), wiped per comparison
 PYTHON = sys.executable
@@ -40,6 +42,11 @@ def has_bf16_units(matmul: dict[str, Any]) -> bool:
     """Whether comparison 2's matmul result shows bf16 hardware: without it (no AVX-512 BF16 or AMX)
     a bf16 matmul runs more than 10x slower than fp32, through a scalar fallback."""
     return matmul["bf16"]["median_gflops"] * 10 >= matmul["fp32"]["median_gflops"]
+
+
+def verdict(passed: bool) -> str:
+    """A check's result cell."""
+    return "pass" if passed else "**FAIL**"
 
 
 def data_dir() -> Path:
@@ -69,7 +76,8 @@ class Context:
         env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, BENCH_THREADS=threads,
                    FINETUNE_DATA_DIR=str(data_dir()),
-                   PYTHONPATH=os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+                   PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(HELPERS),
+                                               env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
         env["PATH"] = os.pathsep.join([str(Path(PYTHON).parent), env.get("PATH", "")])
         env.update(extra)
         return env

@@ -22,7 +22,7 @@ import subprocess
 import time
 from typing import Any
 
-from common import PYTHON, REPO, WORK, Context, commands_block, display, fmt, table
+from common import PYTHON, REPO, WORK, Context, commands_block, display, fmt, table, verdict
 
 NAME = "sweeps"
 TITLE = "10. Sweeps and search: parallel jobs, an Optuna study, an interrupted study resumed"
@@ -164,6 +164,21 @@ def study_outcome(storage: str, name: str) -> dict[str, Any]:
     return {"complete": states.count("COMPLETE"), "failed": states.count("FAIL"), "best_value": study.best_value,
             "best_params": study.best_params,
             "history": [t.value for t in sorted(study.trials, key=lambda t: t.number) if t.value is not None]}
+
+
+def checks(sweeps: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    grid = sweeps["grid"]
+    rows.append(["4-job sweep: 4 FINISHED child runs under one parent, no lost metric (both launchers)",
+                 f"parallel {grid['parallel']['wall_s']:.0f} s vs sequential {grid['sequential']['wall_s']:.0f} s",
+                 verdict(all(g["children_finished"] == 4 and g["parents"] == 1 and g["complete_metrics"]
+                         for g in grid.values()))])
+    trials = sweeps["trials"]
+    rows.append([f"Optuna study: {trials} trials straight, and interrupted then resumed to {trials}",
+                 f"{sweeps['study']['complete']} and {sweeps['resumed']['complete']} complete",
+                 verdict(sweeps["passed"])])
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:

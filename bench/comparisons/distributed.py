@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from common import PYTHON, REPO, WORK, Context, commands_block, median, read_json, table
+from common import PYTHON, REPO, WORK, Context, commands_block, median, read_json, table, verdict
 from pipeline import data_overrides, hydra_value, pair_name, paths, prepare
 
 from finetune.pipeline.common import SCRIPTS
@@ -83,6 +83,17 @@ def train(ctx: Context, side: str, data: list[str], seed: int, learning_rate: fl
     summary = read_json(workdir / "models" / f"{task}-{model}" / "train_summary.json")
     return {"seed": seed, "process_wall_s": wall, **{key: summary[key] for key in (
         "best_metric", "train_loss", "train_runtime", "train_samples_per_second", "global_step", "processes", "bf16")}}
+
+
+def checks(dist: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    worst = max(dist["models"].items(), key=lambda item: abs(item[1]["mean_accuracy"]["ddp"]
+                                                             - item[1]["mean_accuracy"]["single"]))
+    rows.append(["2 DDP processes: mean accuracy within the seed spread of one process (tiny, minilm)",
+                 f"largest Δ {worst[1]['mean_accuracy']['ddp'] - worst[1]['mean_accuracy']['single']:+.4f} "
+                 f"({worst[0]}, spread {worst[1]['seed_spread']:.4f})", verdict(dist["passed"])])
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:

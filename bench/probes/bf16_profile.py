@@ -17,14 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from measure import set_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))  # also when run by hand
+from measure import set_threads  # noqa: E402
 
 LENGTHS = (12, 21, 33, 46, 58, 70)
 
@@ -36,7 +38,7 @@ def model_and_optimizer(seed: int = 0) -> tuple[Any, Any]:
     from finetune.models import resolve_source
 
     torch.manual_seed(seed)
-    source = resolve_source(compose(Path(__file__).resolve().parents[1], ["model=minilm"]).model)
+    source = resolve_source(compose(Path(__file__).resolve().parents[2], ["model=minilm"]).model)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2, attention_probs_dropout_prob=0.0)
     model.train()
     return model, torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -109,10 +111,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--top", type=int, default=18)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bf16_profile.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "results" / "bf16_profile.json")
     args = parser.parse_args()
     set_threads()
-    result: dict[str, Any] = {"cpu": _cpu(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    from finetune.calibration import cpu_name
+
+    result: dict[str, Any] = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                               "steps": args.steps, "shapes": {}}
     for shape in ("fixed", "varying"):
         result["shapes"][shape] = {mode: measure(shape, mode, args.steps) for mode in MODES}
@@ -141,16 +145,6 @@ def render(result: dict[str, Any], top: int) -> str:
         lines += [f"| all ops | {totals[0]:.1f} | {totals[1]:.1f} | {totals[1] - totals[0]:+.1f} | {totals[2]:.1f} |",
                   ""]
     return "\n".join(lines)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

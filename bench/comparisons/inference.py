@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table
+from common import PROBES, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table, verdict
 
 NAME = "inference"
 TITLE = "8. Inference backends (exported MiniLM)"
 BACKENDS = ("torch-fp32", "torch-bf16", "onnx", "onnx-int8")
 TASKS = {"sentiment": "test", "ner": "test"}
-PROBE = BENCH / "inference_probe.py"
+PROBE = PROBES / "inference_rate.py"
 PLOT = "inference.png"
 TOLERANCE_PT = 0.5
 TARGET = 2.0
@@ -109,6 +109,14 @@ def _write_texts(path, n: int) -> None:  # noqa: ANN001
 
     examples = datasets.load_from_disk(str(REPO / "data" / "tokenized" / "sentiment-minilm" / "examples"))["test"]
     path.write_text(json.dumps(examples["text"][:n]))
+
+
+def checks(inf: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    rows.append(["inference: fastest backend within 0.5 pt of fp32 ≥ 2× fp32 eager (32 × 128 real tokens)",
+                 f"`{inf['fastest_within_tolerance']}` {inf['speedup']:.2f}×", verdict(inf["passed"])])
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:

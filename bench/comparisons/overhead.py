@@ -6,7 +6,7 @@
   median of NOOP_REPS (the machine's speed drifts by ±10% from minute to minute). Beside it, DVC's
   own floor on this machine: the same no-op in a throwaway repo whose stages (1, and as many as
   ours) each copy one small file.
-- Stage start-up: each stage script in that clone under bench/probe_startup.py, timed from the
+- Stage start-up: each stage script in that clone under bench/probes/startup.py, timed from the
   parent's spawn to (1) the stage function's entry (Hydra config composed) and (2) its first
   input read (after the imports its work needs); the probe exits there. Median of reps.
 - Our train stage vs the bare script (bench/baselines/bare_train.py) doing identical work
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table
+from common import BENCH, PROBES, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table, verdict
 
 from finetune.pipeline.common import SCRIPTS
 
@@ -33,7 +33,7 @@ NAME = "overhead"
 TITLE = "3. Pipeline overhead"
 NOOP_REPS = 9
 MODEL = "minilm"  # the default matrix's model
-PROBES = {kind: [script, *([] if kind == "download" else [f"model={MODEL}"])] for kind, script in SCRIPTS.items()}
+STAGE_ARGS = {kind: [script, *([] if kind == "download" else [f"model={MODEL}"])] for kind, script in SCRIPTS.items()}
 REFERENCES = {"python -c pass": "pass", "import torch": "import torch",
               "from transformers import Trainer": "from transformers import Trainer"}
 CLONE_PARAMS = """\
@@ -117,13 +117,13 @@ def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
     reps = 2 if ctx.quick else 3
     logs = WORK / NAME / "startup"
     stages = {}
-    for stage, (script, *args) in PROBES.items():
+    for stage, (script, *args) in STAGE_ARGS.items():
         runs = []
         for rep in range(reps):
             out = logs / f"{stage}-{rep}.json"
             out.parent.mkdir(parents=True, exist_ok=True)
             env = ctx.env(PYTHONPATH=str(clone / "src"), BENCH_PROBE_OUT=str(out), BENCH_T0=repr(time.time()))
-            wall = ctx.run([PYTHON, BENCH / "probe_startup.py", f"stages/{script}", f"task={task}", *args],
+            wall = ctx.run([PYTHON, PROBES / "startup.py", f"stages/{script}", f"task={task}", *args],
                            cwd=clone, env=env,
                            log=logs / f"{stage}-{rep}.log")
             runs.append(json.loads(out.read_text()) | {"wall": wall})
@@ -180,6 +180,19 @@ def stage_vs_bare(ctx: Context) -> dict[str, Any]:
     return {"samples": samples, "stage": side(ours), "bare": side(bare)}
 
 
+def checks(ov: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    floor = ov["dvc"].get("floor_median_s", {}).get(str(ov["dvc"]["stages"]))
+    floor_note = f" (DVC alone, {ov['dvc']['stages']} trivial stages: {floor:.2f} s)" if floor else ""
+    rows.append(["no-op `dvc repro` ≤ 1.5 s", f"{ov['dvc']['noop_median_s']:.2f} s{floor_note}",
+                 verdict(ov["dvc"]["noop_median_s"] <= 1.5)])
+    worst = max(ov["startup"]["stages"].values(), key=lambda s: s["first_input_s"])
+    rows.append(["each stage's start-up ≤ 3 s (spawn → first input read, after its imports)",
+                 f"max {worst['first_input_s']:.2f} s ({worst['script']})", verdict(worst["first_input_s"] <= 3)])
+    return rows
+
+
 def render(result: dict[str, Any]) -> str:
     dvc, startup, svb = result["dvc"], result["startup"], result["stage_vs_bare"]
     noop = table(["", "seconds"],
@@ -208,7 +221,7 @@ def render(result: dict[str, Any]) -> str:
         f"**No-op `dvc repro`** in a throwaway `git clone` of HEAD (params.yaml: tasks [{dvc['tasks']}], "
         f"`model: [{MODEL}]`, 64 examples, 1 epoch, tracking off), wall time of the `dvc repro` process:", "", noop,
         "", f"**Stage start-up** (task `{startup.get('task')}`, model `{MODEL}`, median of {startup['reps']}), "
-        "measured by bench/probe_startup.py from the parent's "
+        "measured by bench/probes/startup.py from the parent's "
         "spawn: *to stage function* = interpreter start, `finetune.config`, Hydra composition of conf/ + "
         "params.yaml + overrides, up to the first line of the stage function; *to first input read* = "
         "additionally whatever the stage function imports before it opens its first input (for train: torch "

@@ -56,6 +56,7 @@ class Meter:
         trainer.model.register_forward_pre_hook(self.count, with_kwargs=True)
         optim = trainer.args.optim
         self.extra.update(model_shape(trainer.model), bf16=bool(trainer.args.bf16),
+                          compile=bool(trainer.args.torch_compile),
                           optim=str(getattr(optim, "value", optim)), torch_threads=torch_threads(),
                           sampler=str(trainer.args.train_sampling_strategy))
         return self

@@ -1,19 +1,21 @@
 """Run one of our stage scripts (stages/*.py) unchanged, with the bench Meter in its Trainer.
 
-    python bench/hooked_stage.py stages/train.py task=sentiment model=minilm ...
+    python bench/probes/hooked_stage.py stages/train.py task=sentiment model=minilm ...
 
 The script runs as `__main__` through Hydra exactly as `python stages/train.py ...` would; the
 only difference is that `finetune.training.make_trainer` is wrapped so that the Trainer it
-builds for training carries the Meter (bench/measure.py). The summary goes to $BENCH_METER_OUT.
+builds for training carries the Meter (bench/helpers/measure.py). The summary goes to $BENCH_METER_OUT.
 """
 
 from __future__ import annotations
 
 import runpy
 import sys
+from pathlib import Path
 from typing import Any
 
-from measure import Meter
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))  # also when run by hand
+from measure import Meter  # noqa: E402
 
 
 def main() -> None:

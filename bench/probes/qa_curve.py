@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
 RECORDS = RESULTS / "qa"
 SETTINGS = {"train": ("num_train_epochs", "per_device_train_batch_size", "learning_rate", "attention_dropout"),
             "data": ("max_train_samples", "max_eval_samples", "max_length", "doc_stride")}

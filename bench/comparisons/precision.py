@@ -1,14 +1,14 @@
 """Comparison 7: bf16 against fp32 quality, one task family at a time (the check behind `bf16: auto`).
 
-`bf16: auto` turns bf16 autocast on wherever it is fast (CUDA bf16, CPUs with AMX). Whether it
-costs quality is a property of the task family, not of the machine, so each family's task is
+`bf16: auto` turns bf16 autocast on wherever it is measured faster and within the family's
+tolerance. Whether it costs quality is a property of the task family, not of the machine, so each family's task is
 trained and evaluated twice with its preset's budget, fp32 and bf16 (`train.bf16=true`), same
 seed and examples, and the primary metric compared. A drop of more than 1 point means that
 family keeps fp32 (`train.bf16: false` in its preset). Evaluation runs in bf16 too, as the
 evaluate stage does.
 
-Where `bf16: auto` itself would pick bf16 (CUDA, AMX), the bf16 side is the real autocast. Elsewhere
-a bf16 matmul runs ~100x slower than fp32, so the bf16 side runs under bench/bf16_emulation.py:
+Where the machine has bf16 units (a bf16 matmul not much slower than fp32), the bf16 side is the real
+autocast. Elsewhere a bf16 matmul runs ~100x slower than fp32, so the bf16 side runs under probes/bf16_emulation.py:
 real autocast, with its bf16 matrix products and fused attention computed by fp32 kernels on the
 same bf16 values and rounded to bf16 (bit-exact for the products; its fidelity check is recorded).
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 import pipeline
 from ablation import SHORT
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, table
+from common import PROBES, PYTHON, WORK, Context, commands_block, fmt, table
 
 NAME = "precision"
 TITLE = "7. bf16 vs fp32 quality by task family"
@@ -32,13 +32,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
                            "quick": {"max_train_samples": 32}},
 }
 QUICK_EVAL = 64
-EMULATOR = BENCH / "bf16_emulation.py"
+EMULATOR = PROBES / "bf16_emulation.py"
 TOLERANCE = 1.0  # points
 
 
 def run(ctx: Context) -> dict[str, Any]:
     real_bf16 = _bf16_auto_picks_bf16(ctx)
-    out: dict[str, Any] = {"bf16_side": "real autocast" if real_bf16 else "emulated (bench/bf16_emulation.py)"}
+    out: dict[str, Any] = {"bf16_side": "real autocast" if real_bf16 else "emulated (bench/probes/bf16_emulation.py)"}
     if not real_bf16:
         log = WORK / NAME / "emulation-check.log"
         ctx.run([PYTHON, EMULATOR, "--check"], log=log)
@@ -70,21 +70,32 @@ def run(ctx: Context) -> dict[str, Any]:
 
 
 def _bf16_auto_picks_bf16(ctx: Context) -> bool:
-    """What `bf16: auto` resolves to on this machine (finetune.precision.bf16_supported)."""
-    log = WORK / NAME / "bf16-auto.log"
-    ctx.run([PYTHON, "-c", "from finetune.precision import bf16_supported; print(bf16_supported())"], log=log,
-            record=False)
+    """Whether this machine runs bf16 products in hardware (finetune.calibration.bf16_matmul_ratio)."""
+    log = WORK / NAME / "bf16-ratio.log"
+    ctx.run([PYTHON, "-c", "from finetune.calibration import HOPELESS, bf16_matmul_ratio; "
+             "print(bf16_matmul_ratio(1024) <= HOPELESS)"], log=log, record=False)
     return log.read_text().strip().splitlines()[-1] == "True"
+
+
+def checks(pr: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    worst = min(pr["families"].items(), key=lambda item: item[1]["delta_pt"])
+    kept = ", ".join(family for family, r in pr["families"].items() if r["keeps_fp32"]) or "none"
+    rows.append(["bf16 quality by task family (a drop > 1 pt keeps fp32 for that family)",
+                 f"smallest Δ (bf16 − fp32) {worst[1]['delta_pt']:+.2f} pt ({worst[0]}); fp32 kept for: {kept}",
+                 "pass" if kept == "none" else "fp32 kept"])
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:
     rows = []
     for family, r in result["families"].items():
         fp32, bf16 = r["sides"]["fp32"], r["sides"]["bf16"]
-        verdict = f"bf16 −{-r['delta_pt']:.2f} pt: keep fp32" if r["keeps_fp32"] else f"equal within {TOLERANCE:g} pt"
+        outcome = f"bf16 −{-r['delta_pt']:.2f} pt: keep fp32" if r["keeps_fp32"] else f"equal within {TOLERANCE:g} pt"
         rows.append([family, f"`{r['task']}`", fp32["samples"], fp32["evaluated_on"], r["metric"],
                      fmt(fp32["score"], 2), fmt(bf16["score"], 2), f"{r['delta_pt']:+.2f}",
-                     fmt(fp32["train_seconds"]), fmt(bf16["train_seconds"]), verdict])
+                     fmt(fp32["train_seconds"]), fmt(bf16["train_seconds"]), outcome])
     parts = [f"Each family's task at its preset's budget (one epoch), scored on its evaluation split twice: fp32 "
              f"and bf16 autocast (`train.bf16=true`, evaluation in bf16 too), same seed and examples, one run each. "
              f"bf16 side: **{result['bf16_side']}**. Points: accuracy and entity F1 ×100, SQuAD F1 as is. A family "
@@ -94,7 +105,7 @@ def render(result: dict[str, Any]) -> str:
                     "fp32 train s", "bf16 train s", "verdict"], rows)]
     check = result.get("emulation_check")
     if check:
-        parts += ["", "Fidelity of the emulation (`python bench/bf16_emulation.py --check`: a 2-layer BERT, one "
+        parts += ["", "Fidelity of the emulation (`python bench/probes/bf16_emulation.py --check`: a 2-layer BERT, one "
                   "forward and backward; relative distance of the logits and of all gradients). `bf16` is real "
                   "autocast with the fused attention kernel, `bf16-math` real autocast with attention as bf16 "
                   "matmuls and softmax, another legitimate bf16 kernel; without attention the emulation is "

@@ -4,8 +4,8 @@ Training FLOPs counted on real tokens only (padding is waste, not work), per seq
 length s:  6 · N · s  +  12 · L · h · s²
 N = non-embedding parameters (the 6 = 2 forward + 4 backward FLOPs per parameter per token),
 L = layers, h = hidden size (12·L·h·s² = QKᵀ and attention·V, forward and backward). Summed over
-every training sequence (Σs and Σs² come from the attention masks, bench/measure.py) and divided
-by the training time. The ceiling: torch.matmul 2048×2048 in fp32 and in bf16 (bench/matmul.py).
+every training sequence (Σs and Σs² come from the attention masks, bench/helpers/measure.py) and divided
+by the training time. The ceiling: torch.matmul 2048×2048 in fp32 and in bf16 (bench/probes/matmul.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, has_bf16_units, load_result, table
+from common import PROBES, PYTHON, WORK, Context, commands_block, fmt, has_bf16_units, load_result, table
 
 NAME = "efficiency"
 TITLE = "2. Efficiency against the machine (matmul ceiling)"
@@ -22,7 +22,7 @@ SIZE = 2048
 
 def run(ctx: Context) -> dict[str, Any]:
     log = WORK / NAME / "matmul.log"
-    ctx.run([PYTHON, BENCH / "matmul.py", "--size", SIZE, "--reps", 5 if ctx.quick else 20], log=log)
+    ctx.run([PYTHON, PROBES / "matmul.py", "--size", SIZE, "--reps", 5 if ctx.quick else 20], log=log)
     matmul = json.loads(log.read_text().strip().splitlines()[-1])
     throughput = load_result(ctx.results_dir, "throughput")
     rows = []

@@ -12,12 +12,26 @@ picked, exported as JSON Lines. Hyper-parameters come from our composed config.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from statistics import fmean, stdev
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, median, read_json, table
+from common import (
+    BENCH,
+    PYTHON,
+    WORK,
+    Context,
+    commands_block,
+    fmt,
+    load_result,
+    machine_info,
+    median,
+    read_json,
+    table,
+    verdict,
+)
 
 NAME = "throughput"
 TITLE = "1. Training throughput: stock recipes vs our train stage"
@@ -39,16 +53,25 @@ PAIRS: dict[str, dict[str, Any]] = {
 QUICK_DATA = {"imdb": {"max_train_samples": 32, "max_eval_samples": 32},
               "sarcasm": {"max_train_samples": 128, "max_eval_samples": 128}}  # and 1 epoch
 
+TARGET_CA = 2.0  # ours (c) against the stock Trainer recipe (a), real tokens per second on IMDB
+
 
 def run(ctx: Context) -> dict[str, Any]:
-    return {"pairs": {name: run_pair(ctx, name, PAIRS[name]["seeds"]) for name in PAIRS},
+    """Every pair, or those in $BENCH_THROUGHPUT_PAIRS (comma-separated; the saved others are kept),
+    each with its seeds or the first $BENCH_THROUGHPUT_SEEDS of them. Each pair names its CPU."""
+    chosen = [p for p in os.environ.get("BENCH_THROUGHPUT_PAIRS", "").split(",") if p] or list(PAIRS)
+    count = int(os.environ.get("BENCH_THROUGHPUT_SEEDS") or 0) or None
+    kept = (load_result(ctx.results_dir, NAME) or {}).get("pairs", {})
+    cpu = machine_info(ctx.threads)["cpu"]
+    pairs = {name: run_pair(ctx, name, PAIRS[name]["seeds"][:count]) | {"cpu": cpu} for name in chosen}
+    return {"pairs": {name: pairs.get(name, kept.get(name)) for name in PAIRS if name in pairs or name in kept},
             "commands": list(ctx.commands)}
 
 
 def run_pair(ctx: Context, name: str, seeds: Sequence[int], model: str = "minilm",
              model_overrides: tuple[str, ...] = (), baseline_flags: tuple[str, ...] = ()) -> dict[str, Any]:
     """Baseline vs our stage on one pair, one run a side per seed, alternating; `model_overrides`
-    reshape our model preset (bench/gpu.py)."""
+    reshape our model preset (bench/comparisons/gpu.py)."""
     pair = PAIRS[name]
     task, script, label, eval_split = pair["task"], pair["baseline"], pair["label"], pair["eval_split"]
     budget = pair["data"] | QUICK_DATA[name] if ctx.quick else pair["data"]
@@ -110,6 +133,24 @@ def paired_spread(per_seed: dict[Any, dict[str, float]]) -> str:
             f"mean {sd / len(deltas) ** 0.5:.2f} pt.")
 
 
+def checks(tp: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    imdb, sarcasm = tp["pairs"].get("imdb"), tp["pairs"].get("sarcasm")
+    if imdb:
+        delta = 100 * abs(imdb["accuracy"]["ours"] - imdb["accuracy"]["baseline"])
+        rows.append([f"c/a real tokens/s ≥ {TARGET_CA:g}", f"{imdb['ratio_tokens_per_s']:.2f}×",
+                     verdict(imdb["ratio_tokens_per_s"] >= TARGET_CA)])
+        seeds = len(imdb["accuracy"].get("per_seed", {})) or 1
+        rows.append(["IMDB accuracy of c within 1 pt of a (≥ 2000 test reviews)",
+                     f"{delta:.2f} pt on {imdb['accuracy']['eval_examples']} (mean of {seeds} seed(s) a side)",
+                     verdict(delta <= 1.0 and (imdb["accuracy"]["eval_examples"] or 0) >= 2000)])
+    if sarcasm:
+        rows.append(["c/b real tokens/s ≥ 3", f"{sarcasm['ratio_tokens_per_s']:.2f}×",
+                     verdict(sarcasm["ratio_tokens_per_s"] >= 3)])
+    return rows
+
+
 def render(result: dict[str, Any]) -> str:
     rows = []
     for name, pair in result["pairs"].items():
@@ -137,13 +178,14 @@ def render(result: dict[str, Any]) -> str:
                      f"lr {pair['learning_rate']:g}); accuracy on {acc.get('eval_examples')} `{acc.get('eval_split')}` "
                      f"examples; identical real tokens on both sides: {pair['same_real_tokens']}; "
                      f"runs a side: {pair['ours']['reps']} (seeds {seeds_run}"
+                     f"{'; on ' + pair['cpu'] if pair.get('cpu') else ''}"
                      "; speeds: the median, accuracy: the mean)." + paired_spread(acc.get("per_seed", {})))
     return "\n".join([
         table(["pair", "side", "precision", "sampler", "samples", "real tokens", "padding", "train s",
                "samples/s", "real tokens/s", "process wall s", "accuracy %"], rows), "",
         "Train s = the Trainer's epochs (data loading, forward, backward, optimizer), without model load, "
         "tokenization, evaluation or checkpoint saving; real tokens are summed from the attention masks of "
-        "the batches the model was fed (bench/measure.py, the same code on both sides). Process wall = the "
+        "the batches the model was fed (bench/helpers/measure.py, the same code on both sides). Process wall = the "
         "whole process, spawn to exit (the baseline tokenizes and evaluates inside it; ours is the train "
         "stage only, with its per-epoch validation and checkpointing).", "", *notes, "",
         "Accuracy per seed (`train.seed` and `train.data_seed` for ours, `--seed` for the baseline, set before "

@@ -24,7 +24,7 @@ from statistics import fmean
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, load_result, read_json, table
+from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, load_result, read_json, table, verdict
 
 NAME = "kinds"
 TITLE = "9. Sentence pairs, regression, multi-label: our stages vs the stock Trainer recipe"
@@ -158,6 +158,16 @@ def _mean(runs: dict[Any, dict[str, Any]], key: str) -> float:
 def _cell(runs: dict[Any, dict[str, Any]], key: str, scale: float) -> str:
     values = [scale * r[key] for r in runs.values()]
     return f"{fmean(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
+def checks(kinds: dict[str, Any]) -> list[list[str]]:
+    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
+    rows: list[list[str]] = []
+    for task, s in kinds["sets"].items():
+        rows.append([f"{task}: ours not below the stock recipe beyond the seed spread ({s['metrics'][0]})",
+                     f"Δ {100 * (s['mean']['ours'] - s['mean']['stock']):+.2f} (spread {100 * s['spread']:.2f})",
+                     verdict(s["passed"])])
+    return rows
 
 
 def render(result: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""bf16 autocast numerics on a CPU without bf16 units, at fp32 speed: for bench/precision.py.
+"""bf16 autocast numerics on a CPU without bf16 units, at fp32 speed: for bench/comparisons/precision.py.
 
 On a CPU without AVX-512 BF16 or AMX, torch runs bf16 matrix products through a scalar fallback
 (~1 GFLOP/s against ~135 in fp32 on the AVX2 machine of this project), so a bf16 quality check
@@ -10,8 +10,8 @@ the very same bf16 values, and its result rounded to bf16. Everything else (auto
 element-wise ops in bf16, layer norm and softmax in fp32, the fp32 master weights) runs as under
 real bf16 autocast. Left over: the order of the fp32 accumulation, as between any two GEMMs.
 
-    python bench/bf16_emulation.py stages/train.py task=ner train.bf16=true ...   # a stage inside the mode
-    python bench/bf16_emulation.py --check       # against real bf16 autocast on a tiny BERT
+    python bench/probes/bf16_emulation.py stages/train.py task=ner train.bf16=true ...   # a stage inside the mode
+    python bench/probes/bf16_emulation.py --check       # against real bf16 autocast on a tiny BERT
 """
 
 from __future__ import annotations

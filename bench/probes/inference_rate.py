@@ -1,7 +1,7 @@
 """One inference backend on one export, in its own process (run by bench/inference.py).
 
-    python bench/inference_probe.py EXPORT BACKEND --speed TEXTS_FILE --batches N
-    python bench/inference_probe.py EXPORT BACKEND --metric TOKENIZED_DIR --split test
+    python bench/probes/inference_rate.py EXPORT BACKEND --speed TEXTS_FILE --batches N
+    python bench/probes/inference_rate.py EXPORT BACKEND --metric TOKENIZED_DIR --split test
 
 BACKEND: torch-fp32, torch-bf16, onnx (fp32), onnx-int8. --speed times the model on batches of
 32 rows of exactly 128 real tokens (no padding) cut from the texts' tokens; --metric predicts on

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, PYTHON, REPO, WORK, Context, read_json
+from common import PROBES, PYTHON, REPO, WORK, Context, read_json
 
 from finetune.pipeline.common import SCRIPTS
 
@@ -77,11 +77,11 @@ def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: s
           wrap: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Our train stage (real script, Meter hooked in); the Meter summary plus the process wall.
 
-    `wrap`: a runner script put before the stage (bench/bf16_emulation.py)."""
+    `wrap`: a runner script put before the stage (bench/probes/bf16_emulation.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     meter = workdir / f"{tag}.meter.json"
     meter.unlink(missing_ok=True)
-    wall = ctx.run([PYTHON, *wrap, BENCH / "hooked_stage.py", STAGES / SCRIPTS["train"], *data, *paths(data), *train],
+    wall = ctx.run([PYTHON, *wrap, PROBES / "hooked_stage.py", STAGES / SCRIPTS["train"], *data, *paths(data), *train],
                    cwd=workdir, log=workdir / f"{tag}.log", env=ctx.env(BENCH_METER_OUT=str(meter)))
     return read_json(meter) | {"process_wall": wall}
 

@@ -1,8 +1,8 @@
 """Matmul GFLOP/s of this machine: torch.matmul on n×n, fp32 and bf16, warm-up then median.
 
-    python bench/matmul.py --size 2048 --reps 20 [--device cuda]   (prints JSON)
+    python bench/probes/matmul.py --size 2048 --reps 20 [--device cuda]   (prints JSON)
 
-The ceiling that training FLOP rates are compared with (bench/efficiency.py, bench/gpu.py).
+The ceiling that training FLOP rates are compared with (bench/comparisons/efficiency.py, bench/comparisons/gpu.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-from measure import set_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))  # also when run by hand
+from measure import set_threads  # noqa: E402
 
 
 def gflops(size: int, dtype: torch.dtype, device: str, reps: int, warmup: int = 3,

@@ -1,6 +1,6 @@
 """Start-up probe: how long a stage script takes to reach its work.
 
-    BENCH_T0=<time.time() at spawn> BENCH_PROBE_OUT=out.json python bench/probe_startup.py stages/X.py ARGS
+    BENCH_T0=<time.time() at spawn> BENCH_PROBE_OUT=out.json python bench/probes/startup.py stages/X.py ARGS
 
 Runs the stage script as `__main__` (as `python stages/X.py ARGS` would) and records, relative to
 the parent's spawn time:

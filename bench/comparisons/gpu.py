@@ -2,8 +2,8 @@
 
 A randomly initialised BertConfig matching bert-base-uncased (weights do not change the speed):
 the stock recipe (a, fp32) vs our train stage (bf16 auto → bf16 on a GPU that supports it) on the
-IMDB pair of comparison 1, samples/s and MFU = training FLOPs (bench/efficiency.py's formula) /
-train seconds / the GPU's measured bf16 matmul rate (8192², bench/matmul.py). Without CUDA it
+IMDB pair of comparison 1, samples/s and MFU = training FLOPs (bench/comparisons/efficiency.py's formula) /
+train seconds / the GPU's measured bf16 matmul rate (8192², bench/probes/matmul.py). Without CUDA it
 records why it did not run. Untested on a GPU so far (none was lent when it was written).
 """
 
@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import throughput
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, table
+from common import PROBES, PYTHON, WORK, Context, commands_block, fmt, table
 from efficiency import training_flops
 
 NAME = "gpu"
@@ -29,7 +29,8 @@ def run(ctx: Context) -> dict[str, Any]:
     lines = log.read_text().splitlines()
     if lines[0].strip() != "True":
         return {"skipped": f"`torch.cuda.is_available()` is False here (torch {lines[1].strip()})"}
-    ctx.run([PYTHON, BENCH / "matmul.py", "--device", "cuda", "--size", 8192, "--reps", 20], log=WORK / NAME / "mm.log")
+    ctx.run([PYTHON, PROBES / "matmul.py", "--device", "cuda", "--size", 8192, "--reps", 20],
+            log=WORK / NAME / "mm.log")
     matmul = json.loads((WORK / NAME / "mm.log").read_text().strip().splitlines()[-1])
     pair = throughput.run_pair(ctx, "imdb", seeds=(42,) if ctx.quick else (42, 43, 44), model="tiny",
                                model_overrides=[f"model.{k}={v}" for k, v in BERT_BASE.items()],
@@ -43,8 +44,8 @@ def run(ctx: Context) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     if "skipped" in result:
-        return (f"**Not run**: {result['skipped']}. The code path is `bench/gpu.py`; it runs by itself on a "
-                "machine where torch sees a CUDA device. No GPU was lent to the task that wrote the harness "
+        return (f"**Not run**: {result['skipped']}. The code path is `bench/comparisons/gpu.py`; it runs by itself "
+                "on a machine where torch sees a CUDA device. No GPU was lent to the task that wrote the harness "
                 "(the device tool's status said `can_start_another: false`), so that path has never run.")
     pair, m = result["pair"], result["matmul"]
     rows = [[f"({pair['baseline_label']}) {pair['baseline_script']}" if side == "baseline" else "(c) stages/train.py",

@@ -2,8 +2,8 @@
 
 A default stays only if it is faster at equal quality. Short IMDB budget (1 epoch, no per-epoch
 validation), accuracy from our evaluate stage on 500 test reviews; speed = median over reps of
-the training loop (bench/measure.py), variants interleaved rep by rep so machine drift hits all
-alike. bf16's quality is checked per task family in bench/precision.py.
+the training loop (bench/helpers/measure.py), variants interleaved rep by rep so machine drift hits all
+alike. bf16's quality is checked per task family in bench/comparisons/precision.py.
 """
 
 from __future__ import annotations

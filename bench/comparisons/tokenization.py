@@ -1,6 +1,6 @@
 """Comparison 4: SQuAD v1.1 train (87,599 questions) windowed to QA features, our way vs plain `map`.
 
-Each variant runs bench/squad_windows.py in a fresh process (only the windowing is timed): the
+Each variant runs bench/probes/squad_windows.py in a fresh process (only the windowing is timed): the
 plain single-process per-question map of the tutorials vs our QA family's tokenize (what the
 tokenize stage runs) in 1 process and with `data.num_proc=auto` (one per core at this size).
 """
@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, data_dir, fmt, median, table
+from common import PROBES, PYTHON, WORK, Context, commands_block, data_dir, fmt, median, table
 
 NAME = "tokenization"
 TITLE = "4. Tokenization: SQuAD v1.1 train windowed to features"
@@ -23,7 +23,7 @@ QUICK_LIMIT = 2000
 def run(ctx: Context) -> dict[str, Any]:
     reps = 1  # full size: each run takes minutes, so one run each; --quick: only proves the path
     limit = ["--limit", QUICK_LIMIT] if ctx.quick else []
-    base = [PYTHON, BENCH / "squad_windows.py", "--data", data_dir() / SQUAD, "--tokenizer",
+    base = [PYTHON, PROBES / "squad_windows.py", "--data", data_dir() / SQUAD, "--tokenizer",
             pipeline.model_path("minilm"), *limit]
     variants = {"plain map (1 process, per question)": ["--mode", "plain"],
                 "ours, data.num_proc=1": ["--mode", "ours", "--num-proc", 1],
@@ -53,7 +53,7 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join([
         "max_length 384, doc_stride 128, question first, `only_second` truncation, overflowing windows with "
         "offsets and answer start/end positions, no padding. Plain = the tutorials' per-question windowing "
-        "written out in bench/squad_windows.py; ours = `tasks/question_answering.py`'s tokenize, the tokenize "
+        "written out in bench/probes/squad_windows.py; ours = `tasks/question_answering.py`'s tokenize, the tokenize "
         "stage's code (batched, plus the evaluation bookkeeping: context-masked offsets, example ids, lengths; "
         f"`data.num_proc=auto` = {result.get('cores', 'all')} processes here). Only the windowing is timed; "
         "caching is off so every run tokenizes.", "",

@@ -1,6 +1,6 @@
 """SQuAD v1.1 train windowed into features, timed: our QA family vs a plain per-question `map`.
 
-    python bench/squad_windows.py --mode ours --num-proc 2 [--limit N]   (prints JSON)
+    python bench/probes/squad_windows.py --mode ours --num-proc 2 [--limit N]   (prints JSON)
 
 Modes (only the windowing is timed; loading the JSON is not; caching is off):
 - plain: the tutorials' shape, `prepare_train_features` of the standard extractive-QA recipe
@@ -25,7 +25,7 @@ from datasets import Dataset, disable_caching
 from transformers import AutoTokenizer
 
 MAX_LENGTH, DOC_STRIDE = 384, 128
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_squad(path: str, limit: int | None) -> Dataset:
