@@ -49,13 +49,17 @@ def test_the_faster_side_wins_only_beyond_the_noise():
     assert not slower.use
 
 
-def test_a_hopeless_side_is_not_timed_further():
+def test_a_hopeless_side_is_not_timed_further(monkeypatch):
+    monkeypatch.setattr(calibration, "SLACK_S", 0.0)
     calls = []
     sides, _ = calibration.time_sides([Side("fp32", sleeper(0.002)),
                                        Side("bf16", lambda b: (calls.append(1), time.sleep(0.02)))], BATCHES)
     assert len(calls) == 1, "its warm-up stopped after the batch that passed the limit, and no round ran"
     choice = decide([Side("fp32", sleeper(0.002)), Side("bf16", sleeper(0.02))], BATCHES, "bf16")
-    assert not choice.use and "first round took" in choice.reason
+    assert not choice.use and "first round took" in choice.reason and "bf16" not in choice.rates
+    monkeypatch.setattr(calibration, "SLACK_S", 1.0)
+    short = decide([Side("fp32", sleeper(0.002)), Side("bf16", sleeper(0.02))], BATCHES, "bf16")
+    assert "bf16" in short.rates, "a warm-up of milliseconds is not counted out by its set-up"
 
 
 def test_a_faster_side_outside_the_quality_tolerance_is_refused():

@@ -36,7 +36,8 @@ log = logging.getLogger("finetune")
 VERSION = 1  # bump when what is measured changes: older cached decisions are then measured again
 ROUNDS = 3  # timed rounds per side, after a warm-up round
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
-HOPELESS = 2.0  # a warm-up this many times the baseline's ends that side's measurement
+HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
+SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +126,13 @@ def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = R
                give_up: float | None = HOPELESS) -> tuple[list[Side], float]:
     """Warm every side up on every batch (kernel set-up, compilation), then time `rounds` rounds
     over all batches, alternating the order of the sides. A side whose warm-up passes `give_up`
-    times a warm pass of the first side is stopped there and not timed further (None: never). Returns the
+    times a warm pass of the first side (plus SLACK_S) is stopped there and not timed further
+    (None: never). Returns the
     sides and the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
     timed: list[Side] = []
     reference = 0.0  # a warm pass of the first side: its warm-up also pays one-off set-up
     for side in sides:
-        limit = give_up * reference if timed and give_up else None
+        limit = give_up * reference + SLACK_S if timed and give_up else None
         side.warm_s = _run(side, batches, limit)
         if not timed:
             reference = _run(side, batches)

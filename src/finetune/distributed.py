@@ -35,10 +35,11 @@ def shared(value: T | None) -> T:
     """
     if world_size() == 1:
         return value  # type: ignore[return-value]
+    import torch
     import torch.distributed as dist
     from accelerate import PartialState
 
-    PartialState()
+    PartialState(cpu=not torch.cuda.is_available())  # CPU processes form a group only when told
     box: list[Any] = [value if is_main() else None]
     dist.broadcast_object_list(box, src=0)
     return box[0]

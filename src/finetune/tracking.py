@@ -338,11 +338,12 @@ def set_tags(tags: dict[str, str]) -> None:
     _write("set_tags", tags)
 
 
-def log_choice(name: str, choice: Any) -> None:
-    """A measured fast-path choice (finetune.calibration.Choice): its rates as metrics, the
-    decision and its reason as tags `<name>` and `<name>_choice`."""
-    log_metrics({k: v for k, v in choice.summary(name).items() if not isinstance(v, bool)})
+def log_choice(name: str, choice: Any, rates: bool = True) -> None:
+    """A measured fast-path choice (finetune.calibration.Choice): the decision and its reason as
+    tags `<name>` and `<name>_choice`, and (`rates`) its rates as metrics."""
     set_tags({name: str(choice.use).lower(), f"{name}_choice": choice.reason})
+    if rates:
+        log_metrics({k: v for k, v in choice.summary(name).items() if not isinstance(v, bool)})
 
 
 def _metric_key(key: str) -> str:

@@ -27,10 +27,8 @@ def _cuda_available() -> bool:
 
 
 def pad_multiple(value: int | str | None) -> int | None:
-    """`pad_to_multiple_of` resolved: `auto` = 8 on a CUDA GPU (tensor-core tiles), none on a CPU.
-
-    On this project's CPU, rounding short batches up cost time (32 headlines of 21 tokens: 122
-    samples/s, padded to 24: 105) and gained nothing at length 256 (bench/ ablation).
+    """`pad_to_multiple_of` resolved: `auto` = 8 on a CUDA GPU (tensor-core tiles), none on a CPU,
+    where rounding short batches up cost time and gained nothing (BENCHMARKS.md, ablation).
     """
     if value == "auto":
         return 8 if _cuda_available() else None
@@ -144,8 +142,10 @@ def training_arguments(train_cfg: DictConfig, output_dir: Path, primary_metric: 
     compile_setting = train_cfg.get("compile", False)
     if compile_setting is not None:
         values["torch_compile"] = measured.get("compile", False) if compile_setting == "auto" else bool(compile_setting)
-    if values.get("bf16") and not _cuda_available():
-        values.setdefault("use_cpu", True)  # the Trainer only autocasts bf16 on a CPU when told so
+    if not _cuda_available():
+        # Told it is on a CPU, the Trainer autocasts bf16 there, and accelerate runs torchrun's
+        # processes as DDP (without it, each process trains alone and all of them log).
+        values.setdefault("use_cpu", True)
     if not has_eval:
         values.update(eval_strategy="no", load_best_model_at_end=False)
     if values.get("load_best_model_at_end"):

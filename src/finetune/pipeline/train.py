@@ -93,7 +93,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
         if run is not None:
             tracking.log_params(cfg)
             for switch, choice in choices.items():
-                tracking.log_choice(switch, choice)
+                tracking.log_choice(switch, choice, rates=False)  # the rates: with the summary's metrics
         result = trainer.train(resume_from_checkpoint=str(work.resume_from) if work.resume_from else None)
         summary = {"primary_metric": family.primary_metric, "best_metric": trainer.state.best_metric,
                    "best_step": _best_step(trainer.state), "global_step": result.global_step,
