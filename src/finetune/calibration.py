@@ -34,7 +34,8 @@ from finetune.io import atomic_file
 
 log = logging.getLogger("finetune")
 VERSION = 1  # bump when what is measured changes: older cached decisions are then measured again
-ROUNDS = 3  # timed rounds per side, after a warm-up round
+ROUNDS = 2  # timed rounds per side, after a warm-up round (each pass costs real steps: keep them few)
+INFERENCE_ROWS = 16  # inference is timed on the first batch's first rows: the per-row speed is what counts
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
 HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
 SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
@@ -125,22 +126,22 @@ class Side:
 def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = ROUNDS,
                give_up: float | None = HOPELESS) -> tuple[list[Side], float]:
     """Warm every side up on every batch (kernel set-up, compilation), then time `rounds` rounds
-    over all batches, alternating the order of the sides. A side whose warm-up passes `give_up`
-    times a warm pass of the first side (plus SLACK_S) is stopped there and not timed further
-    (None: never). Returns the
+    over all batches, alternating the order of the sides (the first side's first round right after
+    its warm-up). A side whose warm-up passes `give_up` times that round (plus SLACK_S) is stopped
+    there and not timed further (None: never). Returns the
     sides and the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
     timed: list[Side] = []
-    reference = 0.0  # a warm pass of the first side: its warm-up also pays one-off set-up
     for side in sides:
-        limit = give_up * reference + SLACK_S if timed and give_up else None
+        limit = give_up * timed[0].rounds_s[0] + SLACK_S if timed and give_up else None
         side.warm_s = _run(side, batches, limit)
-        if not timed:
-            reference = _run(side, batches)
+        if not timed:  # its first round at once: the others' warm-ups are held against it
+            side.rounds_s.append(_run(side, batches))
         if limit is None or side.warm_s <= limit:
             timed.append(side)
     for r in range(rounds):
         for side in timed if r % 2 == 0 else reversed(timed):
-            side.rounds_s.append(_run(side, batches))
+            if len(side.rounds_s) < rounds:
+                side.rounds_s.append(_run(side, batches))
     base = timed[0].rounds_s
     noise = (max(base) - min(base)) / statistics.median(base) if len(base) > 1 else 0.0
     return sides, max(MIN_NOISE, noise)
@@ -311,14 +312,16 @@ def inference_bf16(model: Any, batch: dict[str, Any], tolerance: float) -> Choic
                 model(**inputs)
         return step
 
+    rows = {name: tensor[:INFERENCE_ROWS] for name, tensor in batch.items()}
+
     def measure() -> Choice:
         started = time.perf_counter()
         if (ratio := bf16_matmul_ratio()) > HOPELESS:
             return Choice(False, f"a bf16 matrix product takes {ratio:.0f}x an fp32 one here (no bf16 units)")
-        return decide([Side("fp32", forward(False)), Side("bf16", forward(True))], [batch] * 2, "bf16",
-                      output_distance(model, batch), tolerance, started)
+        return decide([Side("fp32", forward(False)), Side("bf16", forward(True))], [rows], "bf16",
+                      output_distance(model, rows), tolerance, started)
 
-    return _logged("bf16 (inference)", cached(_key("infer-bf16", model, [batch], tolerance), measure))
+    return _logged("bf16 (inference)", cached(_key("infer-bf16", model, [rows], tolerance), measure))
 
 
 # -- torch.compile ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from finetune.schema import is_number
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
             "attention_dropout", "length_bucket_batches", "compile")
-CALIBRATION_BATCHES = 4  # micro-batches timed each way by `auto` (the run's first ones: the longest, then a mix)
+CALIBRATION_BATCHES = 3  # micro-batches timed each way by `auto` (the run's first ones: the longest, then a mix)
 
 
 def _cuda_available() -> bool:
