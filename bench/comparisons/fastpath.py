@@ -148,7 +148,7 @@ def render(result: dict[str, Any]) -> str:
                   f"{'on' if auto['compile'] else 'off'}** ({auto['compile_reason']}; compiling with empty caches: "
                   f"{fmt(auto.get('compile_cost_s'))} s); choosing took {auto['calibration_s']:.0f} s, once per "
                   "machine, model and shape (compilation: once per machine, model and precision).", "",
-                  f"Train stage, sarcasm headlines ({stage['data'][2:]}, 1 epoch), alternating: "
+                  f"Train stage, sarcasm headlines ({', '.join(stage['data'][2:])}, 1 epoch), alternating: "
                   f"median wall fp32 {stage['median_wall_s']['fp32']:.1f} s, auto (cached) "
                   f"{stage['median_wall_s']['auto (cached)']:.1f} s; first auto run (measuring) "
                   f"{stage['first_auto_wall_s']:.1f} s.", "",
