@@ -89,8 +89,9 @@ def train(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: s
 def evaluate(ctx: Context, workdir: Path, data: list[str], train: list[str], tag: str,
              wrap: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Our evaluate stage on `data.eval_split`: the metrics file it writes, plus its wall time."""
-    wall = ctx.run([PYTHON, *wrap, STAGES / SCRIPTS["evaluate"], *data, *paths(data), *train], cwd=workdir,
-                   log=workdir / f"{tag}.evaluate.log")
+    wall = ctx.run([PYTHON, *wrap, STAGES / SCRIPTS["evaluate"], *data, *paths(data), *train,
+                    f"paths.inputs={workdir}"],  # the model the train stage wrote there
+                   cwd=workdir, log=workdir / f"{tag}.evaluate.log")
     task, model = pair_name(data)
     model = next((o.split("=", 1)[1] for o in data if o.startswith("model.name=")), model)  # renamed preset
     return read_json(workdir / "metrics" / f"{task}-{model}.json") | {"process_wall": wall}
