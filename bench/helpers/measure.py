@@ -9,9 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,18 @@ def set_threads() -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+@contextlib.contextmanager
+def attention_in_bf16() -> Iterator[None]:
+    """transformers' own sdpa function while the block runs: the fused attention in bf16 under CPU
+    autocast, as before finetune.precision.keep_cpu_attention_fp32 (which it sets back after)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+    ours = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    AttentionInterface.register("sdpa", sdpa_attention_forward)
+    try:
+        yield
+    finally:
+        AttentionInterface.register("sdpa", ours)

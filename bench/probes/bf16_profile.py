@@ -1,11 +1,11 @@
 """Where a CPU training step spends its time, fp32 vs bf16 autocast, op by op (torch.profiler).
 
-    python bench/bf16_profile.py [--steps 20] [--out bench/results/bf16_profile.json]
+    python bench/probes/bf16_profile.py [--steps 20] [--out bench/results/bf16_profile.json]
 
 The step of our train stage on MiniLM (sequence classification, fused AdamW, attention dropout 0,
 the harness's threads): forward + loss under `torch.autocast("cpu", bfloat16)` or not, backward,
-optimizer step; and a third mode, bf16 with the attention kernel kept in fp32 (its inputs cast up,
-autocast off around it, the output cast back: what a fix would do). Two batch shapes: a fixed
+optimizer step; and a third mode, bf16 with the attention kernel kept in fp32 as the train stage
+runs it (finetune.precision.keep_cpu_attention_fp32). Two batch shapes: a fixed
 16 x 128, and 32 rows whose length changes every step (12-70 tokens, as length-grouped headline
 batches do). Each mode is warmed up on every shape it will see, then profiled; the table is self
 CPU time per op name, per step, the modes side by side, plus the step time outside the profiler.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))  # also when run by hand
-from measure import set_threads  # noqa: E402
+from measure import attention_in_bf16, set_threads  # noqa: E402
 
 LENGTHS = (12, 21, 33, 46, 58, 70)
 
@@ -55,26 +55,6 @@ def batches(shape: str, steps: int) -> list[dict[str, torch.Tensor]]:
 MODES = {"fp32": (False, False), "bf16": (True, False), "bf16_attn_fp32": (True, True)}
 
 
-@contextlib.contextmanager
-def attention_in_fp32(enabled: bool):
-    """Route torch's scaled_dot_product_attention (which transformers' sdpa path calls) through fp32."""
-    functional = torch.nn.functional
-    original = functional.scaled_dot_product_attention
-
-    def fp32_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *args: Any,
-                       **kwargs: Any) -> torch.Tensor:
-        with torch.autocast("cpu", enabled=False):
-            out = original(query.float(), key.float(), value.float(), *args, **kwargs)
-        return out.to(query.dtype)
-
-    if enabled:
-        functional.scaled_dot_product_attention = fp32_attention
-    try:
-        yield
-    finally:
-        functional.scaled_dot_product_attention = original
-
-
 def step(model: Any, optimizer: Any, batch: dict[str, torch.Tensor], bf16: bool) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch).loss
@@ -85,7 +65,7 @@ def step(model: Any, optimizer: Any, batch: dict[str, torch.Tensor], bf16: bool)
 
 def measure(shape: str, mode: str, steps: int) -> dict[str, Any]:
     bf16, attn_fp32 = MODES[mode]
-    with attention_in_fp32(attn_fp32):
+    with contextlib.nullcontext() if attn_fp32 else attention_in_bf16():
         return _measure(shape, bf16, steps)
 
 
@@ -115,6 +95,9 @@ def main() -> None:
     args = parser.parse_args()
     set_threads()
     from finetune.calibration import cpu_name
+    from finetune.precision import keep_cpu_attention_fp32
+
+    keep_cpu_attention_fp32()  # the train stage's fix; the plain bf16 mode sets it aside
 
     result: dict[str, Any] = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                               "steps": args.steps, "shapes": {}}

@@ -16,7 +16,6 @@ epochs), and how long choosing takes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import os
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "helpers"))  # also when run by hand
-from measure import model_shape, set_threads  # noqa: E402
+from measure import attention_in_bf16, model_shape, set_threads  # noqa: E402
 
 LENGTHS = (256, 256, 241, 256, 187, 256)  # per micro-batch; most IMDB reviews pass 256 tokens
 
@@ -39,20 +38,6 @@ def flops_per_batch(shape: dict[str, int], batch: dict[str, Any]) -> float:
     lengths = batch["attention_mask"].sum(dim=1).double()
     return float(6 * shape["non_embedding_params"] * lengths.sum()
                  + 12 * shape["layers"] * shape["hidden"] * (lengths ** 2).sum())
-
-
-@contextlib.contextmanager
-def bf16_attention() -> Any:
-    """transformers' own sdpa function while the block runs (the fused attention in bf16 under autocast)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
-
-    ours = ALL_ATTENTION_FUNCTIONS["sdpa"]
-    AttentionInterface.register("sdpa", sdpa_attention_forward)
-    try:
-        yield
-    finally:
-        AttentionInterface.register("sdpa", ours)
 
 
 def main() -> None:
@@ -91,7 +76,7 @@ def main() -> None:
             return inner
 
         def with_bf16_attention(batch: dict[str, Any]) -> None:
-            with bf16_attention():
+            with attention_in_bf16():
                 inner(batch)
         return with_bf16_attention
 
