@@ -52,8 +52,8 @@ def test_the_faster_side_wins_only_beyond_the_noise():
 def test_a_hopeless_side_is_not_timed_further(monkeypatch):
     monkeypatch.setattr(calibration, "SLACK_S", 0.0)
     calls = []
-    sides, _ = calibration.time_sides([Side("fp32", sleeper(0.002)),
-                                       Side("bf16", lambda b: (calls.append(1), time.sleep(0.02)))], BATCHES)
+    calibration.time_sides([Side("fp32", sleeper(0.002)),
+                            Side("bf16", lambda b: (calls.append(1), time.sleep(0.02)))], BATCHES)
     assert len(calls) == 1, "its warm-up stopped after the batch that passed the limit, and no round ran"
     choice = decide([Side("fp32", sleeper(0.002)), Side("bf16", sleeper(0.02))], BATCHES, "bf16")
     assert not choice.use and "first round took" in choice.reason and "bf16" not in choice.rates
@@ -149,12 +149,26 @@ def test_cpu_bf16_training_runs_attention_in_fp32_and_inference_keeps_bf16(monke
     assert seen == [torch.float32] * 2
 
 
-@pytest.mark.parametrize("steps", [2])
-def test_compile_is_refused_when_compiling_costs_more_than_a_short_run_saves(tmp_path, monkeypatch, steps):
+def test_compile_is_not_priced_for_a_run_shorter_than_pricing_it(tmp_path, monkeypatch):
     monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
-    choice = calibration.training_compile(tiny_bert(), [batch(seed=s) for s in range(2)], steps, bf16=False)
-    assert not choice.use
-    assert "failed" in choice.reason or (choice.cost_s > 0 and f"{steps} steps" in choice.reason)
+    started = time.perf_counter()
+    choice = calibration.training_compile(tiny_bert(), [batch(seed=s) for s in range(2)], 20, bf16=False)
+    assert not choice.use and "not priced" in choice.reason and "20 steps" in choice.reason
+    assert time.perf_counter() - started < calibration.COMPILE_PRICE_GUESS_S / 4, "nothing was compiled"
+    assert not (tmp_path / "calibration.json").exists()
+
+
+def test_a_long_run_prices_compile_once_and_short_runs_then_use_the_price(tmp_path, monkeypatch):
+    monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
+    model, batches = tiny_bert(), [batch(seed=s) for s in range(2)]
+    long = calibration.training_compile(model, batches, 10**7, bf16=False, eager_rate=1000.0)
+    if "failed" in long.reason:
+        pytest.skip(f"no torch.compile here: {long.reason}")
+    assert long.cost_s > 0 and set(long.rates) == {"eager", "compiled"} and "(cached)" not in long.reason
+    assert 0 < calibration.pricing_s() != calibration.COMPILE_PRICE_GUESS_S, "this machine's own pricing time"
+    short = calibration.training_compile(model, batches, 2, bf16=False, eager_rate=1000.0)
+    assert not short.use and short.reason.endswith("(cached)") and short.rates == long.rates
+    assert short.reason.startswith("2 steps: eager ~0 s"), "the run's own steps, priced with the stored profile"
 
 
 def test_the_torch_backend_decides_auto_on_its_first_batch(tmp_path, monkeypatch):

@@ -71,12 +71,12 @@ def test_auto_switches_are_measured_once_and_do_not_change_the_training(trained,
     cfg, results = trained
     summary = read_json(Path(cfg.paths.model) / "train_summary.json")
     assert summary["bf16_choice"] and summary["compile_choice"] and summary["bf16_fp32_tokens_per_s"] > 0
-    assert summary["compile"] is False, "compiling costs more than a run of seconds saves"
+    assert summary["compile"] is False and "not priced" in summary["compile_choice"], "a run of seconds"
     again = user_cfg(REPO, tmp_path)
     download(again)
     tokenize(again)
     second = train(again)
-    assert second["bf16_choice"].endswith("(cached)") and second["compile_choice"].endswith("(cached)")
+    assert second["bf16_choice"].endswith("(cached)") and second["compile_choice"] == summary["compile_choice"]
     assert second["train_loss"] == results["train"]["train_loss"] and second["bf16"] == results["train"]["bf16"]
 
 

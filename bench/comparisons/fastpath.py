@@ -9,7 +9,8 @@ Per machine (results are kept per machine kind, each measured side by side in on
 - what `bf16: auto` / `compile: auto` choose for the default IMDB budget, and the seconds spent choosing;
 - the train stage on the sarcasm headlines with the defaults (`auto`) against `bf16=false compile=false`,
   alternating, same seed: the first `auto` run with an empty cache (it measures), the others cached;
-  `auto` must not be slower than fp32 by more than fp32's own spread, at equal accuracy.
+  `auto`, measuring or cached, must not be slower than fp32 by more than fp32's own spread, at equal
+  accuracy.
 """
 
 from __future__ import annotations
@@ -82,13 +83,12 @@ def stage_runs(ctx: Context) -> dict[str, Any]:
             runs[side].append(train(ctx, f"{side}-{rep}", data, overrides, cache))
     wall = {side: [r["process_wall_s"] for r in rs] for side, rs in runs.items()}
     spread = (max(wall["fp32"]) - min(wall["fp32"])) / median(wall["fp32"])
-    cached_auto = median(wall["auto"][1:])
+    cached_auto, bound = median(wall["auto"][1:]), median(wall["fp32"]) * (1 + spread)
     accuracy = {side: runs[side][0]["best_metric"] for side in SIDES}
     return {"data": data, "runs": runs, "noise": spread, "median_wall_s": {"fp32": median(wall["fp32"]),
                                                                           "auto (cached)": cached_auto},
             "first_auto_wall_s": wall["auto"][0], "accuracy": accuracy,
-            "passed": cached_auto <= median(wall["fp32"]) * (1 + spread)
-            and abs(accuracy["auto"] - accuracy["fp32"]) <= 0.01}
+            "passed": max(cached_auto, wall["auto"][0]) <= bound and abs(accuracy["auto"] - accuracy["fp32"]) <= 0.01}
 
 
 def train(ctx: Context, tag: str, data: list[str], overrides: list[str], cache: Any) -> dict[str, Any]:
@@ -111,7 +111,8 @@ def checks(result: dict[str, Any]) -> list[list[str]]:
     for kind, m in result["machines"].items():
         stage = m["stage"]
         rows.append([f"{kind}: `auto` not slower than fp32 beyond the noise, equal accuracy (train stage)",
-                     f"{stage['median_wall_s']['auto (cached)']:.1f} s vs {stage['median_wall_s']['fp32']:.1f} s "
+                     f"first (measuring) {stage['first_auto_wall_s']:.1f} s, cached "
+                     f"{stage['median_wall_s']['auto (cached)']:.1f} s vs fp32 {stage['median_wall_s']['fp32']:.1f} s "
                      f"(noise {100 * stage['noise']:.0f}%), accuracy {stage['accuracy']['auto']:.4f} vs "
                      f"{stage['accuracy']['fp32']:.4f}", verdict(stage["passed"])])
         if m["flags"].get("amx_bf16"):
@@ -145,8 +146,9 @@ def render(result: dict[str, Any]) -> str:
                          "compile s (caches warm)"], rows), "",
                   f"`auto` for the default IMDB run ({auto['steps']} micro-batch steps): **bf16 "
                   f"{'on' if auto['bf16'] else 'off'}** ({auto['bf16_reason']}); **compile "
-                  f"{'on' if auto['compile'] else 'off'}** ({auto['compile_reason']}; compiling with empty caches: "
-                  f"{fmt(auto.get('compile_cost_s'))} s); choosing took {auto['calibration_s']:.0f} s, once per "
+                  f"{'on' if auto['compile'] else 'off'}** ({auto['compile_reason']}"
+                  + (f"; compiling with empty caches: {fmt(auto['compile_cost_s'])} s" if auto.get("compile_cost_s")
+                     else "") + f"); choosing took {auto['calibration_s']:.0f} s, once per "
                   "machine, model and shape (compilation: once per machine, model and precision).", "",
                   f"Train stage, sarcasm headlines ({', '.join(stage['data'][2:])}, 1 epoch), alternating: "
                   f"median wall fp32 {stage['median_wall_s']['fp32']:.1f} s, auto (cached) "

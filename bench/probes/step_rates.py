@@ -86,7 +86,7 @@ def main() -> None:
     started = time.perf_counter()
     bf16 = calibration.training_bf16(model, batches, tolerance=0.05)
     eager_rate = bf16.rates.get("bf16" if bf16.use else "fp32")
-    compiled = calibration.training_compile(model, batches, steps, bf16.use, eager_rate)
+    compiled = calibration.training_compile(model, batches, steps, bf16.use, eager_rate, bf16.noise)
     auto = {"steps": steps, "bf16": bf16.use, "bf16_reason": bf16.reason, "bf16_rates": bf16.rates,
             "compile": compiled.use, "compile_reason": compiled.reason, "compile_rates": compiled.rates,
             "compile_cost_s": compiled.cost_s,
@@ -94,7 +94,7 @@ def main() -> None:
     sides = [calibration.Side("fp32", step(False, False)), calibration.Side("bf16", step(True, False)),
              calibration.Side("bf16, attention in bf16", step(True, False, plain_attention=True)),
              calibration.Side("fp32 compiled", step(False, True)), calibration.Side("bf16 compiled", step(True, True))]
-    _, noise = calibration.time_sides(sides, batches, rounds=args.rounds, give_up=None)
+    noise = calibration.time_sides(sides, batches, rounds=args.rounds, give_up=None)
     tokens = calibration.real_tokens(batches)
     flops = sum(flops_per_batch(shape, b) for b in batches)
     result: dict[str, Any] = {

@@ -39,6 +39,7 @@ INFERENCE_ROWS = 16  # inference is timed on the first batch's first rows: the p
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
 HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
 SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
+COMPILE_PRICE_GUESS_S = 60.0  # pricing torch.compile before a machine has done it once (bench/results/fastpath.json)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,16 +88,26 @@ def cached(key: str, measure: Callable[[], Choice]) -> Choice:
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel stages of one sweep measure one after the other
         entries = _read(path)
-        entry = entries.get(key)
-        if entry and entry.get("version") == VERSION:
-            return Choice(entry["use"], entry["reason"] + " (cached)", entry.get("rates", {}), entry.get("cost_s"),
-                          noise=entry.get("noise", MIN_NOISE))
+        if (choice := _stored(entries.get(key))) is not None:
+            return choice
         with _isolated():
             choice = measure()
         entries[key] = dataclasses.asdict(choice) | {"version": VERSION, "date": time.strftime("%Y-%m-%d %H:%M")}
         with atomic_file(path) as handle:
             json.dump(entries, handle, indent=1, sort_keys=True)
         return choice
+
+
+def lookup(key: str) -> Choice | None:
+    """The cached choice for `key`, or None: nothing is measured."""
+    return _stored(_read(cache_path()).get(key))
+
+
+def _stored(entry: dict[str, Any] | None) -> Choice | None:
+    if not entry or entry.get("version") != VERSION:
+        return None  # never measured, or by an older calibration
+    return Choice(entry["use"], entry["reason"] + " (cached)", entry.get("rates", {}), entry.get("cost_s"),
+                  noise=entry.get("noise", MIN_NOISE))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -124,12 +135,12 @@ class Side:
 
 
 def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = ROUNDS,
-               give_up: float | None = HOPELESS) -> tuple[list[Side], float]:
+               give_up: float | None = HOPELESS) -> float:
     """Warm every side up on every batch (kernel set-up, compilation), then time `rounds` rounds
     over all batches, alternating the order of the sides (the first side's first round right after
     its warm-up). A side whose warm-up passes `give_up` times that round (plus SLACK_S) is stopped
-    there and not timed further (None: never). Returns the
-    sides and the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
+    there and not timed further (None: never). Returns the noise: the relative spread of the first
+    side's rounds (at least MIN_NOISE)."""
     timed: list[Side] = []
     for side in sides:
         limit = give_up * timed[0].rounds_s[0] + SLACK_S if timed and give_up else None
@@ -144,7 +155,7 @@ def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = R
                 side.rounds_s.append(_run(side, batches))
     base = timed[0].rounds_s
     noise = (max(base) - min(base)) / statistics.median(base) if len(base) > 1 else 0.0
-    return sides, max(MIN_NOISE, noise)
+    return max(MIN_NOISE, noise)
 
 
 def _run(side: Side, batches: list[dict[str, Any]], limit: float | None = None) -> float:
@@ -267,10 +278,10 @@ def decide(sides: list[Side], batches: list[dict[str, Any]], candidate: str, qua
            tolerance: float | None = None, started: float | None = None) -> Choice:
     """Take `candidate` (the second side) where it beats the first by more than the noise and,
     when a quality distance is given, stays within `tolerance`."""
-    timed, noise = time_sides(sides, batches)
-    base, other = timed
+    noise = time_sides(sides, batches)
+    base, other = sides
     tokens = real_tokens(batches)
-    rates = {side.name: tokens / side.round_s for side in timed if side.rounds_s}
+    rates = {side.name: tokens / side.round_s for side in sides if side.rounds_s}
     speedup = base.round_s / other.round_s
     if not other.rounds_s:
         use, why = False, f"{candidate}'s first round took {other.warm_s / base.warm_s:.1f}x {base.name}'s"
@@ -327,19 +338,30 @@ def inference_bf16(model: Any, batch: dict[str, Any], tolerance: float) -> Choic
 # -- torch.compile ---------------------------------------------------------------------------
 
 def training_compile(model: Any, batches: list[dict[str, Any]], steps: int, bf16: bool,
-                     eager_rate: float | None = None) -> Choice:
+                     eager_rate: float | None = None, noise: float = MIN_NOISE) -> Choice:
     """torch.compile for a training run of `steps` micro-batches like `batches`: compiled only where
     compiling plus the compiled steps take less than the eager steps over the whole run.
 
     What compiling costs and how much faster the compiled steps run is measured once per machine,
     model and precision (the compiled graph takes dynamic shapes); each run's decision applies
     them to its own steps and tokens, at `eager_rate` (real tokens/s of these batches, when the
-    bf16 measurement has just timed them) or else the rate of the batches the profile was taken on.
+    bf16 measurement has just timed them; else timed here). Pricing compilation takes as long as
+    compiling, so a run prices it only when that fits within the `noise` of its own eager time:
+    `auto` never makes a short run slower to learn about compiling.
     """
-    profile = compile_profile(model, batches, bf16)
+    tokens = steps * real_tokens(batches) / len(batches)
+    key = "|".join([f"v{VERSION}", f"compile-{'bf16' if bf16 else 'fp32'}", machine_key(), model_key(model)])
+    profile = lookup(key)
+    if profile is None:
+        eager_s = tokens / (eager_rate or _eager_rate(model, batches, bf16))
+        price = pricing_s()
+        if eager_s * noise < price:
+            return _logged("torch.compile (training)", Choice(
+                False, f"{steps} steps: eager ~{eager_s:.0f} s; pricing compilation here (~{price:.0f} s) would "
+                       f"cost more than the run's noise ({noise:.0%}): not priced"))
+        profile = cached(key, lambda: _compile_profile(model, batches, bf16))
     if "compiled" not in profile.rates:
         return _logged("torch.compile (training)", profile)
-    tokens = steps * real_tokens(batches) / len(batches)
     eager_s = tokens / (eager_rate or profile.rates["eager"])
     compiled_s = eager_s * profile.rates["eager"] / profile.rates["compiled"]
     cost = profile.cost_s or 0.0
@@ -349,27 +371,41 @@ def training_compile(model: Any, batches: list[dict[str, Any]], steps: int, bf16
     return _logged("torch.compile (training)", Choice(use, why, profile.rates, cost, noise=profile.noise))
 
 
-def compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> Choice:
-    """Seconds to compile the training step and the rates eager vs compiled (cached per machine,
-    model and precision): `rates` {eager, compiled}, `cost_s` the compilation."""
+def pricing_s() -> float:
+    """Seconds pricing compilation takes on this machine: the longest it took for any model
+    priced here, else COMPILE_PRICE_GUESS_S."""
+    machine = f"|{machine_key()}|"
+    taken = [entry.get("measured_s") or 0.0 for key, entry in _read(cache_path()).items()
+             if "|compile-" in key and machine in key and entry.get("version") == VERSION]
+    return max(taken, default=COMPILE_PRICE_GUESS_S)
+
+
+def _eager_rate(model: Any, batches: list[dict[str, Any]], bf16: bool) -> float:
+    """Real tokens/s of eager training steps on these batches (after a warm-up pass)."""
+    side = Side("eager", training_step(twin(model), bf16))
+    with _isolated():
+        time_sides([side], batches, rounds=1)
+    return real_tokens(batches) / side.round_s
+
+
+def _compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> Choice:
+    """Seconds to compile the training step and the rates eager vs compiled: `rates` {eager,
+    compiled}, `cost_s` the compilation, `measured_s` the whole pricing."""
     import torch
 
-    def measure() -> Choice:
-        started = time.perf_counter()
-        eager = Side("eager", training_step(twin(model), bf16))
-        compiled = Side("compiled", training_step(torch.compile(twin(model)), bf16))
-        try:
-            _, noise = time_sides([eager, compiled], batches, give_up=None)  # compiling is slow: it is the cost
-        except Exception as error:  # noqa: BLE001 - no C++ compiler, an unsupported op: eager it is
-            return Choice(False, f"torch.compile failed: {str(error).strip().splitlines()[0][:200]}")
-        tokens = real_tokens(batches)
-        return Choice(eager.round_s > compiled.round_s * (1 + noise),
-                      f"compiled steps {eager.round_s / compiled.round_s:.2f}x eager",
-                      {side.name: tokens / side.round_s for side in (eager, compiled)},
-                      max(0.0, compiled.warm_s - compiled.round_s), time.perf_counter() - started, noise)
-
-    key = "|".join([f"v{VERSION}", f"compile-{'bf16' if bf16 else 'fp32'}", machine_key(), model_key(model)])
-    return cached(key, measure)
+    started = time.perf_counter()
+    eager = Side("eager", training_step(twin(model), bf16))
+    compiled = Side("compiled", training_step(torch.compile(twin(model)), bf16))
+    try:
+        noise = time_sides([eager, compiled], batches, give_up=None)  # compiling is slow: it is the cost
+    except Exception as error:  # noqa: BLE001 - no C++ compiler, an unsupported op: eager it is
+        return Choice(False, f"torch.compile failed: {str(error).strip().splitlines()[0][:200]}",
+                      measured_s=time.perf_counter() - started)
+    tokens = real_tokens(batches)
+    return Choice(eager.round_s > compiled.round_s * (1 + noise),
+                  f"compiled steps {eager.round_s / compiled.round_s:.2f}x eager",
+                  {side.name: tokens / side.round_s for side in (eager, compiled)},
+                  max(0.0, compiled.warm_s - compiled.round_s), time.perf_counter() - started, noise)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any
 
 from finetune.errors import DataError, FinetuneError
 from finetune.inference import BACKENDS
+from finetune.precision import PRECISIONS
 
 INPUT_FORMATS = (".txt", ".jsonl", ".csv")
 
@@ -91,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--question", help="question answering: the question (with --context)")
     parser.add_argument("--context", help="question answering: the context the answer is taken from")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="torch backend: auto = bf16 autocast where timing the first batch both ways finds it "
                              "faster and its outputs within the family's tolerance (cached per machine, model, shape)")
     parser.add_argument("--batch-size", type=int, default=32)

@@ -173,6 +173,8 @@ def calibration_batches(features: Any, collator: Any, model: Any, args: Any, buc
 
     import torch
 
+    from finetune.calibration import device_type
+
     accepted = set(inspect.signature(model.forward).parameters)
     rows = features.select_columns([c for c in features.column_names if c in accepted])
     micro, seed = args.per_device_train_batch_size, int(args.data_seed if args.data_seed is not None else args.seed)
@@ -182,7 +184,7 @@ def calibration_batches(features: Any, collator: Any, model: Any, args: Any, buc
                                      generator)
     else:
         order = torch.randperm(len(features), generator=generator).tolist()
-    device = "cuda" if _cuda_available() else "cpu"  # where the Trainer will put the model
+    device = device_type()  # where the Trainer will put the model
     batches = []
     for start in range(0, min(len(order), count * micro), micro):
         batch = collator([rows[i] for i in order[start:start + micro]])
@@ -210,8 +212,10 @@ def measured_fast_path(train_cfg: DictConfig, args: Any, model: Any, features: A
         bf16 = choices["bf16"].use if "bf16" in choices else bool(train_cfg.get("bf16"))
         if "compile" in wanted:
             steps = run_steps(train_cfg, len(features), micro)
-            rate = choices["bf16"].rates.get("bf16" if bf16 else "fp32") if "bf16" in choices else None
-            choices["compile"] = calibration.training_compile(model, batches, steps, bf16, rate)
+            measured = choices.get("bf16")
+            rate = measured.rates.get("bf16" if bf16 else "fp32") if measured else None
+            noise = measured.noise if measured else calibration.MIN_NOISE
+            choices["compile"] = calibration.training_compile(model, batches, steps, bf16, rate, noise)
     return distributed.shared(choices)
 
 
