@@ -86,7 +86,7 @@ def main() -> None:
     started = time.perf_counter()
     bf16 = calibration.training_bf16(model, batches, tolerance=0.05)
     eager_rate = bf16.rates.get("bf16" if bf16.use else "fp32")
-    compiled = calibration.training_compile(model, batches, steps, bf16.use, eager_rate, bf16.noise)
+    compiled = calibration.training_compile(model, batches, steps, bf16.use, eager_rate)
     auto = {"steps": steps, "bf16": bf16.use, "bf16_reason": bf16.reason, "bf16_rates": bf16.rates,
             "compile": compiled.use, "compile_reason": compiled.reason, "compile_rates": compiled.rates,
             "compile_cost_s": compiled.cost_s,

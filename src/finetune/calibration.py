@@ -39,6 +39,7 @@ INFERENCE_ROWS = 16  # inference is timed on the first batch's first rows: the p
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
 HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
 SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
+PRICING_SHARE = MIN_NOISE  # the most of a run's time `compile: auto` may spend pricing compilation
 COMPILE_PRICE_GUESS_S = 60.0  # pricing torch.compile before a machine has done it once (bench/results/fastpath.json)
 
 
@@ -338,7 +339,7 @@ def inference_bf16(model: Any, batch: dict[str, Any], tolerance: float) -> Choic
 # -- torch.compile ---------------------------------------------------------------------------
 
 def training_compile(model: Any, batches: list[dict[str, Any]], steps: int, bf16: bool,
-                     eager_rate: float | None = None, noise: float = MIN_NOISE) -> Choice:
+                     eager_rate: float | None = None) -> Choice:
     """torch.compile for a training run of `steps` micro-batches like `batches`: compiled only where
     compiling plus the compiled steps take less than the eager steps over the whole run.
 
@@ -346,7 +347,7 @@ def training_compile(model: Any, batches: list[dict[str, Any]], steps: int, bf16
     model and precision (the compiled graph takes dynamic shapes); each run's decision applies
     them to its own steps and tokens, at `eager_rate` (real tokens/s of these batches, when the
     bf16 measurement has just timed them; else timed here). Pricing compilation takes as long as
-    compiling, so a run prices it only when that fits within the `noise` of its own eager time:
+    compiling, so a run prices it only when that costs at most PRICING_SHARE of its own eager time:
     `auto` never makes a short run slower to learn about compiling.
     """
     tokens = steps * real_tokens(batches) / len(batches)
@@ -355,10 +356,10 @@ def training_compile(model: Any, batches: list[dict[str, Any]], steps: int, bf16
     if profile is None:
         eager_s = tokens / (eager_rate or _eager_rate(model, batches, bf16))
         price = pricing_s()
-        if eager_s * noise < price:
+        if eager_s * PRICING_SHARE < price:
             return _logged("torch.compile (training)", Choice(
                 False, f"{steps} steps: eager ~{eager_s:.0f} s; pricing compilation here (~{price:.0f} s) would "
-                       f"cost more than the run's noise ({noise:.0%}): not priced"))
+                       f"cost more than {PRICING_SHARE:.0%} of the run: not priced"))
         profile = cached(key, lambda: _compile_profile(model, batches, bf16))
     if "compiled" not in profile.rates:
         return _logged("torch.compile (training)", profile)

@@ -212,10 +212,8 @@ def measured_fast_path(train_cfg: DictConfig, args: Any, model: Any, features: A
         bf16 = choices["bf16"].use if "bf16" in choices else bool(train_cfg.get("bf16"))
         if "compile" in wanted:
             steps = run_steps(train_cfg, len(features), micro)
-            measured = choices.get("bf16")
-            rate = measured.rates.get("bf16" if bf16 else "fp32") if measured else None
-            noise = measured.noise if measured else calibration.MIN_NOISE
-            choices["compile"] = calibration.training_compile(model, batches, steps, bf16, rate, noise)
+            rate = choices["bf16"].rates.get("bf16" if bf16 else "fp32") if "bf16" in choices else None
+            choices["compile"] = calibration.training_compile(model, batches, steps, bf16, rate)
     return distributed.shared(choices)
 
 
