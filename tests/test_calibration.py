@@ -43,10 +43,19 @@ def test_the_faster_side_wins_only_beyond_the_noise():
     faster = decide([Side("fp32", sleeper(0.012)), Side("bf16", sleeper(0.004))], BATCHES, "bf16")
     assert faster.use and faster.rates["bf16"] > 2 * faster.rates["fp32"]
     assert faster.rates["fp32"] == pytest.approx(300 / (3 * 0.012), rel=0.3)
-    same = decide([Side("fp32", sleeper(0.006)), Side("bf16", sleeper(0.006))], BATCHES, "bf16")
+    same = decide([Side("fp32", sleeper(0.03)), Side("bf16", sleeper(0.03))], BATCHES, "bf16")  # long: under load
     assert not same.use and "not faster beyond the noise" in same.reason
     slower = decide([Side("fp32", sleeper(0.004)), Side("bf16", sleeper(0.012))], BATCHES, "bf16")
     assert not slower.use
+
+
+def test_one_round_each_settles_a_clear_difference():
+    clear = [Side("fp32", sleeper(0.012)), Side("bf16", sleeper(0.004))]
+    close = [Side("fp32", sleeper(0.03)), Side("bf16", sleeper(0.025))]  # long enough for a loaded machine
+    calibration.time_sides(clear, BATCHES)
+    calibration.time_sides(close, BATCHES)
+    assert [len(side.rounds_s) for side in clear] == [1, 1]
+    assert [len(side.rounds_s) for side in close] == [calibration.ROUNDS] * 2
 
 
 def test_a_hopeless_side_is_not_timed_further(monkeypatch):

@@ -94,7 +94,7 @@ def main() -> None:
     sides = [calibration.Side("fp32", step(False, False)), calibration.Side("bf16", step(True, False)),
              calibration.Side("bf16, attention in bf16", step(True, False, plain_attention=True)),
              calibration.Side("fp32 compiled", step(False, True)), calibration.Side("bf16 compiled", step(True, True))]
-    noise = calibration.time_sides(sides, batches, rounds=args.rounds, give_up=None)
+    noise = calibration.time_sides(sides, batches, rounds=args.rounds, give_up=None, decisive=None, warm_all=True)
     tokens = calibration.real_tokens(batches)
     flops = sum(flops_per_batch(shape, b) for b in batches)
     result: dict[str, Any] = {

@@ -33,12 +33,14 @@ from typing import Any
 from finetune.io import atomic_file
 
 log = logging.getLogger("finetune")
-VERSION = 1  # bump when what is measured changes: older cached decisions are then measured again
-ROUNDS = 2  # timed rounds per side, after a warm-up round (each pass costs real steps: keep them few)
+VERSION = 2  # bump when what is measured changes: older cached decisions are then measured again
+ROUNDS = 2  # timed rounds per side, after a warm-up (each pass costs real steps: keep them few)
 INFERENCE_ROWS = 16  # inference is timed on the first batch's first rows: the per-row speed is what counts
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
 HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
 SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
+DECISIVE = 1.5  # after one round each, a side this much faster or slower is settled: larger than any
+                # one-round spread of a side measured so far (bench/results/fastpath.json)
 PRICING_SHARE = MIN_NOISE  # the most of a run's time `compile: auto` may spend pricing compilation
 COMPILE_PRICE_GUESS_S = 60.0  # pricing torch.compile before a machine has done it once (bench/results/fastpath.json)
 
@@ -136,27 +138,41 @@ class Side:
 
 
 def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = ROUNDS,
-               give_up: float | None = HOPELESS) -> float:
-    """Warm every side up on every batch (kernel set-up, compilation), then time `rounds` rounds
-    over all batches, alternating the order of the sides (the first side's first round right after
-    its warm-up). A side whose warm-up passes `give_up` times that round (plus SLACK_S) is stopped
-    there and not timed further (None: never). Returns the noise: the relative spread of the first
-    side's rounds (at least MIN_NOISE)."""
+               give_up: float | None = HOPELESS, decisive: float | None = DECISIVE,
+               warm_all: bool = False) -> float:
+    """Time `rounds` rounds of every side over all batches, alternating the order of the sides,
+    after a warm-up on the first (longest) batch, or on every batch with `warm_all` (compilation
+    happens per shape). The first side's first round runs right after its warm-up, as the
+    reference: a side whose warm-up passes `give_up` times the reference's first batch (plus
+    SLACK_S) is stopped there and not timed further (None: never), and when after one round each
+    every side is `decisive` times faster or slower than the first, no more rounds run (None: all
+    rounds). Returns the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
+    warm = batches if warm_all else batches[:1]
     timed: list[Side] = []
+    reference_s = 0.0  # the first side's first batch, in its first round
     for side in sides:
-        limit = give_up * timed[0].rounds_s[0] + SLACK_S if timed and give_up else None
-        side.warm_s = _run(side, batches, limit)
+        limit = give_up * reference_s + SLACK_S if timed and give_up else None
+        side.warm_s = _run(side, warm, limit)
         if not timed:  # its first round at once: the others' warm-ups are held against it
-            side.rounds_s.append(_run(side, batches))
+            reference_s = _run(side, batches[:1])
+            side.rounds_s.append(reference_s + _run(side, batches[1:]))
         if limit is None or side.warm_s <= limit:
             timed.append(side)
     for r in range(rounds):
         for side in timed if r % 2 == 0 else reversed(timed):
-            if len(side.rounds_s) < rounds:
+            if len(side.rounds_s) <= r:
                 side.rounds_s.append(_run(side, batches))
+        if r == 0 and decisive and _settled(timed, decisive):
+            break
     base = timed[0].rounds_s
     noise = (max(base) - min(base)) / statistics.median(base) if len(base) > 1 else 0.0
     return max(MIN_NOISE, noise)
+
+
+def _settled(timed: list[Side], decisive: float) -> bool:
+    """Whether one round each puts every side `decisive` times faster or slower than the first."""
+    ratios = [side.rounds_s[0] / timed[0].rounds_s[0] for side in timed[1:]]
+    return bool(ratios) and all(max(ratio, 1 / ratio) >= decisive for ratio in ratios)
 
 
 def _run(side: Side, batches: list[dict[str, Any]], limit: float | None = None) -> float:
@@ -398,7 +414,7 @@ def _compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> C
     eager = Side("eager", training_step(twin(model), bf16))
     compiled = Side("compiled", training_step(torch.compile(twin(model)), bf16))
     try:
-        noise = time_sides([eager, compiled], batches, give_up=None)  # compiling is slow: it is the cost
+        noise = time_sides([eager, compiled], batches, give_up=None, decisive=None, warm_all=True)  # the cost
     except Exception as error:  # noqa: BLE001 - no C++ compiler, an unsupported op: eager it is
         return Choice(False, f"torch.compile failed: {str(error).strip().splitlines()[0][:200]}",
                       measured_s=time.perf_counter() - started)
