@@ -303,3 +303,11 @@ def mlflow_rest(base: str, endpoint: str, body: dict) -> dict:
                                      headers={"Content-Type": "application/json"}, method="POST")
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
+
+
+def server_runs(base: str, experiment: str) -> list[dict]:
+    """The runs a tracking server holds in one experiment; none yet while the experiment or its first
+    run is still being created (the REST API leaves out an empty list)."""
+    found = mlflow_rest(base, "experiments/search", {"max_results": 100, "filter": f"name = '{experiment}'"})
+    ids = [e["experiment_id"] for e in found.get("experiments", [])]
+    return mlflow_rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100}).get("runs", []) if ids else []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, mlflow_rest, run_stage, sweep_data
+from tests.conftest import REPO, run_stage, server_runs, sweep_data
 
 pytestmark = pytest.mark.slow
 SCRIPT = REPO / "scripts" / "mlflow-postgres.sh"
@@ -51,12 +51,6 @@ def server():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def rest_runs(base: str, experiment: str) -> list[dict]:
-    found = mlflow_rest(base, "experiments/search", {"max_results": 100, "filter": f"name = '{experiment}'"})
-    experiment_id = found["experiments"][0]["experiment_id"]
-    return mlflow_rest(base, "runs/search", {"experiment_ids": [experiment_id], "max_results": 100}).get("runs", [])
-
-
 def rest_get(base: str, endpoint: str, **query: str) -> dict:
     with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}",
                                 timeout=30) as response:
@@ -78,7 +72,7 @@ def test_a_pair_trained_against_the_server_reads_back_over_rest_and_from_postgre
 
     done = run_stage("pipeline.py", *sweep_data(tmp_path), "model=tiny", cwd=tmp_path, uri=server["uri"])
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = rest_runs(server["uri"], "sarcasm")
+    runs = server_runs(server["uri"], "sarcasm")
     pair = [run for run in runs if tags(run).get("mlflow.runName") == "sarcasm-tiny"]
     assert len(pair) == 1 and pair[0]["info"]["status"] == "FINISHED"
     metrics = {m["key"] for m in pair[0]["data"]["metrics"]}
@@ -98,7 +92,7 @@ def test_a_two_job_sweep_lands_under_one_parent_on_the_server(server, tmp_path):
     done = run_stage("pipeline.py", "-m", *sweep_data(tmp_path), "model=tiny", "train.learning_rate=1e-3,5e-3",
                      "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=tmp_path, uri=server["uri"])
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = rest_runs(server["uri"], "sarcasm")
+    runs = server_runs(server["uri"], "sarcasm")
     sweep = {tags(run).get("sweep_id") for run in runs if tags(run).get("sweep_role") == "parent"}
     assert len(sweep) == 1
     members = [run for run in runs if tags(run).get("sweep_id") in sweep]

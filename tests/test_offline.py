@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from finetune.io import read_json
-from tests.conftest import REPO, free_port, headline_rows, mlflow_rest, start_mlflow_server, write_jsonl
+from tests.conftest import REPO, free_port, headline_rows, server_runs, start_mlflow_server, write_jsonl
 
 pytestmark = pytest.mark.slow
 PAIR = "sarcasm-tiny"
+EXPERIMENT = "sarcasm"
 
 
 def args(work: Path) -> list[str]:
@@ -47,12 +48,6 @@ def stage(script: str, work: Path, uri: str) -> subprocess.Popen:
 def sync(work: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "finetune.offline", "sync", str(work / "mlflow-offline.db")],
                           cwd=work, capture_output=True, text=True, timeout=300)
-
-
-def server_runs(base: str) -> list[dict]:
-    found = mlflow_rest(base, "experiments/search", {"max_results": 100})["experiments"]
-    ids = [e["experiment_id"] for e in found if e["name"] == "sarcasm"]
-    return mlflow_rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100})["runs"] if ids else []
 
 
 def loss_steps(base: str, run_id: str) -> list[int]:
@@ -95,8 +90,8 @@ def test_a_server_down_at_the_start_costs_one_line_and_syncs_later(work):
         done = sync(work)
         assert done.returncode == 0, done.stderr
         assert [line for line in done.stdout.splitlines() if line.startswith("synced")] == \
-            [f"synced {PAIR} -> {base} run {server_runs(base)[0]['info']['run_id']}"]
-        [run] = server_runs(base)
+            [f"synced {PAIR} -> {base} run {server_runs(base, EXPERIMENT)[0]['info']['run_id']}"]
+        [run] = server_runs(base, EXPERIMENT)
         assert run["info"]["status"] == "FINISHED"
         metrics = {m["key"] for m in run["data"]["metrics"]}
         assert {"loss", "best_metric", "validation_accuracy"} <= metrics
@@ -116,12 +111,12 @@ def test_a_server_killed_mid_run_loses_nothing(work):
         training = stage("train.py", work, base)
         deadline = time.time() + 300
         while time.time() < deadline:  # wait until the server holds part of the run's curve
-            runs = server_runs(base)
+            runs = server_runs(base, EXPERIMENT)
             if runs and len(loss_steps(base, runs[0]["info"]["run_id"])) >= 3:
                 break
             assert training.poll() is None, training.communicate()
             time.sleep(0.2)
-        [partial] = server_runs(base)
+        [partial] = server_runs(base, EXPERIMENT)
         os.killpg(server.pid, signal.SIGKILL)  # the server and its workers, at once
         server.wait(timeout=60)
         killed_at = time.perf_counter()
@@ -134,7 +129,7 @@ def test_a_server_killed_mid_run_loses_nothing(work):
         server = start_mlflow_server(work, port)
         done = sync(work)
         assert done.returncode == 0, done.stderr
-        [run] = server_runs(base)
+        [run] = server_runs(base, EXPERIMENT)
         assert run["info"]["run_id"] == partial["info"]["run_id"]  # the cut-off run is completed, not doubled
         assert run["info"]["status"] == "FINISHED"
         assert loss_steps(base, run["info"]["run_id"]) == logged_loss_steps(work)  # every point once

@@ -110,7 +110,7 @@ def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
     HTTP, their runs are read back over the REST API, and the server stops by its PID."""
     import urllib.request
 
-    from tests.conftest import free_port, mlflow_rest, run_stage, start_mlflow_server, sweep_data
+    from tests.conftest import free_port, run_stage, server_runs, start_mlflow_server, sweep_data
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -122,9 +122,7 @@ def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
                           cwd=tmp_path, uri=base)
         assert sweep.returncode == 0, sweep.stderr[-3000:]
 
-        found = mlflow_rest(base, "experiments/search", {"max_results": 100})["experiments"]
-        ids = [e["experiment_id"] for e in found if e["name"] == "sarcasm"]
-        runs = mlflow_rest(base, "runs/search", {"experiment_ids": ids, "max_results": 100})["runs"]
+        runs = server_runs(base, "sarcasm")
         tags = [{t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs]
         assert len(runs) == 4 and {r["info"]["status"] for r in runs} == {"FINISHED"}
         parent = next(r for r, t in zip(runs, tags, strict=True) if t.get("sweep_role") == "parent")
