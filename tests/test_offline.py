@@ -89,9 +89,9 @@ def test_a_server_down_at_the_start_costs_one_line_and_syncs_later(work):
     try:
         done = sync(work)
         assert done.returncode == 0, done.stderr
-        assert [line for line in done.stdout.splitlines() if line.startswith("synced")] == \
-            [f"synced {PAIR} -> {base} run {server_runs(base, EXPERIMENT)[0]['info']['run_id']}"]
         [run] = server_runs(base, EXPERIMENT)
+        assert [line for line in done.stdout.splitlines() if line.startswith("synced")] == \
+            [f"synced {PAIR} -> {base} run {run['info']['run_id']}"]
         assert run["info"]["status"] == "FINISHED"
         metrics = {m["key"] for m in run["data"]["metrics"]}
         assert {"loss", "best_metric", "validation_accuracy"} <= metrics
