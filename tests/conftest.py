@@ -305,6 +305,16 @@ def mlflow_rest(base: str, endpoint: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
+def mlflow_get(base: str, endpoint: str, **query: str) -> dict:
+    """A GET from a tracking server's REST API."""
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}",
+                                timeout=30) as response:
+        return json.loads(response.read())
+
+
 def server_runs(base: str, experiment: str) -> list[dict]:
     """The runs a tracking server holds in one experiment; none yet while the experiment or its first
     run is still being created (the REST API leaves out an empty list)."""

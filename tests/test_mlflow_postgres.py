@@ -4,18 +4,15 @@ and a 2-job sweep logged there are read back over the REST API and from the data
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import subprocess
 import tempfile
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_stage, server_runs, sweep_data
+from tests.conftest import REPO, mlflow_get, run_stage, server_runs, sweep_data
 
 pytestmark = pytest.mark.slow
 SCRIPT = REPO / "scripts" / "mlflow-postgres.sh"
@@ -51,12 +48,6 @@ def server():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def rest_get(base: str, endpoint: str, **query: str) -> dict:
-    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(query)}",
-                                timeout=30) as response:
-        return json.loads(response.read())
-
-
 def tags(run: dict) -> dict[str, str]:
     return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
 
@@ -79,7 +70,7 @@ def test_a_pair_trained_against_the_server_reads_back_over_rest_and_from_postgre
     assert {"loss", "best_metric", "validation_accuracy"} <= metrics
     params = {p["key"]: p["value"] for p in pair[0]["data"]["params"]}
     assert params["model.name"] == "tiny" and params["train.num_train_epochs"] == "3"
-    listing = rest_get(server["uri"], "artifacts/list", run_id=pair[0]["info"]["run_id"], path="train")
+    listing = mlflow_get(server["uri"], "artifacts/list", run_id=pair[0]["info"]["run_id"], path="train")
     listed = {entry["path"] for entry in listing.get("files", [])}
     assert "train/learning_curves.png" in listed, "artifacts went to the server's artifact root"
     assert any((server["folder"] / "artifacts").rglob("learning_curves.png"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune.io import read_json
-from tests.conftest import REPO, free_port, headline_rows, server_runs, start_mlflow_server, write_jsonl
+from tests.conftest import REPO, free_port, headline_rows, mlflow_get, server_runs, start_mlflow_server, write_jsonl
 
 pytestmark = pytest.mark.slow
 PAIR = "sarcasm-tiny"
@@ -52,12 +52,8 @@ def sync(work: Path) -> subprocess.CompletedProcess:
 
 def loss_steps(base: str, run_id: str) -> list[int]:
     """The steps of the run's training-loss curve on the server."""
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss"
-                                "&max_results=10000", timeout=30) as response:
-        return sorted(m["step"] for m in json.loads(response.read()).get("metrics", []))
+    history = mlflow_get(base, "metrics/get-history", run_id=run_id, metric_key="loss", max_results="10000")
+    return sorted(m["step"] for m in history.get("metrics", []))
 
 
 def logged_loss_steps(work: Path) -> list[int]:
