@@ -17,7 +17,18 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent / "helpers"), str(Path(__file__).resolve().parent / "comparisons")]
-from common import BENCH, REPO, WORK, BenchError, Context, git_commit, load_result, machine_info, table  # noqa: E402
+from common import (  # noqa: E402
+    BENCH,
+    REPO,
+    WORK,
+    BenchError,
+    Context,
+    load_result,
+    machine_info,
+    provenance,
+    provenance_text,
+    table,
+)
 
 sys.path.insert(0, str(REPO / "src"))  # compose configs with this checkout's code
 
@@ -56,10 +67,7 @@ def main() -> int:
                 failed.append(name)
                 continue
             result |= {"elapsed_s": time.perf_counter() - start, "quick": args.quick, "threads": args.threads,
-                       "cpu": machine_info(args.threads)["cpu"],
-                       "commit": git_commit(),
-                       "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
-                       "load_after": os.getloadavg()[0]}
+                       "measured": provenance(), "load_before": load_before, "load_after": os.getloadavg()[0]}
             print(f"   saved {ctx.save(name, result).relative_to(REPO)} ({result['elapsed_s']:.0f} s)", flush=True)
         if failed:
             print(f"failed: {', '.join(failed)}", file=sys.stderr)
@@ -78,11 +86,10 @@ def render(results_dir: Path, quick: bool) -> Path:
         module = importlib.import_module(name)
         result = results[name]
         body = module.render(result) if result else "_Not run yet._"
-        commit = f" at commit {result['commit']}" if result and result.get("commit") else ""
-        commit += f" on {result['cpu']}" if result and result.get("cpu") else ""
-        when = (f"_Run {result.get('date')}{commit}, {result['elapsed_s'] / 60:.1f} min; 1-minute load average "
-                f"{result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after (≈ "
-                f"{result['threads']}, the measured process's own threads, on a quiet machine)._\n\n"
+        when = (f"_Measured on {provenance_text(measured(result))}; {result['elapsed_s'] / 60:.1f} min; 1-minute "
+                f"load average {result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after "
+                f"(≈ {result['threads']}, the measured process's own threads, on a quiet machine). Rows kept from "
+                "an earlier run name their own machine, commit and date._\n\n"
                 if result and "elapsed_s" in result else "")
         sections.append(f"## {module.TITLE}\n\n{when}{body}")
     generated = "\n\n".join([BEGIN, *sections, END])
@@ -120,13 +127,30 @@ def render_machine(machine: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
+def measured(result: dict) -> dict | None:
+    """A result's provenance stamp; results saved before stamps existed carry `cpu`, `commit`, `date`."""
+    if result.get("measured"):
+        return result["measured"]
+    if not result.get("commit"):
+        return None
+    return {"machine": f"{result['cpu']} (flags not recorded)" if result.get("cpu") else None,
+            "commit": result["commit"], "date": result.get("date")}
+
+
 def render_checks(results: dict) -> str:
-    """The targets the comparisons own (each module's `checks`), with the measured value and pass/fail."""
-    rows = [row for name in COMPARISONS if results.get(name)
-            for row in getattr(importlib.import_module(name), "checks", lambda result: [])(results[name])]
+    """The targets the comparisons own (each module's `checks`), with the measured value, pass/fail and
+    the machine and date of the run it comes from (a row's own, where the module gives one)."""
+    rows = []
+    for name in COMPARISONS:
+        if not results.get(name):
+            continue
+        for row in getattr(importlib.import_module(name), "checks", lambda result: [])(results[name]):
+            stamp = row[3] if len(row) > 3 else measured(results[name])
+            where = f"{stamp.get('machine') or 'not recorded'}, {stamp.get('date', '?')}" if stamp else "not recorded"
+            rows.append([*row[:3], where])
     if not rows:
         return "## Checks\n\n_Not run yet._"
-    return "## Checks\n\n" + table(["target", "measured", "result"], rows)
+    return "## Checks\n\n" + table(["target", "measured", "result", "machine, date"], rows)
 
 
 if __name__ == "__main__":

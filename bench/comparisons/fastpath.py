@@ -30,6 +30,7 @@ from common import (
     load_result,
     machine_info,
     median,
+    provenance,
     read_json,
     table,
     verdict,
@@ -46,13 +47,6 @@ SIDES = {"auto": [], "fp32": ["train.bf16=false", "train.compile=false"]}
 AMX_TARGET = 1.0  # training GFLOP/s (real tokens) as a fraction of the fp32 matmul ceiling, AMX machines
 
 
-def machine_kind(info: dict[str, Any]) -> str:
-    flags = info["flags"]
-    units = "AMX" if flags.get("amx_bf16") else "AVX-512 BF16, no AMX" if flags.get("avx512_bf16") else \
-        "AVX2, no bf16 units"
-    return f"{info['cpu']} ({units})"
-
-
 def run(ctx: Context) -> dict[str, Any]:
     info = machine_info(ctx.threads)
     mm_log = WORK / NAME / "matmul.log"
@@ -63,8 +57,9 @@ def run(ctx: Context) -> dict[str, Any]:
     ctx.run([PYTHON, PROBES / "step_rates.py", *(["--quick"] if ctx.quick else [])], log=step_log)
     steps = json.loads(step_log.read_text().strip().splitlines()[-1])
     stage = stage_runs(ctx)
-    here = {"kind": machine_kind(info), "flags": info["flags"], "threads": ctx.threads, "matmul": matmul,
-            "steps": steps, "stage": stage}
+    stamp = provenance()
+    here = {"kind": stamp["machine"], "flags": info["flags"], "threads": ctx.threads, "matmul": matmul,
+            "steps": steps, "stage": stage, "measured": stamp}
     previous = load_result(ctx.results_dir, NAME) or {}
     machines = previous.get("machines", {}) | {here["kind"]: here}
     return {"machines": machines, "commands": list(ctx.commands)}
@@ -114,12 +109,12 @@ def checks(result: dict[str, Any]) -> list[list[str]]:
                      f"first (measuring) {stage['first_auto_wall_s']:.1f} s, cached "
                      f"{stage['median_wall_s']['auto (cached)']:.1f} s vs fp32 {stage['median_wall_s']['fp32']:.1f} s "
                      f"(noise {100 * stage['noise']:.0f}%), accuracy {stage['accuracy']['auto']:.4f} vs "
-                     f"{stage['accuracy']['fp32']:.4f}", verdict(stage["passed"])])
+                     f"{stage['accuracy']['fp32']:.4f}", verdict(stage["passed"]), m.get("measured")])
         if m["flags"].get("amx_bf16"):
             best = max(m["steps"]["sides"].values(), key=lambda s: s["gflops"])
             fraction = best["gflops"] / m["matmul"]["fp32"]["median_gflops"]
             rows.append([f"{kind}: training GFLOP/s (real tokens) ≥ {AMX_TARGET:g}× the fp32 matmul ceiling",
-                         f"{fraction:.2f}×", verdict(fraction >= AMX_TARGET)])
+                         f"{fraction:.2f}×", verdict(fraction >= AMX_TARGET), m.get("measured")])
     return rows
 
 

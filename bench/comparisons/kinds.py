@@ -24,7 +24,20 @@ from statistics import fmean
 from typing import Any
 
 import pipeline
-from common import BENCH, PYTHON, WORK, Context, commands_block, fmt, load_result, read_json, table, verdict
+from common import (
+    BENCH,
+    PYTHON,
+    WORK,
+    Context,
+    commands_block,
+    fmt,
+    load_result,
+    provenance,
+    provenance_text,
+    read_json,
+    table,
+    verdict,
+)
 
 NAME = "kinds"
 TITLE = "9. Sentence pairs, regression, multi-label: our stages vs the stock Trainer recipe"
@@ -142,7 +155,7 @@ def run_set(ctx: Context, task: str) -> dict[str, Any]:
               "problem_type": cfg.task.problem_type, "epochs": float(t.num_train_epochs),
               "learning_rate": float(t.learning_rate), "batch_size": int(t.per_device_train_batch_size),
               "train_examples": len(files["train"].read_text().splitlines()), "context": SETS[task]["context"],
-              "runs": runs}
+              "runs": runs, "measured": provenance()}
     primary = names[0]
     means = {side: fmean(r[primary] for r in runs[side].values()) for side in ("stock", "ours")}
     spread = max(max(r[primary] for r in runs[s].values()) - min(r[primary] for r in runs[s].values())
@@ -160,13 +173,13 @@ def _cell(runs: dict[Any, dict[str, Any]], key: str, scale: float) -> str:
     return f"{fmean(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
-def checks(kinds: dict[str, Any]) -> list[list[str]]:
-    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
-    rows: list[list[str]] = []
+def checks(kinds: dict[str, Any]) -> list[list[Any]]:
+    """This comparison's targets: [target, measured, pass/fail, the set's provenance] rows for the checks."""
+    rows: list[list[Any]] = []
     for task, s in kinds["sets"].items():
         rows.append([f"{task}: ours not below the stock recipe beyond the seed spread ({s['metrics'][0]})",
                      f"Δ {100 * (s['mean']['ours'] - s['mean']['stock']):+.2f} (spread {100 * s['spread']:.2f})",
-                     verdict(s["passed"])])
+                     verdict(s["passed"]), s.get("measured")])
     return rows
 
 
@@ -195,8 +208,11 @@ def render(result: dict[str, Any]) -> str:
             options.append([task, what, _cell(runs, primary, 100), _cell(runs, second, 100), f"{100 * delta:+.2f}"])
     seeds = ", ".join(map(str, result["seeds"]))
     contexts = "; ".join(f"{task}: {s['context']}" for task, s in result["sets"].items())
+    stamps = [f"- **{task}**: measured on {provenance_text(s.get('measured'))}." for task, s in result["sets"].items()]
     return "\n".join([
         f"![our stages against the stock recipe](bench/results/{PLOT})",
+        "",
+        *stamps,
         "",
         f"Each cell: the mean over seeds {seeds} (each seed's value in brackets), ×100. Train time: the "
         "training epochs alone (evaluation excluded), mean over seeds. The stock recipe keeps its last "

@@ -26,8 +26,9 @@ from common import (
     commands_block,
     fmt,
     load_result,
-    machine_info,
     median,
+    provenance,
+    provenance_text,
     read_json,
     table,
     verdict,
@@ -62,8 +63,7 @@ def run(ctx: Context) -> dict[str, Any]:
     chosen = [p for p in os.environ.get("BENCH_THROUGHPUT_PAIRS", "").split(",") if p] or list(PAIRS)
     count = int(os.environ.get("BENCH_THROUGHPUT_SEEDS") or 0) or None
     kept = (load_result(ctx.results_dir, NAME) or {}).get("pairs", {})
-    cpu = machine_info(ctx.threads)["cpu"]
-    pairs = {name: run_pair(ctx, name, PAIRS[name]["seeds"][:count]) | {"cpu": cpu} for name in chosen}
+    pairs = {name: run_pair(ctx, name, PAIRS[name]["seeds"][:count]) | {"measured": provenance()} for name in chosen}
     return {"pairs": {name: pairs.get(name, kept.get(name)) for name in PAIRS if name in pairs or name in kept},
             "commands": list(ctx.commands)}
 
@@ -133,21 +133,22 @@ def paired_spread(per_seed: dict[Any, dict[str, float]]) -> str:
             f"mean {sd / len(deltas) ** 0.5:.2f} pt.")
 
 
-def checks(tp: dict[str, Any]) -> list[list[str]]:
-    """This comparison's targets: [target, measured, pass/fail] rows for BENCHMARKS.md's checks."""
-    rows: list[list[str]] = []
+def checks(tp: dict[str, Any]) -> list[list[Any]]:
+    """This comparison's targets: [target, measured, pass/fail, the pair's provenance] rows for the checks."""
+    rows: list[list[Any]] = []
     imdb, sarcasm = tp["pairs"].get("imdb"), tp["pairs"].get("sarcasm")
     if imdb:
+        stamp = imdb.get("measured")
         delta = 100 * abs(imdb["accuracy"]["ours"] - imdb["accuracy"]["baseline"])
         rows.append([f"c/a real tokens/s ≥ {TARGET_CA:g}", f"{imdb['ratio_tokens_per_s']:.2f}×",
-                     verdict(imdb["ratio_tokens_per_s"] >= TARGET_CA)])
+                     verdict(imdb["ratio_tokens_per_s"] >= TARGET_CA), stamp])
         seeds = len(imdb["accuracy"].get("per_seed", {})) or 1
         rows.append(["IMDB accuracy of c within 1 pt of a (≥ 2000 test reviews)",
                      f"{delta:.2f} pt on {imdb['accuracy']['eval_examples']} (mean of {seeds} seed(s) a side)",
-                     verdict(delta <= 1.0 and (imdb["accuracy"]["eval_examples"] or 0) >= 2000)])
+                     verdict(delta <= 1.0 and (imdb["accuracy"]["eval_examples"] or 0) >= 2000), stamp])
     if sarcasm:
         rows.append(["c/b real tokens/s ≥ 3", f"{sarcasm['ratio_tokens_per_s']:.2f}×",
-                     verdict(sarcasm["ratio_tokens_per_s"] >= 3)])
+                     verdict(sarcasm["ratio_tokens_per_s"] >= 3), sarcasm.get("measured")])
     return rows
 
 
@@ -178,7 +179,7 @@ def render(result: dict[str, Any]) -> str:
                      f"lr {pair['learning_rate']:g}); accuracy on {acc.get('eval_examples')} `{acc.get('eval_split')}` "
                      f"examples; identical real tokens on both sides: {pair['same_real_tokens']}; "
                      f"runs a side: {pair['ours']['reps']} (seeds {seeds_run}"
-                     f"{'; on ' + pair['cpu'] if pair.get('cpu') else ''}"
+                     f"; measured on {provenance_text(pair.get('measured'))}"
                      "; speeds: the median, accuracy: the mean)." + paired_spread(acc.get("per_seed", {})))
     return "\n".join([
         table(["pair", "side", "precision", "sampler", "samples", "real tokens", "padding", "train s",

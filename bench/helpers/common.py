@@ -116,8 +116,8 @@ def read_json(path: Path) -> Any:
 
 
 # -- machine ------------------------------------------------------------------------------------
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, cores, the SIMD/matrix flags that decide bf16 speed, library versions, commit."""
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    """The CPU's model name and its flags, from /proc/cpuinfo."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model, flags = platform.processor() or "unknown", set()
     for line in cpuinfo.splitlines():
@@ -126,6 +126,40 @@ def machine_info(threads: int) -> dict[str, Any]:
             model = value.strip()
         elif key.strip() == "flags":
             flags = set(value.split())
+    return model, flags
+
+
+def machine_kind(flags: dict[str, bool]) -> str:
+    """The feature class that decides bf16 and int8 speed: the "kind" BENCHMARKS.md compares within."""
+    if flags.get("amx_bf16"):
+        return "AMX"
+    if flags.get("avx512_bf16"):
+        return "AVX-512 BF16, no AMX"
+    if flags.get("avx512_vnni"):
+        return "AVX-512 VNNI, no bf16"
+    return "AVX2, no bf16 units" if flags.get("avx2") else "no AVX2"
+
+
+def provenance() -> dict[str, Any]:
+    """Where and when a figure was measured, stamped on every result and on every part of one that a
+    later run with a subset keeps (a pair, a set, a machine): machine, its flags, commit, date."""
+    model, present = cpu_model_and_flags()
+    flags = {flag: flag in present for flag in CPU_FLAGS}
+    return {"machine": f"{model} ({machine_kind(flags)})", "flags": sorted(f for f, on in flags.items() if on),
+            "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def provenance_text(measured: dict[str, Any] | None) -> str:
+    """`machine, commit, date` of a provenance stamp, for a heading or a row."""
+    if not measured:
+        return "machine, commit and date not recorded"
+    return f"{measured.get('machine') or 'machine not recorded'}, commit {measured.get('commit', '?')}, " \
+           f"{measured.get('date', 'date not recorded')}"
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU model, cores, the SIMD/matrix flags that decide bf16 speed, library versions, commit."""
+    model, flags = cpu_model_and_flags()
     versions = {"python": platform.python_version()}
     for package in VERSIONED:
         try:
