@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,19 @@ os.environ.setdefault("GIT_COMMITTER_NAME", "finetune-tests")
 os.environ.setdefault("GIT_COMMITTER_EMAIL", "tests@example.invalid")
 if SHARED_DATA.is_dir():
     os.environ["FINETUNE_DATA_DIR"] = str(SHARED_DATA)
+
+
+# pytest-xdist hands each worker whole modules (--dist loadfile), in collection order, as it frees
+# up: the longest modules go first, so that no worker is left alone with a long one at the end.
+LONGEST_FIRST = ("test_dvc.py", "test_checkpoints.py", "test_bad_inputs.py", "test_dvc_experiments.py",
+                 "test_sweep.py", "test_tracking.py", "test_offline.py", "test_dvc_remote.py",
+                 "test_mlflow_postgres.py", "test_optuna_sweeper.py", "test_calibration.py", "test_report.py",
+                 "test_distributed.py", "test_pipeline.py", "test_registry.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a module keeps its order
 
 
 def needs_shared(*parts: str) -> Path:
@@ -122,15 +136,8 @@ def write_tiny_squad(path: Path, n_paragraphs: int, prefix: str) -> list[str]:
     return ids
 
 
-def build_export(work: Path, task: str, *overrides: str):
-    """Run the five stages on a tiny user corpus of `task` below `work`; return the config."""
-    from finetune.config import compose
-    from finetune.pipeline.download import download
-    from finetune.pipeline.evaluate import evaluate
-    from finetune.pipeline.export import export
-    from finetune.pipeline.tokenize import tokenize
-    from finetune.pipeline.train import train
-
+def export_overrides(work: Path, task: str, *overrides: str) -> list[str]:
+    """The overrides of a tiny run of `task` on a small user corpus, whose files it writes below `work`."""
     work.mkdir(parents=True, exist_ok=True)
     if task == "mrpc":
         data = [f"data.files.train={write_jsonl(work / 'pairs.jsonl', pair_rows(160))}",
@@ -158,31 +165,101 @@ def build_export(work: Path, task: str, *overrides: str):
         write_tiny_squad(work / "dev.json", 3, "dv")
         data = [f"data.files.train={work / 'train.json'}", f"data.files.validation={work / 'dev.json'}",
                 "data.max_train_samples=null", "data.max_eval_samples=null", "train.num_train_epochs=1"]
-    cfg = compose(REPO, [f"task={task}", "model=tiny", *data, "train.per_device_train_batch_size=8",
-                         "train.disable_tqdm=true", "train.logging_steps=50", *overrides], workdir=work)
+    return [f"task={task}", "model=tiny", *data, "train.per_device_train_batch_size=8", "train.disable_tqdm=true",
+            "train.logging_steps=50", *overrides]
+
+
+def build_export(work: Path, task: str, *overrides: str):
+    """Run the five stages on a tiny user corpus of `task` below `work`; return the config."""
+    return run_five_stages(work, export_overrides(work, task, *overrides))
+
+
+def run_five_stages(work: Path, overrides: list[str]):
+    """download, tokenize, train, evaluate and export of `overrides` in `work`, in this process."""
+    from finetune.config import compose
+    from finetune.pipeline.download import download
+    from finetune.pipeline.evaluate import evaluate
+    from finetune.pipeline.export import export
+    from finetune.pipeline.tokenize import tokenize
+    from finetune.pipeline.train import train
+
+    cfg = compose(REPO, overrides, workdir=work)
     for stage in (download, tokenize, train, evaluate, export):
         stage(cfg)
     return cfg
 
 
-@pytest.fixture(scope="session")
-def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One trained tiny export per task family (sarcasm, ner, qa), of sentence pairs (mrpc),
-    regression on pairs (stsb) and multi-label (goemotions), tracked in one MLflow store.
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the workers' temporary roots share a
+    parent), so that a session fixture built there is built once, not once per worker."""
+    root = tmp_path_factory.getbasetemp()
+    folder = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / name
+    folder.mkdir(exist_ok=True)
+    return folder
 
-    Returns {task: cfg} plus "tracking_uri". Built once per session (~60 s)."""
-    work = tmp_path_factory.mktemp("exports")
-    uri = f"sqlite:///{work / 'mlflow.db'}"
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        built = {task: build_export(work, task) for task in ("sarcasm", "ner", "qa", "mrpc", "stsb", "goemotions")}
-    finally:
-        if before is None:
+
+class tracking_to:  # noqa: N801  (used like a function: `with tracking_to(uri):`)
+    """MLFLOW_TRACKING_URI set to `uri` for the block, restored after it."""
+
+    def __init__(self, uri: str):
+        self.uri, self.before = uri, None
+
+    def __enter__(self) -> None:
+        self.before = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = self.uri
+
+    def __exit__(self, *exc: object) -> None:
+        if self.before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
-    return {**built, "tracking_uri": uri}
+            os.environ["MLFLOW_TRACKING_URI"] = self.before
+
+
+class TinyExports(Mapping):
+    """{task: cfg} of one trained tiny export per task family (sarcasm, ner, qa), of sentence pairs
+    (mrpc), regression on pairs (stsb) and multi-label (goemotions), tracked in one MLflow store
+    (its URI under "tracking_uri"). Each export is built on first use, once for the whole session:
+    the workers take turns under a file lock, and a worker finding one built re-composes its config."""
+
+    TASKS = ("sarcasm", "ner", "qa", "mrpc", "stsb", "goemotions")
+
+    def __init__(self, work: Path):
+        self.work, self.uri, self.cfgs = work, f"sqlite:///{work / 'mlflow.db'}", {}
+
+    def __getitem__(self, task: str):
+        if task == "tracking_uri":
+            return self.uri
+        if task not in self.TASKS:
+            raise KeyError(task)
+        if task not in self.cfgs:
+            self.cfgs[task] = self.built(task)
+        return self.cfgs[task]
+
+    def built(self, task: str):
+        from filelock import FileLock
+
+        from finetune.config import compose
+
+        done = self.work / f"{task}.overrides.json"
+        with FileLock(str(self.work / "build.lock")):
+            if not done.exists():
+                overrides = export_overrides(self.work, task)
+                with tracking_to(self.uri):
+                    cfg = run_five_stages(self.work, overrides)
+                done.write_text(json.dumps(overrides))
+                return cfg
+        return compose(REPO, json.loads(done.read_text()), workdir=self.work)
+
+    def __iter__(self):
+        return iter((*self.TASKS, "tracking_uri"))
+
+    def __len__(self) -> int:
+        return len(self.TASKS) + 1
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> TinyExports:
+    return TinyExports(shared_folder(tmp_path_factory, "exports"))
 
 
 def pair_rows(n: int, seed: int = 0) -> list[dict]:
@@ -254,14 +331,22 @@ def sweep_data(work: Path) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A 4-job sweep (2 models x 2 learning rates), 2 jobs at a time, into its own SQLite store."""
-    work = tmp_path_factory.mktemp("sweep")
+    """A 4-job sweep (2 models x 2 learning rates), 2 jobs at a time, into its own SQLite store; run
+    once for the session (the first worker to need it runs it, the others read what it left)."""
+    from filelock import FileLock
+
+    work = shared_folder(tmp_path_factory, "sweep")
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    started = time.time()
-    done = run_stage("pipeline.py", "-m", *sweep_data(work), "model=tiny,minilm", "train.learning_rate=1e-3,5e-3",
-                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=work, uri=uri)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {"work": work, "uri": uri, "output": done.stdout + done.stderr, "started": started}
+    done = work / "sweep.json"
+    with FileLock(str(work / "sweep.lock")):
+        if not done.exists():
+            started = time.time()
+            ran = run_stage("pipeline.py", "-m", *sweep_data(work), "model=tiny,minilm",
+                            "train.learning_rate=1e-3,5e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                            cwd=work, uri=uri)
+            assert ran.returncode == 0, ran.stderr[-3000:]
+            done.write_text(json.dumps({"output": ran.stdout + ran.stderr, "started": started}))
+    return {"work": work, "uri": uri, **json.loads(done.read_text())}
 
 
 def free_port() -> int:

@@ -29,8 +29,9 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-def make_project(dest: Path, data_file: Path, **train: object) -> Path:
-    """A git + DVC repository holding this project's pipeline with a tiny budget."""
+def make_project(dest: Path, data_file: Path, export: dict | None = None, **train: object) -> Path:
+    """A git + DVC repository holding this project's pipeline with a tiny budget (`export` and
+    `train` update those sections of its params.yaml)."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("conf", "stages", "src"):
         shutil.copytree(REPO / name, dest / name, ignore=ignore)
@@ -42,6 +43,7 @@ def make_project(dest: Path, data_file: Path, **train: object) -> Path:
     params["matrix"] = {"task": ["sarcasm"], "model": ["tiny"]}
     params["data"].update(files={"train": str(data_file)}, split={"first_n": 100}, max_eval_samples=30)
     params["train"].update(num_train_epochs=1, per_device_train_batch_size=16, logging_steps=2, **train)
+    params["export"].update(export or {})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh("git", "init", "-q", cwd=dest)
     sh("dvc", "init", "-q", cwd=dest)

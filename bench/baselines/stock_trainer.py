@@ -11,6 +11,11 @@ exactly the examples our pipeline picked.
 label, predicted from 0.5, as `run_classification.py` does) or regression (one raw output). With
 `--metrics-labels` the final scores are computed by finetune.metrics, so that both sides are
 scored by the same code.
+
+`--pos-weight balanced` (multi-label only) replaces the model's unweighted BCE by BCE with one
+positive weight per label, negatives / positives on the training set: the loss a user writes by
+subclassing the Trainer when plain BCE leaves rare labels never predicted, and what our
+`train.class_weights=balanced` computes. Without it, GoEmotions' stock recipe predicts no label.
 """
 
 from __future__ import annotations
@@ -56,7 +61,11 @@ def main() -> None:
                         choices=("single_label_classification", "multi_label_classification", "regression"))
     parser.add_argument("--num-labels", type=int, default=2)
     parser.add_argument("--metrics-labels", help="comma-separated label names: score with finetune.metrics")
+    parser.add_argument("--pos-weight", choices=("none", "balanced"), default="none",
+                        help="multi-label: BCE positive weights per label (balanced: negatives / positives)")
     args = parser.parse_args()
+    if args.pos_weight != "none" and args.problem_type != "multi_label_classification":
+        parser.error("--pos-weight applies to --problem-type multi_label_classification")
     set_threads()
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -87,9 +96,10 @@ def main() -> None:
         weight_decay=args.weight_decay, warmup_steps=args.warmup, lr_scheduler_type="linear",
         seed=args.seed, bf16=args.bf16, eval_strategy="no", save_strategy="no", logging_steps=10,
         report_to="none", disable_tqdm=True)
-    trainer = Trainer(model=model, args=training_args, train_dataset=tokenized["train"],
-                      processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=None if args.metrics_labels else compute_metrics)
+    trainer_class = weighted_trainer(data["train"]["label"]) if args.pos_weight == "balanced" else Trainer
+    trainer = trainer_class(model=model, args=training_args, train_dataset=tokenized["train"],
+                            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                            compute_metrics=None if args.metrics_labels else compute_metrics)
     meter = Meter().attach(trainer)
     result = trainer.train()
     if args.metrics_labels and not args.no_eval:
@@ -101,6 +111,27 @@ def main() -> None:
                 eval_examples=None if args.no_eval else len(data["eval"]),
                 train_runtime=result.metrics["train_runtime"], metrics=metrics)
     print({"train": meter.summary(), "eval": metrics})
+
+
+def weighted_trainer(targets: list) -> type:
+    """A Trainer whose loss is BCE with positive weights negatives / positives per label."""
+    import torch
+
+    targets = np.asarray(targets, dtype=np.float64)
+    positives = targets.sum(axis=0)
+    weights = torch.tensor(np.where(positives > 0, (len(targets) - positives) / np.maximum(positives, 1), 1.0),
+                           dtype=torch.float32)
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits.float()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, labels.to(logits), pos_weight=weights.to(logits.device))
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
 
 
 def score(logits: np.ndarray, gold: list, problem_type: str, labels: list[str]) -> dict:
