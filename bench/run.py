@@ -109,9 +109,9 @@ def render_machine(machine: dict, quick: bool) -> str:
         return "## Machine\n\n_Not run yet._"
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in machine["flags"].items())
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    lines = ["## Machine", "", "The machine of the last full run; each comparison names the CPU it ran on under its "
-             "heading (a run with `--only` may be on another machine kind: compare only figures of one comparison).",
-             ""]
+    lines = ["## Machine", "", f"The machine of the last full run ({machine['date']}). Each comparison below names "
+             "its own machine, commit and date under its heading, and a row kept from an earlier run its own; "
+             "compare only figures measured side by side under one heading.", ""]
     if quick:
         lines += ["> **--quick run**: tiny budgets that prove the harness end to end. The numbers below "
                   "are not measurements; see BENCHMARKS.md at the repository root for those.", ""]

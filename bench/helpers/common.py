@@ -170,7 +170,8 @@ def provenance_text(measured: dict[str, Any] | None) -> str:
     """`machine, commit, date` of a provenance stamp, for a heading or a row."""
     if not measured:
         return "machine, commit and date not recorded"
-    return f"{measured.get('machine') or 'machine not recorded'}, commit {measured.get('commit', '?')}, " \
+    flags = f" [flags: {' '.join(measured['flags'])}]" if measured.get("flags") else ""
+    return f"{measured.get('machine') or 'machine not recorded'}{flags}, commit {measured.get('commit', '?')}, " \
            f"{measured.get('date', 'date not recorded')}"
 
 
