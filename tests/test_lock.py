@@ -72,7 +72,9 @@ def disagreements(pyproject_text: str, lock_text: str) -> list[str]:
 
 
 def test_the_lock_is_the_resolution_of_pyproject():
-    assert disagreements((REPO / "pyproject.toml").read_text(), LOCK.read_text()) == []
+    problems = disagreements((REPO / "pyproject.toml").read_text(), LOCK.read_text())
+    assert not problems, "requirements/lock.txt disagrees with pyproject.toml (run scripts/lock.sh):\n" + \
+        "\n".join(problems)
 
 
 def test_a_mismatched_pin_is_caught():
