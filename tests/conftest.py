@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FINETUNE_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -347,6 +351,65 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
             assert ran.returncode == 0, ran.stderr[-3000:]
             done.write_text(json.dumps({"output": ran.stdout + ran.stderr, "started": started}))
     return {"work": work, "uri": uri, **json.loads(done.read_text())}
+
+
+def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def make_project(dest: Path, data_file: Path, export: dict | None = None, **train: object) -> Path:
+    """A git + DVC repository holding this project's pipeline with a tiny budget (`export` and
+    `train` update those sections of its params.yaml)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("conf", "stages", "src"):
+        shutil.copytree(REPO / name, dest / name, ignore=ignore)
+    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
+    (dest / "data").mkdir()
+    shutil.copy(REPO / "data" / ".gitignore", dest / "data" / ".gitignore")
+    shutil.copy(REPO / ".gitignore", dest / ".gitignore")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # the real one, with tiny budgets
+    params["matrix"] = {"task": ["sarcasm"], "model": ["tiny"]}
+    params["data"].update(files={"train": str(data_file)}, split={"first_n": 100}, max_eval_samples=30)
+    params["train"].update(num_train_epochs=1, per_device_train_batch_size=16, logging_steps=2, **train)
+    params["export"].update(export or {})
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh("git", "init", "-q", cwd=dest)
+    sh("dvc", "init", "-q", cwd=dest)
+    shutil.copy(REPO / ".dvcignore", dest / ".dvcignore")  # `dvc init` writes its template over it
+    sh("git", "add", "-A", cwd=dest)
+    sh("git", "commit", "-qm", "project", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A project (make_project, 140 headlines) after its first `dvc repro`, built once for the session:
+    {"project": its folder, never edited (tests edit copies: copy_project), "ran": the stages that ran}."""
+    from filelock import FileLock
+
+    folder = shared_folder(tmp_path_factory, "reproduced")
+    done = folder / "ran.json"
+    with FileLock(str(folder / "build.lock")):
+        if not done.exists():
+            project = make_project(folder / "repo", write_jsonl(folder / "headlines.jsonl", headline_rows(140)))
+            with tracking_to(f"sqlite:///{folder / 'mlflow.db'}"):
+                ran = ran_stages(sh("dvc", "repro", cwd=project).stdout)
+            done.write_text(json.dumps(ran))
+    return {"project": folder / "repo", "ran": json.loads(done.read_text())}
+
+
+def copy_project(project: Path, dest: Path) -> Path:
+    """A copy of a DVC project (git history, DVC cache, outputs) at `dest`; DVC's scratch stays behind."""
+    shutil.copytree(project, dest, symlinks=True, ignore=lambda folder, names: ["tmp"] if folder.endswith(".dvc")
+                    else [])
+    return dest
 
 
 def free_port() -> int:

@@ -162,7 +162,7 @@ def test_a_repro_killed_mid_training_leaves_no_output_and_the_next_one_completes
     served, and the next `dvc repro` resumes training and completes."""
     import yaml
 
-    from tests.test_dvc import make_project, ran_stages, sh
+    from tests.conftest import make_project, ran_stages, sh
 
     data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(900))
     project = make_project(tmp_path / "repo", data, export={"onnx": False}, weight_decay=0.0)

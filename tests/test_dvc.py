@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,55 +11,19 @@ import pytest
 import yaml
 
 from finetune.io import read_json
-from tests.conftest import REPO, headline_rows, write_jsonl
+from tests.conftest import REPO, copy_project, headline_rows, make_project, ran_stages, sh, write_jsonl
 
 pytestmark = pytest.mark.slow
 
 
-def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def ran_stages(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
-
-
-def make_project(dest: Path, data_file: Path, export: dict | None = None, **train: object) -> Path:
-    """A git + DVC repository holding this project's pipeline with a tiny budget (`export` and
-    `train` update those sections of its params.yaml)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("conf", "stages", "src"):
-        shutil.copytree(REPO / name, dest / name, ignore=ignore)
-    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
-    (dest / "data").mkdir()
-    shutil.copy(REPO / "data" / ".gitignore", dest / "data" / ".gitignore")
-    shutil.copy(REPO / ".gitignore", dest / ".gitignore")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())  # the real one, with tiny budgets
-    params["matrix"] = {"task": ["sarcasm"], "model": ["tiny"]}
-    params["data"].update(files={"train": str(data_file)}, split={"first_n": 100}, max_eval_samples=30)
-    params["train"].update(num_train_epochs=1, per_device_train_batch_size=16, logging_steps=2, **train)
-    params["export"].update(export or {})
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("git", "init", "-q", cwd=dest)
-    sh("dvc", "init", "-q", cwd=dest)
-    shutil.copy(REPO / ".dvcignore", dest / ".dvcignore")  # `dvc init` writes its template over it
-    sh("git", "add", "-A", cwd=dest)
-    sh("git", "commit", "-qm", "project", cwd=dest)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("dvcrepo")
-    data = write_jsonl(root / "headlines.jsonl", headline_rows(140))
-    return make_project(root / "repo", data)
+def project(reproduced_project: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's reproduced project, for this module's edits."""
+    return copy_project(reproduced_project["project"], tmp_path_factory.mktemp("dvcrepo") / "repo")
 
 
-def test_repro_builds_every_stage_then_does_nothing(project):
-    first = ran_stages(sh("dvc", "repro", cwd=project).stdout)
+def test_repro_builds_every_stage_then_does_nothing(project, reproduced_project):
+    first = reproduced_project["ran"]  # its first `dvc repro`
     assert first == ["download@sarcasm", "tokenize@sarcasm-tiny", "train@sarcasm-tiny", "evaluate@sarcasm-tiny",
                      "export@sarcasm-tiny"]
     metrics = read_json(project / "metrics" / "sarcasm-tiny.json")
@@ -103,10 +65,6 @@ def test_changing_the_eval_split_never_leaves_stale_metrics(project):
     rerun = ran_stages(sh("dvc", "repro", cwd=project).stdout)
     assert "evaluate@sarcasm-tiny" in rerun and "train@sarcasm-tiny" not in rerun  # the same tokens: no retraining
     assert read_json(project / "metrics" / "sarcasm-tiny.json")["split"] == "train"
-    params["data"]["eval_split"] = None
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("dvc", "repro", cwd=project)
-    assert read_json(project / "metrics" / "sarcasm-tiny.json")["split"] == "validation"
 
 
 @pytest.mark.parametrize(("section", "key", "value", "readers"), [
@@ -177,11 +135,8 @@ def test_direct_stage_run_without_inputs_names_the_command(tmp_path):
     assert "data/tokenized/sarcasm-tiny is missing: run `dvc repro tokenize@sarcasm-tiny`" in lines[0]
 
 
-def test_direct_stage_run_takes_hydra_overrides(tmp_path, mlflow_store):
-    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(140))
-    fresh = make_project(tmp_path / "repo", data)
-    for script in ("download.py", "tokenize_data.py"):
-        sh(sys.executable, f"stages/{script}", "task=sarcasm", "model=tiny", cwd=fresh)
+def test_direct_stage_run_takes_hydra_overrides(reproduced_project, tmp_path, mlflow_store):
+    fresh = copy_project(reproduced_project["project"], tmp_path / "repo")
     sh(sys.executable, "stages/train.py", "task=sarcasm", "model=tiny", "train.learning_rate=3e-5", cwd=fresh)
     from mlflow.tracking import MlflowClient
 

@@ -7,16 +7,15 @@ import time
 import pytest
 
 from finetune.io import read_json
-from tests.conftest import headline_rows, write_jsonl
-from tests.test_dvc import make_project, sh
+from tests.conftest import copy_project, ran_stages, sh
 
 pytestmark = pytest.mark.slow
 
 
-def test_exp_run_set_param_reaches_the_stages(tmp_path, mlflow_store):
-    data = write_jsonl(tmp_path / "headlines.jsonl", headline_rows(140))
-    fresh = make_project(tmp_path / "repo", data, export={"onnx": False})  # what DVC runs, not what ONNX makes
-    sh("dvc", "exp", "run", "-S", "train.learning_rate=3e-5", cwd=fresh)
+def test_exp_run_set_param_reaches_the_stages(reproduced_project, tmp_path, mlflow_store):
+    fresh = copy_project(reproduced_project["project"], tmp_path / "repo")
+    ran = sh("dvc", "exp", "run", "-S", "train.learning_rate=3e-5", cwd=fresh).stdout
+    assert ran_stages(ran) == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(mlflow_store)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, headline_rows, write_jsonl
-from tests.test_dvc import make_project, ran_stages
+from tests.conftest import copy_project, free_port, ran_stages
 
 pytestmark = pytest.mark.slow
 
@@ -57,11 +56,12 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def pushed(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> dict:
-    """A project reproduced once, its lock file and metrics committed, its cache pushed to both remotes."""
+def pushed(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, reproduced_project: dict) -> dict:
+    """A reproduced project, its lock file and metrics committed, its cache pushed to both remotes."""
     root = tmp_path_factory.mktemp("remote")
-    project = make_project(root / "repo", write_jsonl(root / "headlines.jsonl", headline_rows(140)))
-    built = ran_stages(dvc("repro", cwd=project).stdout)
+    project = copy_project(reproduced_project["project"], root / "repo")
+    built = reproduced_project["ran"]
+    assert ran_stages(dvc("repro", cwd=project).stdout) == [], "the copy is reproduced as it is"
     dvc("remote", "add", "-d", "s3", f"s3://{BUCKET}/cache", cwd=project)
     dvc("remote", "modify", "s3", "endpointurl", s3_endpoint, cwd=project)
     dvc("remote", "add", "shared", str(root / "shared-cache"), cwd=project)
