@@ -22,6 +22,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # One torch thread per worker (and per process it starts): N workers on N cores. Two threads a
+    # worker would put twice as many busy threads as cores, and torch's threads slow each other down
+    # far more than they gain on tiny models.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 # Measured fast-path choices are cached per test process, never in the user's ~/.cache.
 os.environ.setdefault("FINETUNE_CACHE", tempfile.mkdtemp(prefix="finetune-cache-"))
 os.environ.setdefault("GIT_AUTHOR_NAME", "finetune-tests")
@@ -221,18 +227,22 @@ class tracking_to:  # noqa: N801  (used like a function: `with tracking_to(uri):
 
 class TinyExports(Mapping):
     """{task: cfg} of one trained tiny export per task family (sarcasm, ner, qa), of sentence pairs
-    (mrpc), regression on pairs (stsb) and multi-label (goemotions), tracked in one MLflow store
-    (its URI under "tracking_uri"). Each export is built on first use, once for the whole session:
+    (mrpc), regression on pairs (stsb) and multi-label (goemotions), tracked and registered in one
+    MLflow store (`store(*tasks)`). Each export is built on first use, once for the whole session:
     the workers take turns under a file lock, and a worker finding one built re-composes its config."""
 
     TASKS = ("sarcasm", "ner", "qa", "mrpc", "stsb", "goemotions")
 
     def __init__(self, work: Path):
-        self.work, self.uri, self.cfgs = work, f"sqlite:///{work / 'mlflow.db'}", {}
+        self.work, self.cfgs = work, {}
+
+    def store(self, *tasks: str) -> str:
+        """The URI of the MLflow store, once it holds the runs and registered models of `tasks`."""
+        for task in tasks:
+            self[task]
+        return f"sqlite:///{self.work / 'mlflow.db'}"
 
     def __getitem__(self, task: str):
-        if task == "tracking_uri":
-            return self.uri
         if task not in self.TASKS:
             raise KeyError(task)
         if task not in self.cfgs:
@@ -247,18 +257,22 @@ class TinyExports(Mapping):
         done = self.work / f"{task}.overrides.json"
         with FileLock(str(self.work / "build.lock")):
             if not done.exists():
+                import contextlib
+
                 overrides = export_overrides(self.work, task)
-                with tracking_to(self.uri):
+                # built inside whichever test asks first: its output goes to a log, not to that test's capsys
+                with open(self.work / f"{task}.log", "w") as log, contextlib.redirect_stdout(log), \
+                        contextlib.redirect_stderr(log), tracking_to(f"sqlite:///{self.work / 'mlflow.db'}"):
                     cfg = run_five_stages(self.work, overrides)
                 done.write_text(json.dumps(overrides))
                 return cfg
         return compose(REPO, json.loads(done.read_text()), workdir=self.work)
 
     def __iter__(self):
-        return iter((*self.TASKS, "tracking_uri"))
+        return iter(self.TASKS)
 
     def __len__(self) -> int:
-        return len(self.TASKS) + 1
+        return len(self.TASKS)
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,7 @@ def test_worse_retrain_stays_out_of_champion(tmp_path, monkeypatch, capsys):
 def test_predict_from_the_registry_by_alias(tiny_exports, monkeypatch, capsys):
     from finetune.predict import main
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_exports["tracking_uri"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tiny_exports.store("sarcasm"))
     assert main(["models:/sarcasm-tiny@champion", "totally local man"]) == 0
     by_alias = json.loads(capsys.readouterr().out)
     assert main([str(tiny_exports["sarcasm"].paths.export), "totally local man"]) == 0
@@ -89,7 +89,7 @@ def test_rest_server_answers_with_the_cli_predictions(tiny_exports, tmp_path):
     from finetune.inference import Predictor
 
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tiny_exports["tracking_uri"]}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tiny_exports.store("ner")}
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/ner-tiny@champion", "--env-manager",
