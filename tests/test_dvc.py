@@ -115,6 +115,20 @@ def test_editing_library_code_reruns_the_stages_that_run_it(project):
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project).stdout  # bytecode is not code
 
 
+def test_editing_the_data_defaults_reruns_every_stage_that_reads_them(project):
+    """evaluate reads data.eval_split and export data.* for its card: an edit of conf/data must
+    re-run them even where the tokenized data comes out unchanged."""
+    edited = project / "conf" / "data" / "default.yaml"
+    original = edited.read_text()
+    edited.write_text(original + "\n# an edit to the data defaults\n")
+    try:
+        status = sh("dvc", "status", cwd=project).stdout
+        stale = [line.rstrip(":") for line in status.splitlines() if "@" in line and not line.startswith((" ", "\t"))]
+        assert stale == ["download@sarcasm", "tokenize@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
+    finally:
+        edited.write_text(original)
+
+
 def test_editing_a_task_config_file_reruns_that_task(project):
     edited = project / "conf" / "model" / "minilm.yaml"
     edited.write_text(edited.read_text() + "\n# not used by the tiny pairs\n")
