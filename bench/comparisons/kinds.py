@@ -96,7 +96,10 @@ def plot(result: dict[str, Any], path) -> None:  # noqa: ANN001
             values = [100 * r[primary] for r in s["runs"][variant].values()]
             ax.bar(i, fmean(values), color="tab:gray" if variant == "stock" else "tab:blue")
             ax.plot([i] * len(values), values, "k.")
-        ax.set_xticks(range(len(variants)), [LABELS[v] for v in variants], fontsize=8)
+        weighted_stock = s.get("stock_pos_weight") == "balanced"
+        names = [LABELS[v] + ("\n+ the preset's\npositive weights" if v == "stock" and weighted_stock else "")
+                 for v in variants]
+        ax.set_xticks(range(len(variants)), names, fontsize=8)
         low = min(100 * r[primary] for v in variants for r in s["runs"][v].values())
         ax.set_ylim(max(0, low - 10), None)
         ax.set_title(f"{task}: {primary} ×100 ({s['eval_split']})")
