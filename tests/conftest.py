@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,8 +10,9 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -208,21 +210,30 @@ def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     return folder
 
 
-class tracking_to:  # noqa: N801  (used like a function: `with tracking_to(uri):`)
+@contextlib.contextmanager
+def tracking_to(uri: str) -> Iterator[None]:
     """MLFLOW_TRACKING_URI set to `uri` for the block, restored after it."""
-
-    def __init__(self, uri: str):
-        self.uri, self.before = uri, None
-
-    def __enter__(self) -> None:
-        self.before = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = self.uri
-
-    def __exit__(self, *exc: object) -> None:
-        if self.before is None:
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if before is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
-            os.environ["MLFLOW_TRACKING_URI"] = self.before
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def built_once(folder: Path, name: str, build: Callable[[], Any]) -> Any:
+    """What `build()` returned (JSON), built once in `folder` however many workers ask: they take
+    turns under the folder's file lock, and the first to get it builds and records the answer."""
+    from filelock import FileLock
+
+    done = folder / f"{name}.json"
+    with FileLock(str(folder / "build.lock")):
+        if not done.exists():
+            done.write_text(json.dumps(build()))
+    return json.loads(done.read_text())
 
 
 class TinyExports(Mapping):
@@ -250,23 +261,17 @@ class TinyExports(Mapping):
         return self.cfgs[task]
 
     def built(self, task: str):
-        from filelock import FileLock
-
         from finetune.config import compose
 
-        done = self.work / f"{task}.overrides.json"
-        with FileLock(str(self.work / "build.lock")):
-            if not done.exists():
-                import contextlib
+        def build() -> list[str]:
+            overrides = export_overrides(self.work, task)
+            # built inside whichever test asks first: its output goes to a log, not to that test's capsys
+            with open(self.work / f"{task}.log", "w") as log, contextlib.redirect_stdout(log), \
+                    contextlib.redirect_stderr(log), tracking_to(f"sqlite:///{self.work / 'mlflow.db'}"):
+                run_five_stages(self.work, overrides)
+            return overrides
 
-                overrides = export_overrides(self.work, task)
-                # built inside whichever test asks first: its output goes to a log, not to that test's capsys
-                with open(self.work / f"{task}.log", "w") as log, contextlib.redirect_stdout(log), \
-                        contextlib.redirect_stderr(log), tracking_to(f"sqlite:///{self.work / 'mlflow.db'}"):
-                    cfg = run_five_stages(self.work, overrides)
-                done.write_text(json.dumps(overrides))
-                return cfg
-        return compose(REPO, json.loads(done.read_text()), workdir=self.work)
+        return compose(REPO, built_once(self.work, task, build), workdir=self.work)
 
     def __iter__(self):
         return iter(self.TASKS)
@@ -351,20 +356,17 @@ def sweep_data(work: Path) -> list[str]:
 def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A 4-job sweep (2 models x 2 learning rates), 2 jobs at a time, into its own SQLite store; run
     once for the session (the first worker to need it runs it, the others read what it left)."""
-    from filelock import FileLock
-
     work = shared_folder(tmp_path_factory, "sweep")
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    done = work / "sweep.json"
-    with FileLock(str(work / "sweep.lock")):
-        if not done.exists():
-            started = time.time()
-            ran = run_stage("pipeline.py", "-m", *sweep_data(work), "model=tiny,minilm",
-                            "train.learning_rate=1e-3,5e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                            cwd=work, uri=uri)
-            assert ran.returncode == 0, ran.stderr[-3000:]
-            done.write_text(json.dumps({"output": ran.stdout + ran.stderr, "started": started}))
-    return {"work": work, "uri": uri, **json.loads(done.read_text())}
+
+    def build() -> dict:
+        started = time.time()
+        ran = run_stage("pipeline.py", "-m", *sweep_data(work), "model=tiny,minilm", "train.learning_rate=1e-3,5e-3",
+                        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", cwd=work, uri=uri)
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        return {"output": ran.stdout + ran.stderr, "started": started}
+
+    return {"work": work, "uri": uri, **built_once(work, "sweep", build)}
 
 
 def sh(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -406,17 +408,14 @@ def make_project(dest: Path, data_file: Path, export: dict | None = None, **trai
 def reproduced_project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A project (make_project, 140 headlines) after its first `dvc repro`, built once for the session:
     {"project": its folder, never edited (tests edit copies: copy_project), "ran": the stages that ran}."""
-    from filelock import FileLock
-
     folder = shared_folder(tmp_path_factory, "reproduced")
-    done = folder / "ran.json"
-    with FileLock(str(folder / "build.lock")):
-        if not done.exists():
-            project = make_project(folder / "repo", write_jsonl(folder / "headlines.jsonl", headline_rows(140)))
-            with tracking_to(f"sqlite:///{folder / 'mlflow.db'}"):
-                ran = ran_stages(sh("dvc", "repro", cwd=project).stdout)
-            done.write_text(json.dumps(ran))
-    return {"project": folder / "repo", "ran": json.loads(done.read_text())}
+
+    def build() -> list[str]:
+        project = make_project(folder / "repo", write_jsonl(folder / "headlines.jsonl", headline_rows(140)))
+        with tracking_to(f"sqlite:///{folder / 'mlflow.db'}"):
+            return ran_stages(sh("dvc", "repro", cwd=project).stdout)
+
+    return {"project": folder / "repo", "ran": built_once(folder, "ran", build)}
 
 
 def copy_project(project: Path, dest: Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import headline_rows, run_stage, user_corpus, write_jsonl, write_tiny_squad
+from tests.conftest import headline_rows, run_stage, tracking_to, user_corpus, write_jsonl, write_tiny_squad
 
 PAIR = "sarcasm-tiny"
 TABLE = os.environ.get("FINETUNE_BAD_INPUT_TABLE")
@@ -53,14 +53,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     work = tmp_path_factory.mktemp("good")
     write_jsonl(work / "headlines.jsonl", headline_rows(160))
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
-    try:
+    with tracking_to(f"sqlite:///{work / 'mlflow.db'}"):
         cfg = compose(REPO, [a for a in good_args(work) if not a.startswith("paths.")], workdir=work)
         for stage in (download, tokenize, train, evaluate):
             stage(cfg)
-    finally:
-        os.environ["MLFLOW_TRACKING_URI"] = before or ""
     return work
 
 
