@@ -86,7 +86,7 @@ def render(results_dir: Path, quick: bool) -> Path:
         module = importlib.import_module(name)
         result = results[name]
         body = module.render(result) if result else "_Not run yet._"
-        when = (f"_Measured on {provenance_text(measured(result))}; {result['elapsed_s'] / 60:.1f} min; 1-minute "
+        when = (f"_Measured on {provenance_text(result.get('measured'))}; {result['elapsed_s'] / 60:.1f} min; 1-minute "
                 f"load average {result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after "
                 f"(≈ {result['threads']}, the measured process's own threads, on a quiet machine). Rows kept from "
                 "an earlier run name their own machine, commit and date._\n\n"
@@ -127,16 +127,6 @@ def render_machine(machine: dict, quick: bool) -> str:
     return "\n".join(lines)
 
 
-def measured(result: dict) -> dict | None:
-    """A result's provenance stamp; results saved before stamps existed carry `cpu`, `commit`, `date`."""
-    if result.get("measured"):
-        return result["measured"]
-    if not result.get("commit"):
-        return None
-    return {"machine": f"{result['cpu']} (flags not recorded)" if result.get("cpu") else None,
-            "commit": result["commit"], "date": result.get("date")}
-
-
 def render_checks(results: dict) -> str:
     """The targets the comparisons own (each module's `checks`), with the measured value, pass/fail and
     the machine and date of the run it comes from (a row's own, where the module gives one)."""
@@ -145,7 +135,7 @@ def render_checks(results: dict) -> str:
         if not results.get(name):
             continue
         for row in getattr(importlib.import_module(name), "checks", lambda result: [])(results[name]):
-            stamp = row[3] if len(row) > 3 else measured(results[name])
+            stamp = row[3] if len(row) > 3 else results[name].get("measured")
             where = f"{stamp.get('machine') or 'not recorded'}, {stamp.get('date', '?')}" if stamp else "not recorded"
             rows.append([*row[:3], where])
     if not rows:
