@@ -1,6 +1,6 @@
 """Stage 1: read the task's data (files, mirror or Hub), split it, save data/raw/<task>/."""
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

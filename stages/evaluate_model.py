@@ -1,6 +1,6 @@
 """Stage 4: score the model on data.eval_split: metrics/<task>-<model>.json, predictions, plots."""
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

@@ -1,6 +1,6 @@
 """Stage 5: a self-contained model + tokenizer + model card in exports/<task>-<model>/."""
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

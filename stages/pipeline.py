@@ -3,7 +3,7 @@
     python stages/pipeline.py -m model=tiny,minilm train.learning_rate=1e-5,3e-5 hydra/launcher=joblib
 """
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

@@ -1,6 +1,6 @@
 """Stage 2: subsample and tokenize every split once, save data/tokenized/<task>-<model>/."""
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

@@ -1,6 +1,6 @@
 """Stage 3: fine-tune, keep the best checkpoint in models/<task>-<model>/, log to MLflow."""
 
-from finetune.config import stage
+from finetune.entry import stage
 
 
 @stage

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.config import compose, flatten
+from finetune.config import compose
+from finetune.config_values import flatten
 
 
 def copy_project(repo: Path, dest: Path) -> Path:
@@ -77,7 +78,7 @@ def test_unknown_task_or_model_is_one_line(repo, override, expected):
 
 
 def test_credentials_never_reach_written_config_or_params(repo):
-    from finetune.config import config_yaml, redacted_override
+    from finetune.config_values import config_yaml, redacted_override
     from finetune.tracking import flat_params
 
     cfg = compose(repo, ["task=sarcasm", "model=tiny", "tracking.uri=http://alice:s3cret@mlflow.example:5000",

@@ -137,7 +137,7 @@ def startup_times(ctx: Context, clone: Path, task: str) -> dict[str, Any]:
 
 
 def stage_vs_bare(ctx: Context) -> dict[str, Any]:
-    from finetune.config import to_container
+    from finetune.config_values import to_container
     from finetune.training import OWN_KEYS, pad_multiple, training_arguments
 
     reps = 1 if ctx.quick else 3

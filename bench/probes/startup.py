@@ -42,9 +42,9 @@ def _stop_at_input(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main() -> None:
-    import finetune.config as config
+    import finetune.entry as entry
 
-    stage = config.stage
+    stage = entry.stage
 
     def probed_stage(func: Callable[[Any], Any]) -> Callable[[], Any]:
         @functools.wraps(func)
@@ -63,7 +63,7 @@ def main() -> None:
         entered.__code__ = entered.__code__.replace(co_filename=inspect.getfile(func))
         return stage(entered)
 
-    config.stage = probed_stage
+    entry.stage = probed_stage
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")
     raise SystemExit("probe: the stage finished without reading an input")

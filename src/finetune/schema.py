@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from finetune.config import flatten
+from finetune.config_values import flatten
 from finetune.errors import FinetuneError
 
 # Keys below these prefixes are free: TrainingArguments fields (checked by finetune.training), a

@@ -111,7 +111,7 @@ class SweepTracking(Callback):
 
 def redact_saved_config(sweep_dir: Path) -> None:
     """Hydra's copy of the sweep's config (`multirun.yaml`), its credentials replaced by ***."""
-    from finetune.config import redacted, redacted_override
+    from finetune.config_values import redacted, redacted_override
 
     saved = sweep_dir / "multirun.yaml"
     if not saved.exists():
@@ -129,6 +129,6 @@ def _tracking_enabled(config: DictConfig) -> bool:
 
 
 def _sweep_overrides(config: DictConfig) -> str:
-    from finetune.config import redacted_override
+    from finetune.config_values import redacted_override
 
     return " ".join(redacted_override(o) for o in config.hydra.overrides.task)

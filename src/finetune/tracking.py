@@ -28,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from finetune import distributed, offline
-from finetune.config import flatten, redacted, to_container
+from finetune.config_values import flatten, redacted, to_container
 from finetune.io import read_json
 
 MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value's length

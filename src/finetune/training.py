@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune.config import to_container
+from finetune.config_values import to_container
 from finetune.errors import FinetuneError
 from finetune.schema import is_number
 

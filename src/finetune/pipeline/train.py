@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from finetune import distributed, tracking
 from finetune.checkpoints import Scratch, scratch
-from finetune.config import config_yaml, to_container
+from finetune.config_values import config_yaml, to_container
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
