@@ -77,7 +77,9 @@ def main() -> int:
 
 
 def render(results_dir: Path, quick: bool) -> Path:
-    """BENCHMARKS.md: the generated section between the markers, hand-written text kept around it."""
+    """BENCHMARKS.md: the machine, the checks and a short summary per comparison between the markers
+    (hand-written text kept around them); each comparison's tables and commands in
+    bench/results/<name>.md."""
     machine = load_result(results_dir, "machine") or {}
     sections = [render_machine(machine, quick)]
     results = {name: load_result(results_dir, name) for name in COMPARISONS}
@@ -85,13 +87,10 @@ def render(results_dir: Path, quick: bool) -> Path:
     for name in COMPARISONS:
         module = importlib.import_module(name)
         result = results[name]
-        body = module.render(result) if result else "_Not run yet._"
-        when = (f"_Measured on {provenance_text(result.get('measured'))}; {result['elapsed_s'] / 60:.1f} min; 1-minute "
-                f"load average {result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after "
-                f"(≈ {result['threads']}, the measured process's own threads, on a quiet machine). Rows kept from "
-                "an earlier run name their own machine, commit and date._\n\n"
-                if result and "elapsed_s" in result else "")
-        sections.append(f"## {module.TITLE}\n\n{when}{body}")
+        details = results_dir / f"{name}.md"
+        if result:
+            details.write_text(f"# {module.TITLE}\n\n{measured_note(result)}{module.render(result).rstrip()}\n")
+        sections.append(f"## {module.TITLE}\n\n{summary(module, result, details)}")
     generated = "\n\n".join([BEGIN, *sections, END])
     path = results_dir / "BENCHMARKS.md" if quick else REPO / "BENCHMARKS.md"
     old = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
@@ -102,6 +101,29 @@ def render(results_dir: Path, quick: bool) -> Path:
         text = old.rstrip() + "\n\n" + generated + "\n"
     path.write_text(text)
     return path
+
+
+def measured_note(result: dict) -> str:
+    if "elapsed_s" not in result:
+        return ""
+    return (f"_Measured on {provenance_text(result.get('measured'))}; {result['elapsed_s'] / 60:.1f} min; 1-minute "
+            f"load average {result.get('load_before', 0):.2f} before, {result.get('load_after', 0):.2f} after "
+            f"(≈ {result['threads']}, the measured process's own threads, on a quiet machine). Rows kept from "
+            "an earlier run name their own machine, commit and date._\n\n")
+
+
+def summary(module: object, result: dict | None, details: Path) -> str:
+    """What a comparison measures (its docstring's first sentence), its checks' outcomes, and
+    where its details are."""
+    if not result:
+        return "_Not run yet._"
+    purpose = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    purpose = purpose.split(": ", 1)[1] if purpose.startswith("Comparison ") and ": " in purpose else purpose
+    checks = [f"- {row[0]}: {row[1]} ({row[2]})" for row in getattr(module, "checks", lambda r: [])(result)]
+    lines = [purpose[0].upper() + purpose[1:], *([""] + checks if checks else [])]
+    lines += ["", f"Measured on {provenance_text(result.get('measured'))}. Tables, per-seed figures and the "
+                  f"commands: [{details.relative_to(REPO)}]({details.relative_to(REPO)})."]
+    return "\n".join(lines)
 
 
 def render_machine(machine: dict, quick: bool) -> str:

@@ -434,7 +434,7 @@ def free_port() -> int:
 
 
 def start_mlflow_server(folder: Path, port: int):
-    """The README's `mlflow server` command on 127.0.0.1:`port` (store and artifacts in `folder`),
+    """docs/tracking-and-serving.md's `mlflow server` command on 127.0.0.1:`port` (store and artifacts in `folder`),
     once it answers its health check. `os.killpg(server.pid, ...)` kills it with its workers."""
     import shutil
     import subprocess

@@ -228,8 +228,8 @@ CONFIG = [
 OUTPUTS_CASES = [
     Case("corrupt tokenized manifest", "train.py", [], "manifest.json",
          damage=lambda w: (w / f"data/tokenized/{PAIR}/manifest.json").write_text('{"rows": ')),
-    Case("corrupt labels.json", "train.py", [], "labels.json",
-         damage=lambda w: (w / f"data/tokenized/{PAIR}/labels.json").write_text("[0, ")),
+    Case("corrupt codec.json", "train.py", [], "codec.json",
+         damage=lambda w: (w / f"data/tokenized/{PAIR}/codec.json").write_text('{"family": ')),
     Case("deleted arrow file", "train.py", [], f"data/tokenized/{PAIR}",
          damage=lambda w: [p.unlink() for p in (w / f"data/tokenized/{PAIR}/features/train").glob("*.arrow")]),
     Case("corrupt raw manifest", "tokenize_data.py", [], "manifest.json",

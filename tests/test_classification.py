@@ -11,13 +11,13 @@ from datasets import Dataset
 from finetune.config import compose
 from finetune.errors import DataError
 from finetune.models import load_tokenizer
-from finetune.tasks import get_family
+from finetune.tasks import recipe
 
 
 @pytest.fixture
 def family(repo):
-    return get_family(compose(repo, ["task=sentiment", "model=tiny", "data.split_column=null",
-                                     "data.id_column=null"]))
+    return recipe(compose(repo, ["task=sentiment", "model=tiny", "data.split_column=null",
+                                 "data.id_column=null"])).with_labels(["neg", "pos"])
 
 
 def write(tmp_path, name, text):
@@ -30,7 +30,7 @@ def test_reads_rows_and_maps_label_names_and_ids(family, tmp_path):
     path = write(tmp_path, "a.csv", "text,label\ngreat film,pos\nawful,0\n")
     examples = family.read(path, "csv", "train")
     assert [e["text"] for e in examples] == ["great film", "awful"]
-    family.encode_labels(examples, ["neg", "pos"], file=str(path), split="train")
+    family.encode_labels(examples, "train")
     assert [e["label"] for e in examples] == [1, 0]
 
 
@@ -38,7 +38,7 @@ def test_label_outside_the_set_names_file_row_and_field(family, tmp_path):
     path = write(tmp_path, "a.csv", "text,label\ngreat,pos\nmeh,neutral\n")
     examples = family.read(path, "csv", "train")
     with pytest.raises(DataError) as error:
-        family.encode_labels(examples, ["neg", "pos"], file=str(path), split="train")
+        family.encode_labels(examples, "train")
     assert f"{path}, line 3, field 'label': label 'neutral' is not in the label set" in str(error.value)
 
 
@@ -55,24 +55,24 @@ def test_misnamed_column_is_reported(family, tmp_path):
 
 
 def test_split_column_routes_rows(repo, tmp_path):
-    family = get_family(compose(repo, ["task=sentiment", "model=tiny"]))
+    family = recipe(compose(repo, ["task=sentiment", "model=tiny"]))
     path = write(tmp_path, "all.csv", "text,label,split,id\na,1,train,7\nb,0,test,8\nc,1,train,9\n")
     assert [e["id"] for e in family.read(path, "csv", "train")] == ["7", "9"]
     assert [e["text"] for e in family.read(path, "csv", "test")] == ["b"]
 
 
 def test_labels_are_collected_sorted_when_not_configured(repo):
-    family = get_family(compose(repo, ["task=sentiment", "model=tiny", "task.labels=null"]))
-    assert family.labels({"train": [{"label": "b"}, {"label": "a"}, {"label": "b"}]}) == ["a", "b"]
+    family = recipe(compose(repo, ["task=sentiment", "model=tiny", "task.labels=null"]))
+    assert family.label_set({"train": [{"label": "b"}, {"label": "a"}, {"label": "b"}]}) == ["a", "b"]
 
 
 def test_tokenize_truncates_counts_and_records_lengths(repo):
     cfg = compose(repo, ["task=sentiment", "model=tiny", "data.max_length=8"])
-    family = get_family(cfg)
+    family = recipe(cfg)
     tokenizer = load_tokenizer(cfg.model)
     examples = Dataset.from_list([{"id": "0", "text": "short one", "label": 0},
                                   {"id": "1", "text": " ".join(["word"] * 40), "label": 1}])
-    features, stats = family.tokenize(examples, tokenizer, ["neg", "pos"])
+    features, stats = family.codec.tokenize(examples, tokenizer)
     assert stats["truncated"] == 1 and stats["examples"] == 2
     assert features["length"] == [len(ids) for ids in features["input_ids"]]
     assert features["length"][1] == 8 and features["input_ids"][1][-1] == tokenizer.sep_token_id
@@ -81,34 +81,35 @@ def test_tokenize_truncates_counts_and_records_lengths(repo):
 
 def test_decode_reads_no_gold_and_score_pairs_with_it(family, tmp_path):
     gold = Dataset.from_list([{"id": "a", "text": "x", "label": 0}, {"id": "b", "text": "y", "label": 1},
-                              {"id": "c", "text": "z", "label": 1}], features=family.features(["neg", "pos"]))
+                              {"id": "c", "text": "z", "label": 1}], features=family.features())
     unlabelled = gold.remove_columns("label")
     features = Dataset.from_list([{"truncated": False}, {"truncated": True}, {"truncated": False}])
     logits = np.array([[2.0, 0.0], [0.0, 3.0], [1.0, 0.0]])
-    predictions = family.decode(unlabelled, features, (logits,), ["neg", "pos"])
+    predictions = family.codec.decode(unlabelled, features, (logits,))
     assert [p["label"] for p in predictions] == ["neg", "pos", "neg"]
     assert predictions[0]["score"] == pytest.approx(np.exp(2) / (np.exp(2) + 1), abs=1e-6)
     assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1.0)
     assert predictions[1]["truncated"] is True and "truncated" not in predictions[0]
-    metrics = family.score(gold, predictions, ["neg", "pos"])
+    metrics = family.score(gold, predictions)
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert metrics["per_class"]["pos"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3,
                                                          "support": 2})
     assert metrics["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
     assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["n_eval"] == 3
-    written = family.write_predictions(gold, predictions, ["neg", "pos"], tmp_path)
+    written = family.write_predictions(gold, predictions, tmp_path)
     rows = [json.loads(line) for line in written[0].read_text().splitlines()]
     assert [(r["gold"], r["label"]) for r in rows] == [("neg", "neg"), ("pos", "pos"), ("pos", "neg")]
-    plots = family.plots(gold, predictions, metrics, ["neg", "pos"], tmp_path)
+    plots = family.plots(gold, predictions, metrics, tmp_path)
     assert plots[0].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_inputs_name_the_row_and_field(family):
-    assert family.inputs([{"text": "fine"}, {"text": "good", "id": "x"}], "in.jsonl")[1] == {"id": "x", "text": "good"}
+    inputs = family.codec.inputs([{"text": "fine"}, {"text": "good", "id": "x"}], "in.jsonl")
+    assert inputs[1] == {"id": "x", "text": "good"}
     with pytest.raises(DataError, match=r"in.jsonl, row 2, field 'text': empty text"):
-        family.inputs([{"text": "fine"}, {"text": "  "}], "in.jsonl")
+        family.codec.inputs([{"text": "fine"}, {"text": "  "}], "in.jsonl")
     with pytest.raises(DataError, match=r"in.jsonl, row 1, field 'text': missing field \(found: review\)"):
-        family.inputs([{"review": "fine"}], "in.jsonl")
+        family.codec.inputs([{"review": "fine"}], "in.jsonl")
 
 
 def test_balanced_class_weights_and_explicit_ones(family, repo):
@@ -118,15 +119,15 @@ def test_balanced_class_weights_and_explicit_ones(family, repo):
     from finetune.errors import FinetuneError
 
     features = Dataset.from_dict({"labels": [0, 0, 0, 1]})
-    assert family.class_weights(features, ["neg", "pos"], "balanced") == pytest.approx([4 / 6, 2.0])
-    assert family.class_weights(features, ["neg", "pos"], None) is None
-    loss = family.loss(features, ["neg", "pos"], compose(repo, ["task=sentiment", "train.class_weights=balanced",
+    assert family.class_weights(features, "balanced") == pytest.approx([4 / 6, 2.0])
+    assert family.class_weights(features, None) is None
+    loss = family.loss(features, compose(repo, ["task=sentiment", "train.class_weights=balanced",
                                                                 "train.label_smoothing_factor=0.1"]).train)
     expected = torch.nn.CrossEntropyLoss(weight=torch.tensor([4 / 6, 2.0]), label_smoothing=0.1)
     logits, target = torch.tensor([[0.3, -0.2], [1.0, 2.0]]), torch.tensor([1, 0])
     assert float(loss({"logits": logits}, target)) == pytest.approx(float(expected(logits, target)))
     with pytest.raises(FinetuneError, match=r"train.class_weights: expected 'balanced' or 2 positive numbers"):
-        family.class_weights(features, ["neg", "pos"], [1.0, -1.0])
+        family.class_weights(features, [1.0, -1.0])
 
 
 # -- sentence pairs ---------------------------------------------------------------------------
@@ -136,19 +137,19 @@ def pair_family(repo, tmp_path, *overrides):
 
     path = write_jsonl(tmp_path / "pairs.jsonl", pair_rows(6))
     cfg = compose(repo, ["task=mrpc", "model=tiny", f"data.files.train={path}", "data.format=jsonl", *overrides])
-    return get_family(cfg), path
+    return recipe(cfg), path
 
 
 def test_pairs_read_and_encode_with_segments_and_longest_first(repo, tmp_path):
     family, path = pair_family(repo, tmp_path, "data.max_length=16")
-    assert family.input_fields == ("text", "text_pair")
+    assert family.codec.input_fields == ("text", "text_pair")
     rows = family.read(path, "jsonl", "train")
     assert rows[1]["text_pair"] == "indeed " + rows[1]["text"] and rows[1]["label"] == 1
     labels = ["not_equivalent", "equivalent"]
     examples = Dataset.from_list([{"id": "0", "text": "a b", "text_pair": " ".join(["word"] * 40), "label": 0}],
-                                 features=family.features(labels))
+                                 features=family.with_labels(labels).features())
     tokenizer = load_tokenizer(compose(repo, ["model=tiny"]).model)
-    features, stats = family.tokenize(examples, tokenizer, labels)
+    features, stats = family.with_labels(labels).codec.tokenize(examples, tokenizer)
     ids, segments = features[0]["input_ids"], features[0]["token_type_ids"]
     assert len(ids) == 16 and stats["truncated"] == 1
     first = segments.index(1)
@@ -165,7 +166,7 @@ def test_missing_pair_column_names_file_line_and_field(repo, tmp_path):
     with pytest.raises(DataError, match=r"pairs.jsonl, line 1, field '#2 String': empty text"):
         family.read(path, "jsonl", "train")
     with pytest.raises(DataError, match=r"cli, row 1, field 'text_pair': missing field"):
-        family.inputs([{"text": "only one"}], "cli")
+        family.codec.inputs([{"text": "only one"}], "cli")
 
 
 def test_real_mrpc_files_read_as_glue_counts_them(repo):
@@ -175,7 +176,7 @@ def test_real_mrpc_files_read_as_glue_counts_them(repo):
     from finetune.data.sources import load_examples
 
     cfg = compose(repo, ["task=mrpc", "model=tiny"])
-    splits, _ = load_examples(cfg, get_family(cfg))
+    splits, _ = load_examples(cfg, recipe(cfg))
     assert {k: len(v) for k, v in splits.items()} == {"train": 3668, "validation": 408}
     assert sum(int(e["label"]) for e in splits["validation"]) == 279, "GLUE's published count of paraphrases"
     assert any('"' in e["text"] for e in splits["train"]), "lone quotes stay text, rows do not merge"

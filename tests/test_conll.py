@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data.conll import iob1_to_iob2, read_conll, read_tagged_records
 from finetune.errors import DataError, FinetuneError
+from finetune.tasks.token_classification.conll import iob1_to_iob2, read_conll, read_tagged_records
 from tests.conftest import needs_shared
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from finetune import evaluate_modules
 from finetune.metrics import scalar_metrics
-from finetune.tasks import get_family
+from finetune.tasks import recipe
 
 # task of the tiny exports -> the module that scores its family
 MODULES = {"sarcasm": "classification", "mrpc": "classification", "goemotions": "multi_label",
@@ -87,7 +87,7 @@ def test_evaluate_load_offline_matches_the_evaluate_stage(tiny_exports, tmp_path
         cfg = tiny_exports[task]
         metrics = json.loads(Path(cfg.paths.metrics).read_text())
         jobs[task] = {"module": module, **module_inputs(task, cfg, metrics)}
-        expected[task] = (metrics, get_family(cfg).primary_metric)
+        expected[task] = (metrics, recipe(cfg).primary_metric)
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
     env.update(HF_HOME=str(tmp_path / "hf"))  # an empty module cache: nothing to fall back on

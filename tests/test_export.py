@@ -121,7 +121,7 @@ def test_pickle_weights_are_never_exported(tiny_exports, tmp_path):
     import torch
 
     from finetune.export import write_export
-    from finetune.tasks import get_family
+    from finetune.tasks import recipe
 
     cfg = tiny_exports["sarcasm"]
     model_dir = tmp_path / "model"
@@ -130,7 +130,7 @@ def test_pickle_weights_are_never_exported(tiny_exports, tmp_path):
     torch.save({}, model_dir / "pytorch_model.bin")
     before = sorted(p.name for p in Path(cfg.paths.export).iterdir())
     with pytest.raises(FinetuneError, match=r"no model.safetensors \(found pytorch_model.bin: pickle weights"):
-        write_export(cfg, get_family(cfg), model_dir, {}, {}, (None, None), None)
+        write_export(cfg, recipe(cfg), model_dir, {}, {}, (None, None))
     assert sorted(p.name for p in Path(cfg.paths.export).iterdir()) == before, "the good export stays"
 
 
@@ -141,15 +141,15 @@ def test_onnx_parity_failure_fails_the_export(tiny_exports, tmp_path):
     from finetune.export.onnx import export_onnx
     from finetune.models import load_tokenizer
     from finetune.pipeline.common import load_saved
-    from finetune.tasks import get_family
+    from finetune.tasks import recipe
 
     cfg = tiny_exports["ner"]
-    family = get_family(cfg)
+    codec = recipe(cfg).codec
     model = transformers.AutoModelForTokenClassification.from_pretrained(cfg.paths.model)
     features = load_saved(Path(cfg.paths.tokenized) / "features")["validation"]
     pad = load_tokenizer(cfg.model).pad_token_id
-    report = export_onnx(model, family, features, tmp_path, pad_id=pad, tolerance=1e-3)
+    report = export_onnx(model, codec, features, tmp_path, pad_id=pad, tolerance=1e-3)
     assert 0 <= report["max_abs_delta"] < 1e-4 and report["parity_inputs"] == 12
     assert report["max_abs_delta"] > 0, "ONNX Runtime's kernels round differently from PyTorch's"
     with pytest.raises(FinetuneError, match=r"ONNX outputs differ from PyTorch by .* \(export.onnx_tolerance=0.0\)"):
-        export_onnx(model, family, features, tmp_path, pad_id=pad, tolerance=0.0)
+        export_onnx(model, codec, features, tmp_path, pad_id=pad, tolerance=0.0)

@@ -12,8 +12,8 @@ from datasets import Dataset
 
 from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
-from finetune.metrics import multi_label_metrics
-from finetune.tasks import get_family
+from finetune.tasks import recipe
+from finetune.tasks.classification.metrics import multi_label_metrics
 from tests.conftest import EMOTIONS, needs_shared, write_emotions, write_jsonl
 
 LABELS = ", ".join(EMOTIONS)
@@ -22,19 +22,19 @@ LABELS = ", ".join(EMOTIONS)
 def family_for(repo, path, *overrides):
     cfg = compose(repo, ["task=goemotions", "model=tiny", f"data.files.train={path}", f"task.labels=[{LABELS}]",
                          *overrides])
-    return get_family(cfg)
+    return recipe(cfg).with_labels(EMOTIONS)
 
 
 def encoded(family, path, fmt):
     rows = family.read(path, fmt, "train")
-    return [row["label"] for row in family.encode_labels(rows, family.labels({"train": rows}), file="f", split="train")]
+    return [row["label"] for row in family.with_labels(family.label_set({"train": rows})).encode_labels(rows, "train")]
 
 
 def test_delimited_ids_in_a_headerless_table(repo, tmp_path):
     path = tmp_path / "e.tsv"
     path.write_text('so "glad" today\t0,2\tc1\ntearful\t1\tc2\n', encoding="utf-8")
     family = family_for(repo, path)
-    assert type(family).__module__ == "finetune.tasks.multi_label"
+    assert type(family).__name__ == "LabelSetRecipe" and type(family.codec).__name__ == "LabelSetCodec"
     assert encoded(family, path, "tsv") == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
 
 
@@ -50,7 +50,7 @@ def test_one_binary_column_per_label(repo, tmp_path):
     family = family_for(repo, path, "data.columns=null", "data.id_column=null", "data.format=csv", "task.labels=null",
                         "data.text_column=comment", "data.label_columns=[joy,sadness,anger]")
     rows = family.read(path, "csv", "train")
-    assert family.labels({"train": rows}) == EMOTIONS
+    assert family.label_set({"train": rows}) == EMOTIONS
     assert encoded(family, path, "csv") == [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]
     path.write_text("comment,joy,sadness,anger\nyay,1,0,maybe\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"e.csv, line 2, field 'anger': expected 0 or 1, got 'maybe'"):
@@ -77,15 +77,15 @@ def test_a_list_label_under_single_label_points_at_multi_label(repo, tmp_path):
     path = write_jsonl(tmp_path / "e.jsonl", [{"text": "a", "label": ["x", "y"]}])
     cfg = compose(repo, ["task=sentiment", "model=tiny", f"data.files.train={path}", "data.split_column=null",
                          "data.id_column=null", "task.labels=[x,y]"])
-    family = get_family(cfg)
+    family = recipe(cfg)
     with pytest.raises(DataError, match=r"line 1, field 'label': label \['x', 'y'\] is a list: "
                                         r"set task.problem_type=multi_label_classification"):
-        family.encode_labels(family.read(path, "jsonl", "train"), ["x", "y"], file="f", split="train")
+        family.with_labels(["x", "y"]).encode_labels(family.read(path, "jsonl", "train"), "train")
 
 
 def gold_examples(family, targets):
     rows = [{"id": str(i), "text": "t", "label": t} for i, t in enumerate(targets)]
-    return Dataset.from_list(rows, features=family.features(EMOTIONS))
+    return Dataset.from_list(rows, features=family.features())
 
 
 def logits(probabilities):
@@ -97,17 +97,17 @@ def test_decode_applies_the_threshold_and_scores(repo, tmp_path):
     family = family_for(repo, write_emotions(tmp_path / "e.tsv", 4), "task.threshold=0.4")
     gold = gold_examples(family, [[1, 0, 1], [0, 1, 0], [0, 0, 1]])
     outputs = logits([[0.9, 0.1, 0.45], [0.3, 0.35, 0.2], [0.2, 0.1, 0.8]])
-    predictions = family.decode(gold.remove_columns("label"), gold, outputs, EMOTIONS)
+    predictions = family.codec.decode(gold.remove_columns("label"), gold, outputs)
     assert [p["labels"] for p in predictions] == [["joy", "anger"], [], ["anger"]]
     assert predictions[0]["probabilities"]["anger"] == pytest.approx(0.45)
-    metrics = family.score(gold, predictions, EMOTIONS)
+    metrics = family.score(gold, predictions)
     assert metrics["per_label"]["sadness"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert metrics["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 1))
     assert metrics["macro_f1"] == pytest.approx((1 + 0 + 1) / 3)
     assert metrics["subset_accuracy"] == pytest.approx(2 / 3)
-    [written] = family.write_predictions(gold, predictions, EMOTIONS, tmp_path)
+    [written] = family.write_predictions(gold, predictions, tmp_path)
     assert json.loads(written.read_text().splitlines()[0])["gold"] == ["joy", "anger"]
-    [plot] = family.plots(gold, predictions, metrics, EMOTIONS, tmp_path)
+    [plot] = family.plots(gold, predictions, metrics, tmp_path)
     assert plot.name == "per_label_f1.png" and plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -116,19 +116,19 @@ def test_tuning_fits_one_or_per_label_thresholds_on_validation(repo, tmp_path):
     # joy's positives sit at 0.3, sadness's at 0.7: one global threshold cannot suit both.
     gold = gold_examples(family_for(repo, path), [[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
     outputs = logits([[0.3, 0.2, 0.1], [0.1, 0.7, 0.1], [0.2, 0.6, 0.1], [0.32, 0.75, 0.1]])
-    assert family_for(repo, path, "task.tune_threshold=none").tune(gold, gold, outputs, EMOTIONS) == {}
+    assert family_for(repo, path, "task.tune_threshold=none").tune(gold, gold, outputs) == {}
     per_label = family_for(repo, path, "task.tune_threshold=per_label")
-    [joy, sadness, anger] = per_label.tune(gold, gold, outputs, EMOTIONS)["threshold"]
+    [joy, sadness, anger] = per_label.tune(gold, gold, outputs)["threshold"]
     assert 0.2 < joy <= 0.3 and 0.6 < sadness <= 0.7 and anger == 0.5, "anger has no positive: kept"
-    tuned = per_label.with_settings({"threshold": [joy, sadness, anger]})
-    assert tuned.score(gold, tuned.decode(gold, gold, outputs, EMOTIONS), EMOTIONS)["subset_accuracy"] == 1.0
+    tuned = per_label.with_codec(per_label.codec.with_settings({"threshold": [joy, sadness, anger]}))
+    assert tuned.score(gold, tuned.codec.decode(gold, gold, outputs))["subset_accuracy"] == 1.0
     shared = family_for(repo, path, "task.tune_threshold=global", "task.metric=micro_f1")
-    threshold = shared.tune(gold, gold, outputs, EMOTIONS)["threshold"]
-    fitted = shared.with_settings({"threshold": threshold})
-    best = fitted.score(gold, fitted.decode(gold, gold, outputs, EMOTIONS), EMOTIONS)["micro_f1"]
+    threshold = shared.tune(gold, gold, outputs)["threshold"]
+    fitted = shared.with_codec(shared.codec.with_settings({"threshold": threshold}))
+    best = fitted.score(gold, fitted.codec.decode(gold, gold, outputs))["micro_f1"]
     for other in (0.1, 0.25, 0.5, 0.65, 0.9):
-        moved = shared.with_settings({"threshold": other})
-        assert moved.score(gold, moved.decode(gold, gold, outputs, EMOTIONS), EMOTIONS)["micro_f1"] <= best
+        moved = shared.with_codec(shared.codec.with_settings({"threshold": other}))
+        assert moved.score(gold, moved.codec.decode(gold, gold, outputs))["micro_f1"] <= best
     with pytest.raises(FinetuneError, match=r"task.tune_threshold: expected one of none, global, per_label"):
         family_for(repo, path, "task.tune_threshold=always")
 
@@ -140,18 +140,18 @@ def test_positive_weights_balance_each_label(repo, tmp_path):
     features = Dataset.from_list([{"labels": t} for t in [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0],
                                                            [0.0, 0.0, 0.0]]])
     cfg = compose(repo, ["task=goemotions", "model=tiny", "train.class_weights=balanced"])
-    loss = family.loss(features, EMOTIONS, cfg.train)
+    loss = family.loss(features, cfg.train)
     outputs = {"logits": torch.zeros(1, 3)}
     # zero logits: BCE = log 2 per label; a positive target's term is weighted by negatives/positives.
     weighted = loss(outputs, torch.tensor([[1.0, 1.0, 1.0]]))
     assert float(weighted) == pytest.approx(np.log(2) * (1 + 3 + 1) / 3, rel=1e-5), "weights 1, 3, 1 (no positive)"
-    assert family.loss(features, EMOTIONS, compose(repo, ["task=goemotions", "train.class_weights=null"]).train) is None
+    assert family.loss(features, compose(repo, ["task=goemotions", "train.class_weights=null"]).train) is None
     bad = compose(repo, ["task=goemotions", "train.class_weights=[1,2]"])
     with pytest.raises(FinetuneError, match=r"train.class_weights: expected 'balanced' or 3 positive numbers"):
-        family.loss(features, EMOTIONS, bad.train)
+        family.loss(features, bad.train)
     smoothed = compose(repo, ["task=goemotions", "train.label_smoothing_factor=0.1"])
     with pytest.raises(FinetuneError, match=r"train.label_smoothing_factor: applies to single-label"):
-        family.loss(features, EMOTIONS, smoothed.train)
+        family.loss(features, smoothed.train)
 
 
 def test_metrics_on_boolean_matrices():
@@ -186,7 +186,7 @@ def test_real_goemotions_files_read_as_the_paper_counts_them(repo):
     from finetune.data.sources import load_examples
 
     cfg = compose(repo, ["task=goemotions", "model=tiny"])
-    family = get_family(cfg)
+    family = recipe(cfg)
     splits, _ = load_examples(cfg, family)
     assert {k: len(v) for k, v in splits.items()} == {"train": 43410, "validation": 5426, "test": 5427}
     per_row = Counter(len(e["label"]) for e in splits["train"])

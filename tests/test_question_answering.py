@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from finetune import metrics as m
 from finetune.config import compose
 from finetune.errors import FinetuneError
 from finetune.models import load_tokenizer
-from finetune.tasks import get_family
-from finetune.tasks.question_answering import NULL_INDEX
+from finetune.tasks import recipe
+from finetune.tasks.question_answering import metrics as m
+from finetune.tasks.question_answering.codec import NULL_INDEX
 from tests.conftest import REPO, write_tiny_squad
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike",
@@ -27,11 +27,11 @@ def qa_family(*overrides: str):
     """The family with small windows, so that a short context already needs several."""
     cfg = compose(REPO, ["task=qa", "model=tiny", "data.max_length=32", "data.doc_stride=8",
                          "task.max_query_length=8", *overrides])
-    return get_family(cfg), load_tokenizer(cfg.model)
+    return recipe(cfg), load_tokenizer(cfg.model)
 
 
 def dataset(family, rows: list[dict]) -> Dataset:
-    return Dataset.from_list([{"title": "t", **row} for row in rows], features=family.features(None))
+    return Dataset.from_list([{"title": "t", **row} for row in rows], features=family.features())
 
 
 def example(qid: str, context: str, answer: str | None, start: int | None = None,
@@ -56,7 +56,7 @@ def labelled_text(feature: dict, context: str) -> str | None:
 # -- tokenization ------------------------------------------------------------------------------
 def test_answer_straddling_a_window_boundary_is_labelled_in_the_next_window():
     family, tokenizer = qa_family()
-    features, _ = family.tokenize(dataset(family, [example("q", LONG_CONTEXT, None)]), tokenizer, None)
+    features, _ = family.codec.tokenize(dataset(family, [example("q", LONG_CONTEXT, None)]), tokenizer)
     first = features[0]["offset_mapping"]
     boundary = max(end for _, end in first)  # last character of the context inside window 0
     last_start = max(start for start, _ in first)
@@ -64,8 +64,8 @@ def test_answer_straddling_a_window_boundary_is_labelled_in_the_next_window():
     answer = LONG_CONTEXT[last_start:after]
     assert last_start < boundary < after  # starts inside window 0, ends beyond it
 
-    features, stats = family.tokenize(dataset(family, [example("q", LONG_CONTEXT, answer, last_start)]),
-                                      tokenizer, None)
+    examples = dataset(family, [example("q", LONG_CONTEXT, answer, last_start)])
+    features, stats = family.codec.tokenize(examples, tokenizer)
     assert len(features) > 2 and stats["answers_lost_to_truncation"] == 0
     labelled = [labelled_text(f, LONG_CONTEXT) for f in features]
     assert labelled[0] is None  # window 0 holds only part of the answer: labelled "no answer here"
@@ -82,7 +82,7 @@ def test_answer_straddling_a_window_boundary_is_labelled_in_the_next_window():
 def test_answer_at_the_very_end_of_the_context():
     family, tokenizer = qa_family()
     answer = "end."
-    features, stats = family.tokenize(dataset(family, [example("q", LONG_CONTEXT, answer)]), tokenizer, None)
+    features, stats = family.codec.tokenize(dataset(family, [example("q", LONG_CONTEXT, answer)]), tokenizer)
     assert LONG_CONTEXT.endswith(answer) and stats["answers_lost_to_truncation"] == 0
     last = features[len(features) - 1]
     assert labelled_text(last, LONG_CONTEXT) == answer
@@ -93,7 +93,7 @@ def test_question_is_stripped_and_long_questions_are_cut():
     family, tokenizer = qa_family()
     rows = [example("a", "Paris is big.", "Paris", question="   where?  "),
             example("b", "Paris is big.", "Paris", question="where " * 20)]
-    features, stats = family.tokenize(dataset(family, rows), tokenizer, None)
+    features, stats = family.codec.tokenize(dataset(family, rows), tokenizer)
     first = features[0]["input_ids"]
     assert first[:4] == [tokenizer.cls_token_id, *tokenizer("where?", add_special_tokens=False)["input_ids"],
                          tokenizer.sep_token_id]
@@ -105,8 +105,8 @@ def test_several_tokenize_processes_give_the_same_features_in_the_same_order():
     rows = [example(f"q{i}", LONG_CONTEXT, WORDS[i % len(WORDS)]) for i in range(40)]
     single, tokenizer = qa_family("data.num_proc=1")
     parallel, _ = qa_family("data.num_proc=2")
-    one, stats_one = single.tokenize(dataset(single, rows), tokenizer, None)
-    two, stats_two = parallel.tokenize(dataset(parallel, rows), tokenizer, None)
+    one, stats_one = single.codec.tokenize(dataset(single, rows), tokenizer)
+    two, stats_two = parallel.codec.tokenize(dataset(parallel, rows), tokenizer)
     assert len(one) > len(rows) and stats_one == stats_two
     assert one.to_list() == two.to_list()
 
@@ -114,13 +114,13 @@ def test_several_tokenize_processes_give_the_same_features_in_the_same_order():
 def test_doc_stride_must_leave_room_for_context():
     family, tokenizer = qa_family("data.doc_stride=30")
     with pytest.raises(FinetuneError, match="data.doc_stride=30 must be below the context room"):
-        family.tokenize(dataset(family, [example("q", "Paris is big.", "Paris")]), tokenizer, None)
+        family.codec.tokenize(dataset(family, [example("q", "Paris is big.", "Paris")]), tokenizer)
 
 
 def test_collator_pads_model_inputs_and_drops_bookkeeping():
     family, tokenizer = qa_family()
     rows = [example("a", "Paris is big.", "Paris"), example("b", LONG_CONTEXT, "end.")]
-    features, _ = family.tokenize(dataset(family, rows), tokenizer, None)
+    features, _ = family.codec.tokenize(dataset(family, rows), tokenizer)
     batch = family.collator(tokenizer, 8)([features[0], features[len(features) - 1]])
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"}
     assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].shape[1] >= features[0]["length"]
@@ -147,7 +147,7 @@ def token_of(feature: dict, char: int, side: int) -> int:
 def test_decode_picks_the_best_span_across_windows():
     family, tokenizer = qa_family()
     examples = dataset(family, [example("q", LONG_CONTEXT, "lima 9")])
-    features, _ = family.tokenize(examples, tokenizer, None)
+    features, _ = family.codec.tokenize(examples, tokenizer)
     assert len(features) >= 3
     starts, ends = padded_logits(features)
     starts[:, :3] = ends[:, :3] = 50.0  # [CLS] and question tokens: never a span
@@ -159,7 +159,7 @@ def test_decode_picks_the_best_span_across_windows():
     starts[len(features) - 1, j], ends[len(features) - 1, j + 1] = 5.0, 5.0
     short = int(np.argmin(features["length"]))  # padding right after a feature must be ignored
     starts[short, features[short]["length"]:] = 99.0
-    [prediction] = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    [prediction] = family.codec.decode(examples.remove_columns("answers"), features, (starts, ends))
     assert prediction["answer"] == s_text
     scores = [c["score"] for c in prediction["nbest"]]
     assert scores == sorted(scores, reverse=True) and len(scores) <= 20
@@ -172,13 +172,13 @@ def test_decode_respects_max_answer_length():
     family, tokenizer = qa_family("task.max_answer_length=2")
     context = "one two three four five"
     examples = dataset(family, [example("q", context, "two")])
-    features, _ = family.tokenize(examples, tokenizer, None)
+    features, _ = family.codec.tokenize(examples, tokenizer)
     starts, ends = padded_logits(features)
     f = features[0]
     starts[0, token_of(f, 0, 0)] = 9.0  # "one two three" (3 tokens) would score 18
     ends[0, token_of(f, context.index("three") + 5, 1)] = 9.0
     ends[0, token_of(f, context.index("two") + 3, 1)] = 4.0  # "one two": 13, within 2 tokens
-    [prediction] = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    [prediction] = family.codec.decode(examples.remove_columns("answers"), features, (starts, ends))
     assert prediction["answer"] == "one two"
 
 
@@ -187,7 +187,7 @@ def test_v2_null_answer_and_threshold():
     rows = [example("has", context, "Paris"), example("none", context, None, question="capital of mars?")]
     family, tokenizer = qa_family("task.version_2_with_negative=true")
     examples = dataset(family, rows)
-    features, stats = family.tokenize(examples, tokenizer, None)
+    features, stats = family.codec.tokenize(examples, tokenizer)
     assert [(f["start_positions"], f["end_positions"]) for f in features][1] == (NULL_INDEX, NULL_INDEX)
     assert stats["answers"] == 1
     starts, ends = padded_logits(features)
@@ -195,19 +195,19 @@ def test_v2_null_answer_and_threshold():
         starts[row, NULL_INDEX] = ends[row, NULL_INDEX] = null
         k = token_of(features[row], 0, 0)
         starts[row, k] = ends[row, k] = span
-    predictions = family.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    predictions = family.codec.decode(examples.remove_columns("answers"), features, (starts, ends))
     assert [p["answer"] for p in predictions] == ["Paris", ""]
     assert [p["null_score_diff"] for p in predictions] == pytest.approx([-8.0, 6.0])
     assert predictions[1]["nbest"][0]["text"] == "" and predictions[1]["nbest"][0]["start"] is None
-    result = family.score(examples, predictions, None)
+    result = family.score(examples, predictions)
     assert (result["exact_match"], result["f1"], result["n_eval"]) == (100.0, 100.0, 2)
     assert (result["HasAns_total"], result["NoAns_total"], result["NoAns_f1"]) == (1, 1, 100.0)
     assert result["best_f1"] == 100.0 and -8.0 <= result["best_f1_thresh"] < 6.0
 
     lenient, _ = qa_family("task.version_2_with_negative=true", "task.null_score_diff_threshold=7.0")
-    predictions = lenient.decode(examples.remove_columns("answers"), features, (starts, ends), None)
+    predictions = lenient.codec.decode(examples.remove_columns("answers"), features, (starts, ends))
     assert [p["answer"] for p in predictions] == ["Paris", "Paris"]
-    result = lenient.score(examples, predictions, None)
+    result = lenient.score(examples, predictions)
     assert (result["f1"], result["NoAns_f1"], result["HasAns_f1"]) == (50.0, 0.0, 100.0)
 
 
@@ -216,7 +216,7 @@ def test_write_predictions_files(tmp_path):
     predictions = [{"id": "a", "answer": "Paris", "start": 0, "end": 5, "score": 0.9,
                     "nbest": [{"text": "Paris", "score": 3.0, "probability": 0.9, "start": 0, "end": 5}]}]
     examples = dataset(family, [example("a", "Paris is big.", "Paris")])
-    written = family.write_predictions(examples, predictions, None, tmp_path)
+    written = family.write_predictions(examples, predictions, tmp_path)
     assert [p.name for p in written] == ["predictions.json", "nbest_predictions.json"]
     assert json.loads((tmp_path / "predictions.json").read_text()) == {"a": "Paris"}
     assert json.loads((tmp_path / "nbest_predictions.json").read_text())["a"][0]["end"] == 5

@@ -12,8 +12,8 @@ from datasets import Dataset
 
 from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
-from finetune.metrics import regression_metrics
-from finetune.tasks import get_family
+from finetune.tasks import recipe
+from finetune.tasks.classification.metrics import regression_metrics
 from tests.conftest import needs_shared, scored_pair_rows, write_jsonl
 
 
@@ -21,18 +21,18 @@ def family_for(repo, tmp_path, rows, *overrides):
     path = write_jsonl(tmp_path / "scored.jsonl", rows)
     cfg = compose(repo, ["task=stsb", "model=tiny", f"data.files.train={path}", "data.format=jsonl",
                          "data.id_column=null", *overrides])
-    return get_family(cfg), path
+    return recipe(cfg).with_labels(["similarity"]), path
 
 
 def test_reads_float_targets_as_one_output(repo, tmp_path):
     family, path = family_for(repo, tmp_path, scored_pair_rows(4))
-    assert type(family).__module__ == "finetune.tasks.regression"
+    assert type(family).__name__ == "NumberRecipe" and type(family.codec).__name__ == "NumberCodec"
     rows = family.read(path, "jsonl", "train")
-    labels = family.labels({"train": rows})
+    labels = family.label_set({"train": rows})
     assert labels == ["similarity"]
-    encoded = family.encode_labels(rows, labels, file="train", split="train")
+    encoded = family.with_labels(labels).encode_labels(rows, "train")
     assert all(isinstance(row["label"], float) for row in encoded)
-    assert family.model_kwargs(labels) == {"num_labels": 1, "id2label": {0: "similarity"},
+    assert family.with_labels(labels).model_kwargs() == {"num_labels": 1, "id2label": {0: "similarity"},
                                            "label2id": {"similarity": 0}, "problem_type": "regression"}
 
 
@@ -43,34 +43,34 @@ def test_non_numeric_target_names_file_row_and_field(repo, tmp_path):
     examples = family.read(path, "jsonl", "train")
     with pytest.raises(DataError, match=r"scored.jsonl, line 3, field 'score': regression target 'high' is not a "
                                         r"number"):
-        family.encode_labels(examples, ["similarity"], file="train", split="train")
+        family.encode_labels(examples, "train")
 
 
 def test_float_labels_under_single_label_point_at_regression(repo, tmp_path):
     path = write_jsonl(tmp_path / "scored.jsonl", scored_pair_rows(6))
     cfg = compose(repo, ["task=mrpc", "model=tiny", f"data.files.train={path}", "data.format=jsonl", "task.labels=null",
                          "data.text_column=sentence1", "data.text_pair_column=sentence2", "data.label_column=score"])
-    family = get_family(cfg)
+    family = recipe(cfg)
     rows = family.read(path, "jsonl", "train")
     with pytest.raises(DataError, match=r"scored.jsonl, field 'score': labels such as .* look like a numeric "
                                         r"target: set task.problem_type=regression"):
-        family.labels({"train": rows})
+        family.label_set({"train": rows})
 
 
 def test_decode_gives_the_raw_value_and_score_correlates(repo, tmp_path):
     family, _ = family_for(repo, tmp_path, scored_pair_rows(2))
     gold = Dataset.from_list([{"id": str(i), "text": "a", "text_pair": "b", "label": v}
-                              for i, v in enumerate([0.5, 2.0, 4.5])], features=family.features(["similarity"]))
+                              for i, v in enumerate([0.5, 2.0, 4.5])], features=family.features())
     logits = np.array([[0.7], [1.9], [4.0]])
-    predictions = family.decode(gold.remove_columns("label"), gold, (logits,), ["similarity"])
+    predictions = family.codec.decode(gold.remove_columns("label"), gold, (logits,))
     assert [p["value"] for p in predictions] == [0.7, 1.9, 4.0]
-    metrics = family.score(gold, predictions, ["similarity"])
+    metrics = family.score(gold, predictions)
     assert metrics["pearson"] == pytest.approx(np.corrcoef([0.5, 2.0, 4.5], [0.7, 1.9, 4.0])[0, 1])
     assert metrics["spearman"] == pytest.approx(1.0)
     assert metrics["mse"] == pytest.approx(np.mean(np.square([0.2, 0.1, 0.5])))
-    [written] = family.write_predictions(gold, predictions, ["similarity"], tmp_path)
+    [written] = family.write_predictions(gold, predictions, tmp_path)
     assert json.loads(written.read_text().splitlines()[2]) == {"gold": 4.5, "id": "2", "value": 4.0}
-    [scatter] = family.plots(gold, predictions, metrics, ["similarity"], tmp_path)
+    [scatter] = family.plots(gold, predictions, metrics, tmp_path)
     assert scatter.name == "scatter.png" and scatter.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -96,7 +96,7 @@ def test_classes_settings_are_refused(repo, tmp_path):
     family, _ = family_for(repo, tmp_path, scored_pair_rows(2))
     cfg = compose(repo, ["task=stsb", "model=tiny", "train.class_weights=balanced"])
     with pytest.raises(FinetuneError, match=r"train.class_weights: a regression target has no classes"):
-        family.loss(None, ["similarity"], cfg.train)
+        family.loss(None, cfg.train)
 
 
 def test_trained_export_serves_values(tiny_exports):
@@ -120,7 +120,7 @@ def test_real_stsb_files_read_as_glue_counts_them(repo):
     from finetune.data.sources import load_examples
 
     cfg = compose(repo, ["task=stsb", "model=tiny"])
-    family = get_family(cfg)
+    family = recipe(cfg)
     splits, _ = load_examples(cfg, family)
     assert {k: len(v) for k, v in splits.items()} == {"train": 5749, "validation": 1500}
     scores = [family.encode_label(e["label"], {}, e["_where"]) for e in splits["validation"]]

@@ -10,7 +10,7 @@ import pytest
 from finetune.config import compose
 from finetune.data.sources import load_examples
 from finetune.errors import FinetuneError
-from finetune.tasks import get_family
+from finetune.tasks import recipe
 from tests.conftest import REPO, needs_shared
 
 
@@ -19,7 +19,7 @@ def test_user_files_win_over_the_mirror(tmp_path):
     train.write_text("text,label\nfine,pos\n")
     cfg = compose(REPO, ["task=sentiment", "model=tiny", f"data.files.train={train}", "data.split_column=null",
                          "data.id_column=null"], workdir=tmp_path)
-    splits, manifest = load_examples(cfg, get_family(cfg))
+    splits, manifest = load_examples(cfg, recipe(cfg))
     assert manifest["source"] == "files" and list(splits) == ["train"]
     assert manifest["files"][0]["path"] == str(train.resolve())
 
@@ -27,7 +27,7 @@ def test_user_files_win_over_the_mirror(tmp_path):
 def test_mirror_layout_is_read_in_its_original_format(tmp_path):
     needs_shared("sarcasm", "Sarcasm_Headlines_Dataset.json")
     cfg = compose(REPO, ["task=sarcasm", "model=tiny"], workdir=tmp_path)
-    splits, manifest = load_examples(cfg, get_family(cfg))
+    splits, manifest = load_examples(cfg, recipe(cfg))
     assert manifest["source"] == "mirror" and len(splits["train"]) == 26709
     assert manifest["files"][0]["sha256"] == "a0ef80faee87588f307aceb44eba562bc5c6b6f655c96c91677ae2fcc554ac51"
 
@@ -40,7 +40,7 @@ def test_hub_code_path_with_a_local_dataset_folder(tmp_path):
     (folder / "test.csv").write_text("text,label\nok,1\n")
     cfg = compose(REPO, ["task=sentiment", "model=tiny", f"data.dir={tmp_path / 'none'}",
                          f"data.hub.path={folder}"], workdir=tmp_path)
-    splits, manifest = load_examples(cfg, get_family(cfg))
+    splits, manifest = load_examples(cfg, recipe(cfg))
     assert manifest["source"] == "hub" and sorted(splits) == ["test", "train"]
     assert [e["text"] for e in splits["train"]] == ["good", "bad"]
 
@@ -50,7 +50,7 @@ def test_no_source_says_what_was_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     cfg = compose(REPO, ["task=sentiment", "model=tiny", f"data.dir={tmp_path / 'nowhere'}"], workdir=tmp_path)
     with pytest.raises(FinetuneError) as error:
-        load_examples(cfg, get_family(cfg))
+        load_examples(cfg, recipe(cfg))
     message = str(error.value)
     assert "no data source for task 'sentiment'" in message
     assert "imdb/imdb.csv.gz not found (set FINETUNE_DATA_DIR or data.dir)" in message

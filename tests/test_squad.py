@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data.squad import AnswerReport, nearest_occurrence, read_squad
 from finetune.errors import DataError
+from finetune.tasks.question_answering.squad import AnswerReport, nearest_occurrence, read_squad
 from tests.conftest import needs_shared
 
 CONTEXT = "Paris is the capital of France. Paris has the Louvre. Lyon is in France too."
@@ -180,9 +180,9 @@ def test_from_hub_maps_the_hub_columns_and_checks_answers(repo):
     from datasets import Dataset
 
     from finetune.config import compose
-    from finetune.tasks import get_family
+    from finetune.tasks import recipe
 
-    family = get_family(compose(repo, ["task=qa", "model=tiny", "data.on_bad_answer=drop"]))
+    family = recipe(compose(repo, ["task=qa", "model=tiny", "data.on_bad_answer=drop"]))
     hub = Dataset.from_dict({"id": ["h1", "h2"], "title": ["Paris", "Paris"], "context": [CONTEXT, CONTEXT],
                              "question": ["Capital?", "Museum?"],
                              "answers": [{"text": ["Paris"], "answer_start": [0]},

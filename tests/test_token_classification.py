@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
-from finetune.metrics import token_classification_metrics
-from finetune.tasks import get_family
+from finetune.tasks import recipe
+from finetune.tasks.token_classification.metrics import token_classification_metrics
 from tests.conftest import REPO, user_corpus
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
@@ -37,7 +37,7 @@ def examples_dataset(family: Any, sentences: list[tuple[list[str], list[str]]], 
     index = {label: i for i, label in enumerate(labels)}
     rows = [{"id": str(i), "tokens": tokens, "tags": [index[t] for t in tags]}
             for i, (tokens, tags) in enumerate(sentences)]
-    return Dataset.from_list(rows, features=family.features(labels))
+    return Dataset.from_list(rows, features=family.with_labels(labels).features())
 
 
 def fake_logits(rows: list[list[str]], labels: list[str], pad_to: int | None = None) -> np.ndarray:
@@ -54,30 +54,30 @@ def fake_logits(rows: list[list[str]], labels: list[str], pad_to: int | None = N
 # -- labels -----------------------------------------------------------------------------------
 
 def test_labels_collected_in_stable_order() -> None:
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     train = [{"tags": ["B-PER", "O", "B-LOC"]}, {"tags": ["B-ORG", "I-ORG", "O"]}]
-    assert family.labels({"train": train}) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    assert get_family(ner_config("task.labels=[O,B-X,I-X]")).labels({"train": train}) == ["O", "B-X", "I-X"]
+    assert family.label_set({"train": train}) == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert recipe(ner_config("task.labels=[O,B-X,I-X]")).label_set({"train": train}) == ["O", "B-X", "I-X"]
     with pytest.raises(FinetuneError, match="not an IOB tag"):
-        get_family(ner_config("task.labels=[O,X]")).labels({"train": train})
+        recipe(ner_config("task.labels=[O,X]")).label_set({"train": train})
 
 
 def test_unseen_tag_in_validation_names_file_and_line(tmp_path: Path) -> None:
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     (tmp_path / "train.txt").write_text("Paris B-LOC\nis O\n\nnice O\n")
     (tmp_path / "valid.txt").write_text("Bob B-PER\nleft O\n\nIn O\nParis B-LOC\nagain O\n\nAcme B-ORG\n")
     splits = {"train": family.read(tmp_path / "train.txt", "conll", "train"),
               "validation": family.read(tmp_path / "valid.txt", "conll", "validation")}
-    labels = family.labels(splits)
+    labels = family.label_set(splits)
     assert labels == ["O", "B-LOC", "I-LOC"]
     with pytest.raises(DataError) as error:
-        family.encode_labels(splits["validation"], labels, file="validation", split="validation")
+        family.with_labels(labels).encode_labels(splits["validation"], "validation")
     assert f"{tmp_path / 'valid.txt'}, line 1" in str(error.value) and "B-PER" in str(error.value)
 
-    mapped = get_family(ner_config("task.label_map={B-PER: O, B-ORG: B-LOC}"))
+    mapped = recipe(ner_config("task.label_map={B-PER: O, B-ORG: B-LOC}"))
     splits = {"train": mapped.read(tmp_path / "train.txt", "conll", "train"),
               "validation": mapped.read(tmp_path / "valid.txt", "conll", "validation")}
-    encoded = mapped.encode_labels(splits["validation"], labels, file="validation", split="validation")
+    encoded = mapped.with_labels(labels).encode_labels(splits["validation"], "validation")
     assert [e["tags"] for e in encoded] == [[0, 0], [0, 1, 0], [1]]
 
 
@@ -92,7 +92,7 @@ def test_hub_rows_map_class_label_names() -> None:
                              {"id": "1", "tokens": [], "ner_tags": []},
                              {"id": "2", "tokens": ["Peter", "Blackburn"], "ner_tags": [1, 2]}],
                             features=features)
-    rows = get_family(ner_config()).from_hub(hub, "train")
+    rows = recipe(ner_config()).from_hub(hub, "train")
     assert [(r["tokens"], r["tags"]) for r in rows] == [(["EU", "rejects"], ["B-ORG", "O"]),
                                                        (["Peter", "Blackburn"], ["B-PER", "I-PER"])]
 
@@ -101,10 +101,10 @@ def test_hub_rows_map_class_label_names() -> None:
 
 def test_alignment_on_a_word_of_many_sub_tokens(tokenizer: Any) -> None:
     for label_all in (False, True):
-        family = get_family(ner_config(f"task.label_all_tokens={str(label_all).lower()}"))
+        family = recipe(ner_config(f"task.label_all_tokens={str(label_all).lower()}"))
         sentence = (["The", LONG_WORD, "of", "Paris"], ["O", "B-MISC", "O", "B-LOC"])
         examples = examples_dataset(family, [sentence], LABELS)
-        features, stats = family.tokenize(examples, tokenizer, LABELS)
+        features, stats = family.with_labels(LABELS).codec.tokenize(examples, tokenizer)
         row = features[0]
         pieces = row["word_ids"].count(1)
         assert pieces >= 4  # the premise: the long word splits into many word pieces
@@ -121,11 +121,11 @@ def test_alignment_on_a_word_of_many_sub_tokens(tokenizer: Any) -> None:
 
 
 def test_truncation_counts_lost_words_and_predicts_them_o(tokenizer: Any) -> None:
-    family = get_family(ner_config("data.max_length=8"))
+    family = recipe(ner_config("data.max_length=8"))
     tokens = ["Peter", LONG_WORD, "lives", "in", "Paris", "now"]
     tags = ["B-PER", "O", "O", "O", "B-LOC", "O"]
     examples = examples_dataset(family, [(tokens, tags), (["Paris"], ["B-LOC"])], LABELS)
-    features, stats = family.tokenize(examples, tokenizer, LABELS)
+    features, stats = family.with_labels(LABELS).codec.tokenize(examples, tokenizer)
     word_ids = features[0]["word_ids"]
     assert len(word_ids) == 8
     kept = max(word_ids)
@@ -134,11 +134,11 @@ def test_truncation_counts_lost_words_and_predicts_them_o(tokenizer: Any) -> Non
 
     # a model that predicts B-PER everywhere it can see
     rows = [["B-PER"] * len(f["word_ids"]) for f in features]
-    predictions = family.decode(examples, features, fake_logits(rows, LABELS, pad_to=12), LABELS)
+    predictions = family.with_labels(LABELS).codec.decode(examples, features, fake_logits(rows, LABELS, pad_to=12))
     assert predictions[0]["tags"] == ["B-PER"] * (kept + 1) + ["O"] * (len(tokens) - 1 - kept)
     assert predictions[0]["unpredicted_words"] == len(tokens) - 1 - kept
     assert predictions[1]["tags"] == ["B-PER"]
-    metrics = family.score(examples, predictions, LABELS)
+    metrics = family.with_labels(LABELS).score(examples, predictions)
     assert metrics["unpredicted_words"] == len(tokens) - 1 - kept
 
 
@@ -146,16 +146,16 @@ def test_truncation_counts_lost_words_and_predicts_them_o(tokenizer: Any) -> Non
 
 def test_metric_is_word_level_not_sub_token_level(tokenizer: Any) -> None:
     """A split word predicted B- on every piece: one correct entity per word, not one per piece."""
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     tokens, tags = ["Johannesburg", "and", LONG_WORD], ["B-LOC", "O", "B-MISC"]
     examples = examples_dataset(family, [(tokens, tags)], LABELS)
-    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    features, _ = family.with_labels(LABELS).codec.tokenize(examples, tokenizer)
     word_ids = features[0]["word_ids"]
     # every piece predicts its word's gold tag: B- copied onto continuation pieces
     sub_predictions = ["O" if w < 0 else tags[w] for w in word_ids]
-    predictions = family.decode(examples, features, fake_logits([sub_predictions], LABELS), LABELS)
+    predictions = family.with_labels(LABELS).codec.decode(examples, features, fake_logits([sub_predictions], LABELS))
     assert predictions[0]["tags"] == tags
-    metrics = family.score(examples, predictions, LABELS)
+    metrics = family.with_labels(LABELS).score(examples, predictions)
     assert metrics["f1"] == 1.0 and metrics["precision"] == 1.0 and metrics["accuracy"] == 1.0
     assert metrics["per_type"]["LOC"]["support"] == 1 and metrics["per_type"]["MISC"]["f1"] == 1.0
 
@@ -174,17 +174,17 @@ def test_metric_is_word_level_not_sub_token_level(tokenizer: Any) -> None:
 
 
 def test_first_sub_token_decides_the_word(tokenizer: Any) -> None:
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     examples = examples_dataset(family, [([LONG_WORD, "Paris"], ["B-MISC", "B-LOC"])], LABELS)
-    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    features, _ = family.with_labels(LABELS).codec.tokenize(examples, tokenizer)
     word_ids = features[0]["word_ids"]
     first = word_ids.index(0)
     sub = ["O" if w != 0 else "B-PER" for w in word_ids]
     sub[first] = "B-MISC"
     sub[word_ids.index(1)] = "I-LOC"
-    predictions = family.decode(examples, features, fake_logits([sub], LABELS), LABELS)
+    predictions = family.with_labels(LABELS).codec.decode(examples, features, fake_logits([sub], LABELS))
     assert predictions[0]["tags"] == ["B-MISC", "I-LOC"]
-    metrics = family.score(examples, predictions, LABELS)
+    metrics = family.with_labels(LABELS).score(examples, predictions)
     assert metrics["f1"] == 1.0  # conlleval: an I- after another type starts an entity
 
 
@@ -205,11 +205,11 @@ def test_metrics_per_type_and_confusion() -> None:
 
 
 def test_predictions_file_is_conll(tmp_path: Path) -> None:
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     examples = examples_dataset(family, [(["New York", "rocks"], ["B-LOC", "O"]), (["Bob"], ["B-PER"])], LABELS)
     predictions = [{"id": "0", "tokens": ["New York", "rocks"], "tags": ["B-LOC", "O"]},
                    {"id": "1", "tokens": ["Bob"], "tags": ["O"]}]
-    [path] = family.write_predictions(examples, predictions, None, tmp_path)
+    [path] = family.write_predictions(examples, predictions, tmp_path)
     assert path.name == "predictions.conll"
     assert path.read_text() == "New_York B-LOC B-LOC\nrocks O O\n\nBob B-PER O\n\n"
 
@@ -218,16 +218,16 @@ def test_decode_free_text_gives_entity_spans_with_character_offsets(tokenizer: A
     """Unlabelled text in, entities out: type, the exact characters, their offsets and a score."""
     from datasets import Dataset
 
-    family = get_family(ner_config())
+    family = recipe(ner_config())
     text = "Angela  Merkel visited the U.S. (Washington) in 2019."
-    examples = Dataset.from_list(family.inputs([{"text": text}], "cli"))
+    examples = Dataset.from_list(family.codec.inputs([{"text": text}], "cli"))
     assert examples[0]["tokens"] == ["Angela", "Merkel", "visited", "the", "U.S.", "(", "Washington", ")", "in",
                                      "2019", "."]
-    features, _ = family.tokenize(examples, tokenizer, LABELS)
+    features, _ = family.with_labels(LABELS).codec.tokenize(examples, tokenizer)
     assert "labels" not in features.column_names, "no gold, no labels"
     word_tags = {0: "B-PER", 1: "I-PER", 4: "B-LOC", 6: "B-LOC"}
     sub = ["O" if w < 0 else word_tags.get(w, "O") for w in features[0]["word_ids"]]
-    [prediction] = family.decode(examples, features, fake_logits([sub], LABELS), LABELS)
+    [prediction] = family.with_labels(LABELS).codec.decode(examples, features, fake_logits([sub], LABELS))
     entities = prediction["entities"]
     assert [(e["type"], e["text"]) for e in entities] == [("PER", "Angela  Merkel"), ("LOC", "U.S."),
                                                           ("LOC", "Washington")]
@@ -236,7 +236,7 @@ def test_decode_free_text_gives_entity_spans_with_character_offsets(tokenizer: A
 
 
 def test_entity_spans_follow_conlleval() -> None:
-    from finetune.tasks.token_classification import entity_spans
+    from finetune.tasks.token_classification.codec import entity_spans
 
     assert entity_spans(["B-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG"]) == [
         ("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 4), ("ORG", 5, 5)]
@@ -252,7 +252,7 @@ def test_hub_fallback_fails_fast_offline(tmp_path: Path, monkeypatch: pytest.Mon
     cfg = ner_config(f"data.dir={tmp_path}")
     expected = r"mirror: .*conll2003/train\.txt.* not found.*eriktks/conll2003.*offline"
     with pytest.raises(FinetuneError, match=expected):
-        load_examples(cfg, get_family(cfg))
+        load_examples(cfg, recipe(cfg))
 
 
 # -- a user corpus, overrides only, through the real stages --------------------------------------

@@ -106,8 +106,9 @@ def test_processes_sharing_a_new_sqlite_store_lose_no_run_param_or_metric(tmp_pa
 
 @pytest.mark.slow
 def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
-    """The README's `mlflow server` command, a real server: a tiny pair and a 2-job sweep log to it over
-    HTTP, their runs are read back over the REST API, and the server stops by its PID."""
+    """docs/tracking-and-serving.md's `mlflow server` command, a real server: a tiny pair and a
+    2-job sweep log to it over HTTP, their runs are read back over the REST API, and the server
+    stops by its PID."""
     import urllib.request
 
     from tests.conftest import free_port, run_stage, server_runs, start_mlflow_server, sweep_data

@@ -162,15 +162,15 @@ def test_micro_batches_take_the_same_optimizer_steps_as_whole_batches(tmp_path):
 
 
 def test_a_family_loss_is_scaled_like_the_model_loss_under_micro_batches(tmp_path):
-    from finetune.tasks import get_family
+    from finetune.tasks import recipe
 
-    family = get_family(compose(REPO, ["task=sarcasm", "model=tiny"]))
+    family = recipe(compose(REPO, ["task=sarcasm", "model=tiny"]))
     cfg = train_cfg("train.class_weights=[1.0,1.0]")
-    equal = family.loss(None, ["not_sarcastic", "sarcastic"], cfg)
+    equal = family.with_labels(["not_sarcastic", "sarcastic"]).loss(None, cfg)
     assert equal is not None
     whole = train_tiny(tmp_path, "null")
     assert_same_training(whole, train_tiny(tmp_path, "64", loss=equal))
-    skewed = family.loss(None, ["not_sarcastic", "sarcastic"], train_cfg("train.class_weights=[1.0,5.0]"))
+    skewed = family.with_labels(["not_sarcastic", "sarcastic"]).loss(None, train_cfg("train.class_weights=[1.0,5.0]"))
     assert train_tiny(tmp_path, "null", loss=skewed)[0] != pytest.approx(whole[0], rel=1e-3)
 
 

@@ -9,7 +9,7 @@ exactly the examples our pipeline picked.
 
 `--problem-type` as transformers names it: single-label (argmax), multi-label (a sigmoid per
 label, predicted from 0.5, as `run_classification.py` does) or regression (one raw output). With
-`--metrics-labels` the final scores are computed by finetune.metrics, so that both sides are
+`--metrics-labels` the final scores are computed by finetune.tasks.classification.metrics, so that both sides are
 scored by the same code.
 
 `--pos-weight balanced` (multi-label only) replaces the model's unweighted BCE by BCE with one
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--problem-type", default="single_label_classification",
                         choices=("single_label_classification", "multi_label_classification", "regression"))
     parser.add_argument("--num-labels", type=int, default=2)
-    parser.add_argument("--metrics-labels", help="comma-separated label names: score with finetune.metrics")
+    parser.add_argument("--metrics-labels", help="comma-separated label names: score with our classification metrics")
     parser.add_argument("--pos-weight", choices=("none", "balanced"), default="none",
                         help="multi-label: BCE positive weights per label (balanced: negatives / positives)")
     args = parser.parse_args()
@@ -136,7 +136,7 @@ def weighted_trainer(targets: list) -> type:
 
 def score(logits: np.ndarray, gold: list, problem_type: str, labels: list[str]) -> dict:
     """The metrics our evaluate stage reports, by the same functions, from the stock model's logits."""
-    from finetune import metrics
+    from finetune.tasks.classification import metrics
 
     logits = np.asarray(logits[0] if isinstance(logits, tuple) else logits, dtype=np.float64)
     if problem_type == "regression":

@@ -21,7 +21,7 @@ from typing import Any
 from common import PYTHON, REPO, WORK, Context, commands_block, median, read_json, table, verdict
 from pipeline import data_overrides, hydra_value, pair_name, paths, prepare
 
-from finetune.pipeline.common import SCRIPTS
+from finetune.pipeline.stage_table import SCRIPTS
 
 NAME = "distributed"
 TITLE = "12. Training across processes: 2 DDP processes (torchrun, gloo) vs one process"

@@ -37,7 +37,7 @@ from common import (
 )
 from pipeline import data_overrides, pair_name, paths, prepare
 
-from finetune.pipeline.common import SCRIPTS
+from finetune.pipeline.stage_table import SCRIPTS
 
 NAME = "fastpath"
 TITLE = "13. The measured fast path: precision and compilation per machine"

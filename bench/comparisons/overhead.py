@@ -27,7 +27,7 @@ from typing import Any
 import pipeline
 from common import BENCH, PROBES, PYTHON, REPO, WORK, BenchError, Context, commands_block, fmt, median, table, verdict
 
-from finetune.pipeline.common import SCRIPTS
+from finetune.pipeline.stage_table import SCRIPTS
 
 NAME = "overhead"
 TITLE = "3. Pipeline overhead"

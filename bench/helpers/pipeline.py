@@ -15,7 +15,7 @@ from typing import Any
 
 from common import PROBES, PYTHON, REPO, WORK, Context, read_json
 
-from finetune.pipeline.common import SCRIPTS
+from finetune.pipeline.stage_table import SCRIPTS
 
 STAGES = REPO / "stages"
 

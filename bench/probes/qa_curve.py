@@ -1,7 +1,7 @@
 """SQuAD dev EM/F1 against the number of training questions: record runs, plot the curve.
 
-    python bench/qa_curve.py record bench/work/qa-quality/20000 20000   # after bench/qa_quality.sh
-    python bench/qa_curve.py plot                                       # -> results/qa_learning_curve.png
+    python bench/probes/qa_curve.py record bench/work/qa-quality/20000 20000   # after bench/qa_quality.sh
+    python bench/probes/qa_curve.py plot                                       # -> results/qa_learning_curve.png
 
 A record (bench/results/qa/<name>.json) keeps the evaluate stage's metrics, the train stage's
 summary and the training settings that matter for comparing points (read from the run's

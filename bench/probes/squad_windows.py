@@ -88,10 +88,10 @@ def main() -> None:
                                  batch_size=1, remove_columns=questions.column_names)
     else:
         family = qa_family(args.num_proc)
-        questions = questions.cast(family.features(None))
+        questions = questions.cast(family.with_labels(None).features())
 
         def window() -> Any:
-            return family.tokenize(questions, tokenizer, None)[0]
+            return family.with_labels(None).codec.tokenize(questions, tokenizer)[0]
     start = time.perf_counter()
     features = window()
     seconds = time.perf_counter() - start
@@ -104,11 +104,11 @@ def main() -> None:
 def qa_family(num_proc: str) -> Any:
     """Our QA family as the tokenize stage builds it (conf/ composed, windows 384 / stride 128)."""
     from finetune.config import compose
-    from finetune.tasks import get_family
+    from finetune.tasks import recipe
 
     cfg = compose(ROOT, ["task=qa", "model=minilm", f"data.num_proc={num_proc}",
                          f"data.max_length={MAX_LENGTH}", f"data.doc_stride={DOC_STRIDE}"])
-    return get_family(cfg)
+    return recipe(cfg)
 
 
 if __name__ == "__main__":

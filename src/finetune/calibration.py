@@ -4,7 +4,7 @@
 (finetune-predict) time real steps of the actual model on batches of the actual shape, both ways,
 side by side and alternating, and take the faster way only where it wins by more than the noise of
 the measurement itself. bf16 must also pass the task family's quality check: its gradients (training)
-or outputs (inference) within `TaskFamily.bf16_tolerance` of fp32's, relative distance, on the same
+or outputs (inference) within the codec's `bf16_tolerance` of fp32's, relative distance, on the same
 weights and batch. CPU flags decide nothing: the same flags are fast on one machine and slow on another.
 
 A decision is cached per machine + model + batch shape in `$FINETUNE_CACHE/calibration.json`

@@ -21,29 +21,62 @@ from omegaconf.errors import OmegaConfBaseException
 from finetune import distributed
 from finetune.config import PARAMS_FILE, ROOT_ENV, check_group_choices, validate, with_workspace_params
 from finetune.errors import FinetuneError
-from finetune.schema import suggestion
+from finetune.pipeline.stage_table import BY_SCRIPT, stage_config
+from finetune.schema import known_keys, suggestion
 
 
 def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Turn `func(cfg)` into a Hydra entrypoint of the repository holding the calling script.
 
+    The config is conf/config.yaml's composition with params.yaml and the command line over it,
+    checked whole (finetune.schema); a stage of the stage table is given only the sections the
+    table says it reads.
+    """
+    script = Path(inspect.getfile(func)).resolve()
+    root = script.parent.parent
+    table_row = BY_SCRIPT.get(script.name)  # None for stages/pipeline.py, which runs them all
+
+    def prepare(cfg: DictConfig, hydra_cfg: Any) -> DictConfig:
+        from hydra.types import RunMode
+
+        cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            cfg = with_sweep_settings(cfg, hydra_cfg)
+        validate(cfg, root / "conf")
+        return stage_config(cfg, table_row) if table_row else cfg
+
+    check = functools.partial(check_group_choices, root / "conf")
+    return functools.wraps(func)(hydra_command(func, root, "config", prepare, check))
+
+
+def command(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """A command with a config file of its own, conf/<script name>.yaml (stages/report.py):
+    Hydra's `key=value` overrides, the same one-line errors and signals as a stage."""
+    script = Path(inspect.getfile(func)).resolve()
+    return functools.wraps(func)(hydra_command(func, script.parent.parent, script.stem, lambda cfg, _: cfg))
+
+
+def hydra_command(func: Callable[[DictConfig], Any], root: Path, config_name: str,
+                  prepare: Callable[[DictConfig, Any], DictConfig],
+                  check_overrides: Callable[[list[str]], None] | None = None) -> Callable[[], Any]:
+    """`func` run by Hydra on conf/<config_name>.yaml, its config passed through `prepare` first.
+
     Errors the user can act on (FinetuneError) are printed as one line and exit with status 1;
     Hydra's own (a bad override) exit with 2. SIGTERM ends the run as Ctrl-C does (KILLED in MLflow).
     """
-    root = Path(inspect.getfile(func)).resolve().parent.parent
 
-    @functools.wraps(func)
     def main() -> Any:
         import hydra
         from hydra.types import RunMode
 
         os.environ[ROOT_ENV] = str(root)
-        check_group_choices(root / "conf", sys.argv[1:])
+        if check_overrides is not None:
+            check_overrides(sys.argv[1:])
         signal.signal(signal.SIGTERM, _terminate)
         full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us rather than printing them itself
 
-        @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
+        @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name=config_name)
         def run(cfg: DictConfig) -> Any:
             from hydra.core.hydra_config import HydraConfig
 
@@ -51,11 +84,7 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
             if not distributed.is_main():  # one copy of each log line in a distributed run
                 logging.getLogger("finetune").setLevel(logging.WARNING)
             try:
-                cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
-                if hydra_cfg.mode == RunMode.MULTIRUN:
-                    cfg = with_sweep_settings(cfg, hydra_cfg)
-                validate(cfg, root / "conf")
-                return func(cfg)
+                return func(prepare(cfg, hydra_cfg))
             except (FinetuneError, OmegaConfBaseException) as error:  # a bad value, key or interpolation
                 line = f"error: {error}" if isinstance(error, FinetuneError) else hydra_error_line(error, root / "conf")
                 if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweeper records the failed job and goes on
@@ -97,6 +126,8 @@ def hydra_error_line(error: BaseException, conf_dir: Path) -> str:
     unknown = re.match(r"Could not override '([^']+)'", text)
     if unknown:
         key = unknown.group(1)
+        if key in known_keys(str(conf_dir.resolve())):  # a key of conf/family/<another family>.yaml
+            return f"error: '{key}' is not a key of this task's family (conf/family/ lists each family's keys)"
         return f"error: '{key}' is not a config key{suggestion(key, conf_dir)}"
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("See https")]
     override = getattr(error, "override", None)  # a parse error of one command-line override

@@ -18,8 +18,8 @@ import numpy as np
 
 from finetune.errors import FinetuneError
 from finetune.precision import check_precision
-from finetune.tasks import load_family
-from finetune.tasks.base import Prediction, TaskFamily
+from finetune.tasks import load_codec
+from finetune.tasks.interface import Codec, Prediction
 
 SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
@@ -150,10 +150,9 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
     return spec
 
 
-def family_of(folder: str | Path) -> tuple[TaskFamily, list[str] | None]:
-    """The task family (with its saved settings) and the labels of an export folder."""
-    spec = read_spec(folder)
-    return load_family(spec["family"], spec["settings"], str(Path(folder) / SPEC)), spec["labels"]
+def codec_of(folder: str | Path) -> Codec:
+    """The codec of an export folder: its family, saved settings and labels."""
+    return load_codec(read_spec(folder), str(Path(folder) / SPEC))
 
 
 class Predictor:
@@ -162,7 +161,7 @@ class Predictor:
     def __init__(self, folder: str | Path, backend: str = "torch", precision: str = "auto",
                  batch_size: int = 32, threads: int | None = None):
         self.folder = Path(folder)
-        self.family, self.labels = family_of(self.folder)
+        self.codec = codec_of(self.folder)
         self.batch_size = batch_size
         if backend not in BACKENDS:
             raise FinetuneError(f"backend '{backend}': use one of {', '.join(BACKENDS)}")
@@ -174,9 +173,9 @@ class Predictor:
         if backend == "torch":
             import transformers
 
-            auto = getattr(transformers, self.family.auto_model)
+            auto = getattr(transformers, self.codec.auto_model)
             model = _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
-            self.backend = TorchBackend(model, self.family.outputs, precision, self.family.bf16_tolerance)
+            self.backend = TorchBackend(model, self.codec.outputs, precision, self.codec.bf16_tolerance)
         else:
             path = self.folder / ONNX_FILES[backend]
             if not path.exists():
@@ -189,7 +188,7 @@ class Predictor:
         """One prediction per record (`{"text": ...}`, or `{"question": ..., "context": ...}` for QA)."""
         from datasets import Dataset
 
-        examples = Dataset.from_list(self.family.inputs(records, source))
+        examples = Dataset.from_list(self.codec.inputs(records, source))
         return self.predict_examples(examples, progress)
 
     def predict_examples(self, examples: Any, progress: bool = False) -> list[Prediction]:
@@ -197,10 +196,10 @@ class Predictor:
         import datasets
 
         datasets.disable_progress_bars()
-        features, _ = self.family.tokenize(examples, self.tokenizer, self.labels)
+        features, _ = self.codec.tokenize(examples, self.tokenizer)
         outputs = run_model(self.backend, features, pad_id=self.tokenizer.pad_token_id or 0,
-                            batch_size=self.batch_size, token_outputs=self.family.token_outputs, progress=progress)
-        return self.family.decode(examples, features, outputs, self.labels)
+                            batch_size=self.batch_size, token_outputs=self.codec.token_outputs, progress=progress)
+        return self.codec.decode(examples, features, outputs)
 
 
 def _tokenizer(folder: Path) -> Any:

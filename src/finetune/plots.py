@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +21,7 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str] | None, path: Pa
     """A row-normalised confusion matrix with counts, gold labels on the rows."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=float)
     names = labels or [str(i) for i in range(len(counts))]
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -43,7 +43,7 @@ def confusion_matrix(matrix: list[list[int]], labels: list[str] | None, path: Pa
 
 def scatter(gold: list[float], predicted: list[float], path: Path, title: str = "") -> Path:
     """Predicted against gold values, with the diagonal where they would agree."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.2))
     ax.scatter(gold, predicted, s=6, alpha=0.35, edgecolors="none")
     low, high = min(min(gold), min(predicted)), max(max(gold), max(predicted))
@@ -55,7 +55,7 @@ def scatter(gold: list[float], predicted: list[float], path: Path, title: str = 
 
 def per_label_f1(per_label: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:
     """One horizontal bar per label (F1), most frequent label on top, its support written beside it."""
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(per_label, key=lambda name: -per_label[name]["support"])
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.28 * len(names)))
     ax.barh(range(len(names)), [per_label[n]["f1"] for n in names], color="tab:blue")
@@ -69,7 +69,7 @@ def per_label_f1(per_label: dict[str, dict[str, float]], path: Path, title: str 
 
 def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: str, title: str = "") -> Path:
     """Train loss and learning rate per step, eval loss and the primary metric per evaluation."""
-    plt = _pyplot()
+    plt = pyplot()
     train = [h for h in history if "loss" in h]
     evals = [h for h in history if "eval_loss" in h]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -90,7 +90,7 @@ def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, tit
     """One bar per model (the mean), each run a dot, the spread across seeds as an error bar."""
     import statistics
 
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(values, key=lambda m: -statistics.mean(values[m]))
     means = [statistics.mean(values[m]) for m in names]
     low = [m - min(values[n]) for m, n in zip(means, names, strict=True)]
@@ -110,7 +110,7 @@ def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, tit
 def overlaid_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], keys: tuple[str, ...], path: Path,
                     title: str = "") -> Path:
     """One panel per metric key, one line per run (steps on x)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 3.8), squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         for name, history in runs.items():
@@ -128,7 +128,7 @@ def param_vs_metric(params: list[str], metric: list[float], groups: list[str], k
                     title: str = "") -> Path:
     """The metric of each run against one swept parameter, a colour per group (model); a positive
     numeric parameter spanning more than a decade gets a log axis."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     numbers = [_as_float(p) for p in params]
     numeric = all(n is not None for n in numbers)
@@ -154,7 +154,7 @@ def param_vs_metric(params: list[str], metric: list[float], groups: list[str], k
 def optimization_history(values: list[float], greater_is_better: bool, ylabel: str, path: Path,
                          title: str = "") -> Path:
     """Each trial's value in order, and the best value so far."""
-    plt = _pyplot()
+    plt = pyplot()
     best, running = [], None
     for value in values:
         running = value if running is None else (max if greater_is_better else min)(running, value)
@@ -176,7 +176,7 @@ def _as_float(text: str) -> float | None:
 
 def save(fig: Any, path: Path) -> Path:
     """Write a figure as PNG (creating its folder) and free it."""
-    plt = _pyplot()
+    plt = pyplot()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from transformers.utils import logging as hf_logging
 
-    from finetune.inference import Predictor, family_of
+    from finetune.inference import Predictor, codec_of
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -145,10 +145,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         records, source = [{"text": text} for text in args.texts], "the command line"
     folder, scratch = resolve_source(args.model)
     try:
-        family, _ = family_of(folder)
-        if args.texts and "text" not in family.input_fields:
+        codec = codec_of(folder)
+        if args.texts and "text" not in codec.input_fields:
             raise FinetuneError(f"{args.model} answers questions: give --question and --context")
-        family.inputs(records, source)  # every record checked before seconds go into loading weights
+        codec.inputs(records, source)  # every record checked before seconds go into loading weights
         predictor = Predictor(folder, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                               threads=args.threads)
         return predictor.predict(records, source=source, progress=args.output is not None)

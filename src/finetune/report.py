@@ -342,46 +342,23 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
-ARGUMENTS = {"experiment": None, "sweep": None, "top": "5", "out": "reports", "ui": "http://127.0.0.1:5000"}
-
-
-def parse_arguments(argv: list[str]) -> dict[str, str | None]:
-    """`key=value` arguments (the stages' style) for the keys in ARGUMENTS."""
-    values = dict(ARGUMENTS)
-    for argument in argv:
-        key, sep, value = argument.partition("=")
-        if not sep or key not in ARGUMENTS:
-            raise FinetuneError(f"report: unknown argument '{argument}' (known: "
-                                + ", ".join(f"{k}=" for k in ARGUMENTS) + ")")
-        values[key] = value
-    if not str(values["top"]).isdigit() or int(str(values["top"])) < 1:
-        raise FinetuneError(f"report: top={values['top']} is not a positive whole number")
-    return values
-
-
-def main(argv: list[str] | None = None) -> Path:
-    """The report command: read the store (MLFLOW_TRACKING_URI, else mlflow.db at the repository root),
-    write the report, log it to the run `report` of the experiment `reports`."""
-    import sys
-
+def report(cfg: Any) -> Path:
+    """The report command (conf/report.yaml): read the store (MLFLOW_TRACKING_URI, else mlflow.db at
+    the repository root), write the report, log it to the run `report` of the experiment `reports`."""
     import mlflow
 
     from finetune import tracking
 
-    root = Path(__file__).resolve().parents[2]
-    try:
-        args = parse_arguments(sys.argv[1:] if argv is None else argv)
-        tracking.connect(tracking.store_uri(root))
-        runs, parents = collect(args["experiment"], args["sweep"])
-        if not runs:
-            raise FinetuneError(f"no trained runs in {_store()}" + "".join(
-                f" with {k}={args[k]}" for k in ("experiment", "sweep") if args[k]))
-        scope = ", ".join(f"{k}={args[k]}" for k in ("experiment", "sweep") if args[k])
-        out = write(args["out"], runs, parents, top=int(str(args["top"])), ui=str(args["ui"]),
-                    title="Runs compared" + (f" ({scope})" if scope else ""))
-    except FinetuneError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    if isinstance(cfg.top, bool) or not isinstance(cfg.top, int) or cfg.top < 1:
+        raise FinetuneError(f"top={cfg.top} is not a positive whole number")
+    tracking.connect(tracking.store_uri(Path(cfg.root)))
+    runs, parents = collect(cfg.experiment, cfg.sweep)
+    filters = {key: cfg[key] for key in ("experiment", "sweep") if cfg[key] is not None}
+    if not runs:
+        raise FinetuneError(f"no trained runs in {_store()}" + "".join(f" with {k}={v}" for k, v in filters.items()))
+    scope = ", ".join(f"{k}={v}" for k, v in filters.items())
+    out = write(str(cfg.out), runs, parents, top=int(cfg.top), ui=str(cfg.ui),
+                title="Runs compared" + (f" ({scope})" if scope else ""))
     tracking.experiment_id(REPORT_EXPERIMENT)
     mlflow.set_experiment(REPORT_EXPERIMENT)
     with mlflow.start_run(run_name="report", tags={"report_scope": scope or "all", "runs": str(len(runs))}):

@@ -4,7 +4,8 @@ Two checks, each a one-line FinetuneError naming the key:
 - every key must be one that conf/ defines (a misspelled `+data.max_lenght=64` would otherwise be
   ignored), with a suggestion; sections listed in OPEN take any key (conf/train passes
   TrainingArguments fields through and finetune.training checks those names);
-- values of the keys in RULES must have the right type and range (`train.num_train_epochs=-1`
+- values of the keys in RULES, and of the keys each task family's settings and options
+  declare (finetune/tasks/), must have the right type and range (`train.num_train_epochs=-1`
   would otherwise "train" zero steps and publish random weights).
 
 Checks that need the data or the model (a label count, the model's position limit) stay with the
@@ -15,86 +16,20 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from finetune.checks import Check, boolean, integer, number, one_of, text
 from finetune.config_values import flatten
 from finetune.errors import FinetuneError
+from finetune.tasks import config_rules
 
 # Keys below these prefixes are free: TrainingArguments fields (checked by finetune.training), a
 # random model's architecture, the output layout, sweep presets.
 OPEN = ("train.", "model.config.", "paths.", "hparams_search.")
 GROUPS_UNDER_OWN_KEY = ("data", "train", "tracking", "export", "model")  # conf/<group>/*.yaml sit at <group>.
-
-
-class Check:
-    """A value test with the words that say what it accepts."""
-
-    def __init__(self, expected: str, test: Callable[[Any], bool]) -> None:
-        self.expected, self.test = expected, test
-
-    def __call__(self, value: Any) -> bool:
-        try:
-            return bool(self.test(value))
-        except (TypeError, ValueError):
-            return False
-
-
-def is_number(value: Any) -> bool:
-    """An int or float, not a bool (YAML's true is no count)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def integer(low: int | None = None, *, also: tuple[Any, ...] = ()) -> Check:
-    words = "an integer" + (f" >= {low}" if low is not None else "")
-    words += "".join(f" or {'null' if a is None else repr(a)}" for a in also)
-    return Check(words, lambda v: v in also if not _is_int(v) else low is None or v >= low)
-
-
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False, also: tuple[Any, ...] = ()) -> Check:
-    bounds = []
-    if low is not None:
-        bounds.append(f"{'>' if low_open else '>='} {low:g}")
-    if high is not None:
-        bounds.append(f"{'<' if high_open else '<='} {high:g}")
-    words = "a number" + (" " + " and ".join(bounds) if bounds else "")
-    words += "".join(f" or {'null' if a is None else repr(a)}" for a in also)
-
-    def test(v: Any) -> bool:
-        if not is_number(v):
-            return v in also
-        return (low is None or (v > low if low_open else v >= low)) and \
-            (high is None or (v < high if high_open else v <= high))
-    return Check(words, test)
-
-
-def boolean(*, also: tuple[Any, ...] = ()) -> Check:
-    words = "true or false" + "".join(f" or {'null' if a is None else repr(a)}" for a in also)
-    return Check(words, lambda v: isinstance(v, bool) or v in also)
-
-
-def one_of(*values: Any) -> Check:
-    return Check("one of " + ", ".join("null" if v is None else str(v) for v in values),
-                 lambda v: not isinstance(v, (list, dict)) and v in values)
-
-
-def per_label(check: Check) -> Check:
-    """`check`'s value, or a list of them (one per label)."""
-    return Check(f"{check.expected}, or a list of them (one per label)",
-                 lambda v: all(check(x) for x in v) if isinstance(v, list) else check(v))
-
-
-def text(*, null: bool = False) -> Check:
-    return Check("a non-empty string" + (" or null" if null else ""),
-                 lambda v: (isinstance(v, str) and v.strip() != "") or (null and v is None))
 
 
 COUNT = integer(1, also=(None, "all"))
@@ -120,28 +55,16 @@ RULES: dict[str, Check] = {
     "train.length_bucket_batches": integer(1, also=(None,)),
     "train.attention_dropout": number(0, 1, high_open=True, also=(None,)),
     "train.pad_to_multiple_of": integer(1, also=(None, "auto")),
-    "data.max_length": integer(2),  # room for the [CLS] and [SEP] tokens; the model's limit: tokenize
     "data.max_train_samples": COUNT,
     "data.max_eval_samples": COUNT,
     "data.sample_seed": integer(0),
     "data.num_proc": integer(1, also=("auto",)),
-    "data.encoding": text(),
     "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"),
-    "data.quoting": boolean(also=(None,)),
-    "data.empty_labels": one_of("error", "allow"),
     "data.eval_split": text(),
     "data.split.strategy": one_of("given", "random_fraction", "first_n"),
     "data.split.validation_fraction": number(0, 1, low_open=True, high_open=True),
     "data.split.first_n": integer(1),
     "data.split.seed": integer(0),
-    "data.doc_stride": integer(1),
-    "task.name": text(),
-    "task.problem_type": one_of("single_label_classification", "multi_label_classification", "regression"),
-    "task.threshold": per_label(number(0, 1, low_open=True, high_open=True)),
-    "task.tune_threshold": one_of("none", "global", "per_label"),
-    "task.n_best_size": integer(1),
-    "task.max_answer_length": integer(1),
-    "task.max_query_length": integer(1),
     "model.trust_remote_code": boolean(),
     "tracking.enabled": boolean(),
     "tracking.log_model": boolean(),
@@ -166,13 +89,13 @@ def validate(cfg: DictConfig, conf_dir: str | Path) -> None:
         # a known key set to a mapping (task.label_map={B-MISC: O}) holds keys of the user's own
         if not any(".".join(parts[:n]) in known for n in range(1, len(parts) + 1)) and not key.startswith(OPEN):
             raise FinetuneError(f"'{key}' is not a config key: no stage reads it{suggestion(key, conf_dir)}")
-    for key, check in RULES.items():
+    for key, check in (RULES | config_rules()).items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:
             continue
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)
-        if not check(value):
+        if check is not None and not check(value):
             raise FinetuneError(f"{key}: expected {check.expected}, got {value!r}")
     if cfg.model.get("source") == "path" and OmegaConf.is_missing(cfg.model, "path"):
         raise FinetuneError(f"model.path: model '{cfg.model.name}' loads a folder: set model.path=/path/to/model")

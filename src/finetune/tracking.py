@@ -56,9 +56,9 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
-def flat_params(cfg: DictConfig) -> dict[str, str]:
+def flat_params(cfg: DictConfig | dict[str, Any]) -> dict[str, str]:
     """All effective params as dotted keys, values cut to MLflow's length limits."""
-    data = redacted(to_container(cfg))
+    data = redacted(to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg))
     for key in NOT_PARAMS:
         data.pop(key, None)
     params = {}
@@ -322,9 +322,10 @@ def _end_stray_run(mlflow: Any) -> None:
         mlflow.end_run()
 
 
-def log_params(cfg: DictConfig) -> None:
+def log_params(cfg: DictConfig, recorded: dict[str, Any] | None = None) -> None:
+    """The stage's config as params, plus `recorded` ones (what the data says it was made with)."""
 
-    params = flat_params(cfg)
+    params = flat_params(cfg) | (flat_params(recorded) if recorded else {})
     items = list(params.items())
     for start in range(0, len(items), 100):  # MLflow's batch limit
         _write("log_params", dict(items[start:start + 100]))

@@ -10,9 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from finetune.checks import is_number
 from finetune.config_values import to_container
 from finetune.errors import FinetuneError
-from finetune.schema import is_number
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",

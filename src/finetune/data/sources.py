@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.data.readers import detect_format
 from finetune.errors import FinetuneError
 from finetune.io import sha256_file
-from finetune.tasks.base import TaskFamily
 
 Splits = dict[str, list[dict[str, Any]]]
 
 
-def load_examples(cfg: DictConfig, family: TaskFamily) -> tuple[Splits, dict[str, Any]]:
+class Reader(Protocol):
+    """What reads a source into canonical examples: a task family's recipe."""
+
+    def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]: ...
+
+    def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]: ...
+
+
+def load_examples(cfg: DictConfig, family: Reader) -> tuple[Splits, dict[str, Any]]:
     """Read every split of the task's data from the first source that serves it."""
     data = cfg.data
     tried: list[str] = []
@@ -47,7 +54,7 @@ def load_examples(cfg: DictConfig, family: TaskFamily) -> tuple[Splits, dict[str
                         + "; ".join(tried) + ". Give files with data.files.train=... data.files.validation=...")
 
 
-def _read_files(family: TaskFamily, files: dict[str, Path], fmt: str | None, source: str) -> Splits:
+def _read_files(family: Reader, files: dict[str, Path], fmt: str | None, source: str) -> Splits:
     return {split: family.read(path, detect_format(path, fmt), split) for split, path in files.items()}
 
 
@@ -63,7 +70,7 @@ def _manifest(source: str, files: dict[str, Path]) -> dict[str, Any]:
     return {"source": source, "files": entries}
 
 
-def _read_hub(family: TaskFamily, hub: DictConfig) -> tuple[Splits, dict[str, Any]]:
+def _read_hub(family: Reader, hub: DictConfig) -> tuple[Splits, dict[str, Any]]:
     """datasets.load_dataset, honouring HF_HUB_OFFLINE / HF_DATASETS_OFFLINE (fails at once)."""
     import datasets
 

@@ -6,7 +6,8 @@ way the evaluate stage does, offline:
     metric = evaluate.load(evaluate_modules.path("token_classification"))
     metric.compute(predictions=[["B-PER", "O"]], references=[["B-PER", "O"]])
 
-Every module calls the same functions as the stage (finetune.metrics), so the numbers agree.
+Every module calls the same functions as the stage (each family's metrics.py in finetune/tasks/), so the
+numbers agree.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ measured eval metric). `finetune-predict`, `transformers.pipeline` and the MLflo
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,17 @@ from finetune.errors import FinetuneError
 from finetune.inference import SPEC, Predictor
 from finetune.io import atomic_dir, read_json, write_json
 from finetune.models import load_tokenizer
-from finetune.tasks.base import TaskFamily
+from finetune.tasks.interface import Recipe
 
 FORMAT = 1  # version of finetune.json's layout
 MODEL_FILES = ("config.json", "model.safetensors")
 SUMMARY = "train_summary.json"
 
 
-def write_export(cfg: DictConfig, family: TaskFamily, model_dir: Path, metrics: dict[str, Any],
-                 manifest: dict[str, Any], eval_data: tuple[Any, Any], labels: list[str] | None) -> dict[str, Any]:
-    """Write the export folder (replacing the old one atomically); return its finetune.json."""
+def write_export(cfg: DictConfig, recipe: Recipe, model_dir: Path, metrics: dict[str, Any],
+                 manifest: dict[str, Any], eval_data: tuple[Any, Any]) -> dict[str, Any]:
+    """Write the export folder (replacing the old one atomically); return its finetune.json: the
+    codec's spec (family, settings, labels) and what the registry and the card read."""
     import transformers
 
     from finetune.export.card import model_card
@@ -45,31 +45,31 @@ def write_export(cfg: DictConfig, family: TaskFamily, model_dir: Path, metrics: 
             shutil.copy2(model_dir / name, out / name)
         tokenizer = load_tokenizer(cfg.model)
         tokenizer.save_pretrained(str(out))
-        spec = {"format": FORMAT, "family": family.name, "task": cfg.task.name, "model": cfg.model.name,
-                "labels": labels, "settings": dataclasses.asdict(family.settings),
-                "primary_metric": family.primary_metric, "greater_is_better": family.greater_is_better,
+        codec, primary = recipe.codec, recipe.primary_metric
+        spec = {"format": FORMAT, **codec.spec(), "task": cfg.task.name, "model": cfg.model.name,
+                "primary_metric": primary, "greater_is_better": recipe.greater_is_better,
                 "eval": {"split": metrics.get("split"), "n_eval": metrics.get("n_eval"),
-                         family.primary_metric: metrics.get(family.primary_metric)}}
+                         primary: metrics.get(primary)}}
         onnx: dict[str, Any] = {}
         if cfg.export.onnx:
-            model = getattr(transformers, family.auto_model).from_pretrained(str(out), use_safetensors=True)
+            model = getattr(transformers, codec.auto_model).from_pretrained(str(out), use_safetensors=True)
             parity = features.select(range(min(int(cfg.export.onnx_parity_inputs), len(features))))
-            onnx = export_onnx(model, family, parity, out, pad_id=tokenizer.pad_token_id or 0,
+            onnx = export_onnx(model, codec, parity, out, pad_id=tokenizer.pad_token_id or 0,
                                tolerance=float(cfg.export.onnx_tolerance))
             onnx["size_mb"] = _megabytes(out / onnx["file"])
             if cfg.export.quantize:
                 path = quantize_int8(out)
                 write_json(out / SPEC, spec)  # the predictor below reads it
                 predictions = Predictor(out, backend="onnx-int8").predict_examples(examples)
-                score = family.score(examples, predictions, labels)
-                onnx["int8"] = {"file": path.name, family.primary_metric: score[family.primary_metric],
+                score = recipe.score(examples, predictions)
+                onnx["int8"] = {"file": path.name, primary: score[primary],
                                 "size_mb": _megabytes(path)}
         spec["onnx"] = onnx
         write_json(out / SPEC, spec)
         if cfg.export.model_card:
             summary_file = model_dir / SUMMARY
             summary = read_json(summary_file) if summary_file.exists() else {}
-            card = model_card(cfg, family.pipeline_tag, metrics, manifest, summary, onnx)
+            card = model_card(cfg, recipe, metrics, manifest, summary, onnx)
             (out / "README.md").write_text(card, encoding="utf-8")
     return spec
 

@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
+from finetune.tasks.interface import Recipe
+
 
 def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -34,18 +36,16 @@ def front_matter(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], pr
     return meta
 
 
-def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], manifest: dict[str, Any],
+def model_card(cfg: DictConfig, recipe: Recipe, metrics: dict[str, Any], manifest: dict[str, Any],
                summary: dict[str, Any], onnx: dict[str, Any]) -> str:
-    """A Markdown model card: what was trained on what, the metrics, and how to use the folder."""
+    """A Markdown model card: what was trained on what, the metrics, and how to use the folder
+    (the family's `usage`)."""
     primary = summary.get("primary_metric", "?")
     base = cfg.model.get("base_model") or cfg.model.get("hub_id") or f"a random {cfg.model.name} config"
     headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     pair = cfg.paths.pair
-    pairs = bool(cfg.data.get("text_pair_column"))
-    example = ('--question "Who wrote it?" --context "It was written by Ann Lee in 1990."'
-               if pipeline_tag == "question-answering"
-               else "--input pairs.jsonl   # rows {\"text\": ..., \"text_pair\": ...}" if pairs
-               else '"The film was a delight from start to finish."')
+    pipeline_tag = recipe.codec.pipeline_tag
+    usage = recipe.usage(f"exports/{pair}", metrics)
     lines = [
         "---", yaml.safe_dump(front_matter(cfg, pipeline_tag, metrics, primary), sort_keys=False).strip(), "---",
         f"# {pair}",
@@ -84,14 +84,14 @@ def model_card(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], mani
         "With transformers alone (no finetune-pipeline needed):",
         "",
         "```python",
-        *_transformers_snippet(pipeline_tag, pair, pairs, cfg.task.get("problem_type")),
+        *usage["transformers"],
         "```",
         "",
-        *_decision_note(cfg, metrics),
+        *[line for note in usage["notes"] for line in (note, "")],
         "With finetune-pipeline's decoder (the one the evaluation above scored), on free text or a file:",
         "",
         "```bash",
-        f"finetune-predict exports/{pair} {example}",
+        *[f"finetune-predict exports/{pair} {example}" for example in usage["predict"]],
         f"finetune-predict exports/{pair} --input texts.jsonl --output predictions.jsonl --backend onnx",
         "```",
         "",
@@ -121,29 +121,3 @@ def _onnx_section(onnx: dict[str, Any], primary: str, metrics: dict[str, Any]) -
                       f"= {_number(int8[primary])} against {_number(metrics.get(primary))} for the PyTorch model "
                       f"as evaluated ({evaluated}); {int8['size_mb']:.1f} MB against {onnx['size_mb']:.1f} MB."]
     return [*lines, ""]
-
-
-def _decision_note(cfg: DictConfig, metrics: dict[str, Any]) -> list[str]:
-    """Multi-label: the threshold the scores above were decided with (tuned on validation or not)."""
-    if cfg.task.get("problem_type") != "multi_label_classification":
-        return []
-    threshold = (metrics.get("tuned") or {}).get("threshold", cfg.task.get("threshold"))
-    how = f"fitted on the validation split (`{cfg.task.tune_threshold}`)" if metrics.get("tuned") else "as configured"
-    shown = threshold if isinstance(threshold, (int, float)) else f"one per label: {threshold}"
-    return [f"A label is predicted when its score reaches the threshold {shown}, {how}; finetune-predict "
-            "applies it, the transformers pipeline gives the scores only.", ""]
-
-
-def _transformers_snippet(pipeline_tag: str, pair: str, pairs: bool = False,
-                          problem_type: str | None = None) -> list[str]:
-    if pipeline_tag != "question-answering":
-        call = ("model({'text': 'first sentence', 'text_pair': 'second sentence'})" if pairs
-                else "model('some text', top_k=None)  # every label's sigmoid score"
-                if problem_type == "multi_label_classification" else "model('some text')")
-        return ["from transformers import pipeline", f"model = pipeline('{pipeline_tag}', model='exports/{pair}')",
-                call]
-    # transformers 5 removed the extractive question-answering pipeline; the Auto classes load the folder.
-    return ["from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
-            f"tokenizer = AutoTokenizer.from_pretrained('exports/{pair}')",
-            f"model = AutoModelForQuestionAnswering.from_pretrained('exports/{pair}')",
-            "# finetune-predict (below) does the windowing and span decoding the evaluation scored"]

@@ -11,13 +11,13 @@ import numpy as np
 
 from finetune.errors import FinetuneError
 from finetune.inference import ONNX_FILES, OnnxBackend, TorchBackend, model_inputs, run_model
-from finetune.tasks.base import TaskFamily
+from finetune.tasks.interface import Codec
 
 log = logging.getLogger("finetune")
 OPSET = 17  # torch.onnx's TorchScript exporter (dynamo=False) is tested at this opset
 
 
-def export_onnx(model: Any, family: TaskFamily, features: Any, out: Path, *, pad_id: int,
+def export_onnx(model: Any, codec: Codec, features: Any, out: Path, *, pad_id: int,
                 tolerance: float) -> dict[str, Any]:
     """Write out/model.onnx and compare it with PyTorch on `features` (real eval inputs).
 
@@ -27,22 +27,22 @@ def export_onnx(model: Any, family: TaskFamily, features: Any, out: Path, *, pad
     import torch
 
     model = model.float().eval()
-    names = list(family.outputs)
+    names = list(codec.outputs)
     inputs = model_inputs(model)
     sample = features.select(range(min(2, len(features))))
     width = min(len(ids) for ids in sample["input_ids"])
     example = {name: torch.tensor([list(row[:width]) for row in sample[name]]) if name in sample.column_names
                else torch.zeros((len(sample), width), dtype=torch.long) for name in inputs}
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
-    axes.update({name: {0: "batch", 1: "sequence"} if family.token_outputs else {0: "batch"} for name in names})
+    axes.update({name: {0: "batch", 1: "sequence"} if codec.token_outputs else {0: "batch"} for name in names})
     path = out / ONNX_FILES["onnx"]
     with torch.no_grad():
         torch.onnx.export(model, tuple(example[name] for name in inputs), str(path), input_names=inputs,
                           output_names=names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    reference = run_model(TorchBackend(model, family.outputs), features, pad_id=pad_id, batch_size=16,
-                          token_outputs=family.token_outputs)
+    reference = run_model(TorchBackend(model, codec.outputs), features, pad_id=pad_id, batch_size=16,
+                          token_outputs=codec.token_outputs)
     exported = run_model(OnnxBackend(path), features, pad_id=pad_id, batch_size=16,
-                         token_outputs=family.token_outputs)
+                         token_outputs=codec.token_outputs)
     delta = max(float(np.abs(a - b).max()) for a, b in zip(reference, exported, strict=True))
     if not delta <= tolerance:
         raise FinetuneError(f"{path}: ONNX outputs differ from PyTorch by {delta:.3g} on {len(features)} eval "

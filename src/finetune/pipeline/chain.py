@@ -15,9 +15,11 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from finetune.errors import FinetuneError
+from finetune.pipeline.stage_table import BY_NAME, stage_config
+from finetune.pipeline.stage_table import STAGES as STAGE_TABLE
 
 log = logging.getLogger("finetune")
-STAGES = ("download", "tokenize", "train", "evaluate", "export")
+STAGES = tuple(stage.name for stage in STAGE_TABLE)
 
 
 def run_pipeline(cfg: DictConfig) -> float | None:
@@ -35,5 +37,5 @@ def run_pipeline(cfg: DictConfig) -> float | None:
     for name in sorted(names, key=STAGES.index):
         module = importlib.import_module(f"finetune.pipeline.{name}")
         log.info("pipeline %s: %s", cfg.paths.pair, name)
-        results[name] = getattr(module, name)(cfg)
+        results[name] = getattr(module, name)(stage_config(cfg, BY_NAME[name]))  # as its stage script
     return results["train"]["best_metric"] if "train" in results else None

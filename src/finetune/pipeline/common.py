@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 
 from finetune.errors import FinetuneError, MissingInputError
 from finetune.io import read_json, unreadable_errors
+from finetune.pipeline.stage_table import BY_NAME, PRODUCERS
+from finetune.tasks import load_codec, recipe
+from finetune.tasks.interface import Recipe
 
 MANIFEST = "manifest.json"
-LABELS = "labels.json"
+CODEC = "codec.json"  # the codec (family, settings, labels) the tokens were made with
 STATS = "tokenize_stats.json"
-SCRIPTS = {"download": "download.py", "tokenize": "tokenize_data.py", "train": "train.py",
-           "evaluate": "evaluate_model.py", "export": "export.py"}
-PRODUCERS = {"raw": "download", "tokenized": "tokenize", "model": "train", "metrics": "evaluate"}
 
 
 def input_path(cfg: DictConfig, key: str) -> Path:
@@ -46,10 +46,10 @@ def require(path: str | Path, stage: str, cfg: DictConfig) -> Path:
 
 def remake(stage: str, cfg: DictConfig) -> str:
     """The commands that (re)make `stage`'s output for this config."""
-    per_task = stage == "download"
-    target = f"{stage}@{cfg.task.name}" if per_task else f"{stage}@{cfg.paths.pair}"
-    overrides = f"task={cfg.task.name}" + ("" if per_task else f" model={cfg.model.name}")
-    return f"run `dvc repro {target}` (or `python stages/{SCRIPTS[stage]} {overrides}`)"
+    per_model = BY_NAME[stage].per_model
+    target = f"{stage}@{cfg.paths.pair}" if per_model else f"{stage}@{cfg.task.name}"
+    overrides = f"task={cfg.task.name}" + (f" model={cfg.model.name}" if per_model else "")
+    return f"run `dvc repro {target}` (or `python stages/{BY_NAME[stage].script} {overrides}`)"
 
 
 @contextlib.contextmanager
@@ -72,8 +72,10 @@ def load_saved(path: str | Path) -> Any:
     return datasets.load_from_disk(str(path))
 
 
-def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, list[str] | None, dict[str, Any]]:
-    """(examples, features, labels, manifest) as saved by the tokenize stage."""
+def load_tokenized(cfg: DictConfig) -> tuple[Any, Any, Recipe, dict[str, Any]]:
+    """(examples, features, recipe, manifest) as saved by the tokenize stage: the recipe of cfg
+    around the codec the tokens were made with."""
     with reading(cfg, "tokenized") as tokenized:
         return (load_saved(tokenized / "examples"), load_saved(tokenized / "features"),
-                read_json(tokenized / LABELS), read_json(tokenized / MANIFEST))
+                recipe(cfg, load_codec(read_json(tokenized / CODEC), str(tokenized / CODEC))),
+                read_json(tokenized / MANIFEST))

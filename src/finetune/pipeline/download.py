@@ -13,7 +13,7 @@ from finetune.data.splits import apply_split_strategy
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, sha256_text, write_json
 from finetune.pipeline.common import MANIFEST
-from finetune.tasks import get_family
+from finetune.tasks import recipe
 
 log = logging.getLogger("finetune")
 
@@ -21,20 +21,21 @@ log = logging.getLogger("finetune")
 def download(cfg: DictConfig) -> dict[str, Any]:
     from datasets import Dataset, DatasetDict
 
-    family = get_family(cfg)
+    family = recipe(cfg)
     splits, manifest = load_examples(cfg, family)
     require_examples(splits, manifest, cfg.task.name)
     splits = apply_split_strategy(splits, cfg.data.split)
     require_examples(splits, manifest, cfg.task.name)
-    labels = family.labels(splits)
+    labels = family.label_set(splits)
+    family = family.with_labels(labels)
     for split, examples in splits.items():
-        family.encode_labels(examples, labels, file=split, split=split)
+        family.encode_labels(examples, split)
     identity = json.dumps([(f["split"], f["sha256"]) for f in manifest["files"]] or manifest.get("fingerprints"),
                           sort_keys=True)
     manifest.update(task=cfg.task.name, family=cfg.task.family, labels=labels,
                     split=OmegaConf.to_container(cfg.data.split, resolve=True),
                     rows={split: len(rows) for split, rows in splits.items()}, data_sha256=sha256_text(identity))
-    features = family.features(labels)
+    features = family.features()
     dataset = DatasetDict()
     for split, examples in splits.items():
         dataset[split] = Dataset.from_list([{k: v for k, v in ex.items() if k != "_where"} for ex in examples],

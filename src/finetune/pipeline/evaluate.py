@@ -20,7 +20,6 @@ from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, write_json
 from finetune.pipeline.common import input_path, load_tokenized, reading
-from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
 
@@ -34,46 +33,47 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from finetune.precision import precision_setting
     from finetune.training import eval_batch_size
 
-    examples, features, labels, _ = load_tokenized(cfg)
+    examples, features, family, _ = load_tokenized(cfg)
     split = cfg.data.eval_split
     if split not in features:
         raise FinetuneError(f"data.eval_split='{split}' is not a split of {input_path(cfg, 'tokenized')} "
                             f"(splits: {', '.join(features)})")
-    family = get_family(cfg)
+    codec = family.codec
     tokenizer = load_tokenizer(cfg.model)
     with reading(cfg, "model") as model_dir:
-        model = getattr(transformers, family.auto_model).from_pretrained(str(model_dir), use_safetensors=True)
+        model = getattr(transformers, codec.auto_model).from_pretrained(str(model_dir), use_safetensors=True)
     if cfg.train.torch_threads:
         import torch
 
         torch.set_num_threads(int(cfg.train.torch_threads))
-    backend = TorchBackend(model, family.outputs, precision_setting(cfg.train.bf16), family.bf16_tolerance)
+    backend = TorchBackend(model, codec.outputs, precision_setting(cfg.train.bf16), codec.bf16_tolerance)
 
     def outputs_on(name: str) -> Any:
         return run_model(backend, features[name], pad_id=tokenizer.pad_token_id or 0,
-                         batch_size=eval_batch_size(cfg.train, cfg.data.max_length),
-                         token_outputs=family.token_outputs, progress=True)
+                         batch_size=eval_batch_size(cfg.train, codec.settings.max_length),
+                         token_outputs=codec.token_outputs, progress=True)
 
     tuned: dict[str, Any] = {}
     if family.tunes:  # decoding values fitted on validation, then applied to the reported split
         if "validation" not in features:
             raise FinetuneError(f"tuning decoding values needs a validation split ({input_path(cfg, 'tokenized')} has "
                                 f"{', '.join(features)})")
-        tuned = family.tune(examples["validation"], features["validation"], outputs_on("validation"), labels)
-        family = family.with_settings(tuned)
+        tuned = family.tune(examples["validation"], features["validation"], outputs_on("validation"))
+        codec = codec.with_settings(tuned)
+        family = family.with_codec(codec)
     started = time.perf_counter()
     outputs = outputs_on(split)
-    predictions = family.decode(examples[split], features[split], outputs, labels)
+    predictions = codec.decode(examples[split], features[split], outputs)
     runtime = time.perf_counter() - started
-    metrics = family.score(examples[split], predictions, labels)
+    metrics = family.score(examples[split], predictions)
     if tuned:
         metrics["tuned"] = tuned  # the export's decoder applies these too
     metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
                    bf16=backend.bf16)
     with atomic_dir(cfg.paths.predictions) as out:
-        written = family.write_predictions(examples[split], predictions, labels, out)
+        written = family.write_predictions(examples[split], predictions, out)
     with atomic_dir(Path(cfg.paths.plots) / "eval") as out:
-        drawn = family.plots(examples[split], predictions, metrics, labels, out)
+        drawn = family.plots(examples[split], predictions, metrics, out)
     write_json(cfg.paths.metrics, metrics)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:

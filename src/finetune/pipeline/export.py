@@ -12,7 +12,6 @@ from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.io import read_json
 from finetune.pipeline.common import input_path, load_tokenized, reading, require_input
-from finetune.tasks import get_family
 
 log = logging.getLogger("finetune")
 
@@ -23,13 +22,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     model_dir = require_input(cfg, "model")
     with reading(cfg, "metrics") as metrics_file:
         metrics = read_json(metrics_file)
-    examples, features, labels, manifest = load_tokenized(cfg)
+    examples, features, family, manifest = load_tokenized(cfg)
     split = metrics.get("split")
     if split not in features:
         raise FinetuneError(f"{metrics_file} was scored on split '{split}', which "
                             f"{input_path(cfg, 'tokenized')} does not have (splits: {', '.join(features)})")
-    family = get_family(cfg).with_settings(metrics.get("tuned") or {})  # decoding fitted by the evaluate stage
-    spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]), labels)
+    family = family.with_codec(family.codec.with_settings(metrics.get("tuned") or {}))  # fitted by evaluate
+    spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]))
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
@@ -41,7 +40,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                     {f"onnx_int8_{split}_{family.primary_metric}": spec["onnx"]["int8"][family.primary_metric]}
                     if "int8" in spec["onnx"] else {}))
             if cfg.tracking.log_model:
-                info = registry.log_model(out, cfg.paths.pair, family.input_fields)
+                info = registry.log_model(out, cfg.paths.pair, family.codec.input_fields)
                 spec["registry"] = registry.promote(
                     cfg.paths.pair, info.registered_model_version, family.primary_metric,
                     float(metrics[family.primary_metric]), split, family.greater_is_better,

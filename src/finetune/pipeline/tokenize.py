@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from typing import Any
 
 from omegaconf import DictConfig
@@ -11,10 +10,12 @@ from omegaconf import DictConfig
 from finetune.data.splits import subsample
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, read_json, write_json
-from finetune.pipeline.common import LABELS, MANIFEST, STATS, load_saved, reading
-from finetune.tasks import get_family
+from finetune.pipeline.common import CODEC, MANIFEST, STATS, load_saved, reading
+from finetune.tasks import recipe
 
 log = logging.getLogger("finetune")
+# data keys that shape the tokens, recorded in the manifest (the train stage logs them as params)
+SUBSAMPLE = ("max_length", "max_train_samples", "max_eval_samples", "sample_seed")
 
 
 def tokenize(cfg: DictConfig) -> dict[str, Any]:
@@ -25,8 +26,7 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
     with reading(cfg, "raw") as raw_dir:
         dataset = load_saved(raw_dir / "dataset")
         manifest = read_json(raw_dir / MANIFEST)
-        labels = manifest["labels"]
-    family = get_family(cfg)
+    codec = recipe(cfg).with_labels(manifest["labels"]).codec
     tokenizer = load_tokenizer(cfg.model)
     limit = position_limit(cfg.model, tokenizer)
     if limit and int(cfg.data.max_length) > limit:
@@ -36,15 +36,15 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
     for split, data in dataset.items():
         limit = cfg.data.max_train_samples if split == "train" else cfg.data.max_eval_samples
         examples[split] = subsample(data, limit, int(cfg.data.sample_seed))
-        features[split], stats[split] = family.tokenize(examples[split], tokenizer, labels)
+        features[split], stats[split] = codec.tokenize(examples[split], tokenizer, cfg.data.num_proc)
         if stats[split].get("truncated"):
             log.warning("%s: %d of %d %s examples were truncated to data.max_length=%s", cfg.paths.pair,
                         stats[split]["truncated"], len(examples[split]), split, cfg.data.max_length)
     with atomic_dir(cfg.paths.tokenized) as out:
         DatasetDict(examples).save_to_disk(str(out / "examples"))
         DatasetDict(features).save_to_disk(str(out / "features"))
-        write_json(out / LABELS, labels)
+        write_json(out / CODEC, codec.spec())
         write_json(out / STATS, stats)
-        shutil.copy(raw_dir / MANIFEST, out / MANIFEST)
+        write_json(out / MANIFEST, manifest | {"tokenized": {key: cfg.data[key] for key in SUBSAMPLE}})
     log.info("tokenized %s: %s", cfg.paths.pair, stats)
     return stats

@@ -16,7 +16,7 @@ from finetune.config_values import config_yaml, to_container
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
-from finetune.tasks import get_family
+from finetune.tasks.interface import Recipe
 
 log = logging.getLogger("finetune")
 SUMMARY = "train_summary.json"
@@ -25,21 +25,21 @@ CONFIG = "config.yaml"
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     # Inputs first: a missing or broken input fails before the seconds of torch/transformers imports.
-    examples, features, labels, manifest = load_tokenized(cfg)
+    examples, features, family, manifest = load_tokenized(cfg)
     if "train" not in features:
         raise FinetuneError(f"{input_path(cfg, 'tokenized')} has no train split (splits: {', '.join(features)})")
     with scratch(cfg.paths.checkpoints, fingerprint(cfg, manifest)) as work:
-        return _train(cfg, work, examples, features, labels, manifest)
+        return _train(cfg, work, examples, features, family, manifest)
 
 
 def fingerprint(cfg: DictConfig, manifest: dict[str, Any]) -> str:
-    """What checkpoints depend on: the config of everything trained on, and the data."""
+    """What checkpoints depend on: the config of everything trained on, and the tokenized data."""
     resolved = to_container(cfg)
-    sections = {key: resolved[key] for key in ("task", "model", "data", "train")}
+    sections = {key: resolved[key] for key in ("task", "model", "train")} | {"tokenized": manifest.get("tokenized")}
     return sha256_text(json.dumps(sections, sort_keys=True, default=str) + str(manifest.get("data_sha256")))
 
 
-def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels: list[str] | None,
+def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, family: Recipe,
            manifest: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
@@ -50,7 +50,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
     from finetune.precision import keep_cpu_attention_fp32
     from finetune.training import history_callback, make_trainer, measured_fast_path, pad_multiple, training_arguments
 
-    family = get_family(cfg)
+    codec = family.codec
     if cfg.train.torch_threads:
         torch.set_num_threads(int(cfg.train.torch_threads))
     keep_cpu_attention_fp32()
@@ -59,20 +59,20 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
 
     def arguments(measured: dict[str, bool] | None = None) -> Any:
         return training_arguments(cfg.train, Path(cfg.paths.checkpoints), family.primary_metric, has_eval,
-                                  max_length=cfg.data.max_length, greater_is_better=family.greater_is_better,
+                                  max_length=codec.settings.max_length, greater_is_better=family.greater_is_better,
                                   measured=measured)
 
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, family.auto_model, int(cfg.train.seed),
-                       attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs(labels))
+    model = load_model(cfg.model, codec.auto_model, int(cfg.train.seed),
+                       attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs())
     collator = family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of))
-    choices = measured_fast_path(cfg.train, arguments(), model, features["train"], collator, family.bf16_tolerance)
+    choices = measured_fast_path(cfg.train, arguments(), model, features["train"], collator, codec.bf16_tolerance)
     args = arguments({switch: choice.use for switch, choice in choices.items()})
 
     def compute_metrics(prediction: Any) -> dict[str, float]:
         val_examples, val_features = examples["validation"], features["validation"]
-        predicted = family.decode(val_examples, val_features, prediction.predictions, labels)
-        return scalar_metrics(family.score(val_examples, predicted, labels))
+        predicted = codec.decode(val_examples, val_features, prediction.predictions)
+        return scalar_metrics(family.score(val_examples, predicted))
 
     history = history_callback(log_to_mlflow=bool(cfg.tracking.enabled), earlier=work.log_history)
     callbacks = [history]
@@ -83,7 +83,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
                            train_dataset=features["train"], eval_dataset=features.get("validation"),
                            compute_metrics=compute_metrics if has_eval else None, callbacks=callbacks,
                            length_bucket_batches=cfg.train.get("length_bucket_batches"),
-                           loss=family.loss(features["train"], labels, cfg.train))
+                           loss=family.loss(features["train"], cfg.train))
     tags = tracking.run_tags(cfg, manifest) | {"primary_metric": family.primary_metric,
                                                 "greater_is_better": str(family.greater_is_better).lower()}
     if work.resume_from:
@@ -91,7 +91,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, labels:
     with tracking.start_run(cfg, tags=tags, run_id=work.run_id) as run:
         work.remember(run.info.run_id if run else None)
         if run is not None:
-            tracking.log_params(cfg)
+            tracking.log_params(cfg, {"data": manifest["tokenized"] | {"split": manifest["split"]}})
             for switch, choice in choices.items():
                 tracking.log_choice(switch, choice, rates=False)  # the rates: with the summary's metrics
         result = trainer.train(resume_from_checkpoint=str(work.resume_from) if work.resume_from else None)

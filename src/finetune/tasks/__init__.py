@@ -1,41 +1,66 @@
-"""Task families. `get_family(cfg)` returns the family that `task.family` names; `load_family`
-rebuilds one from the settings saved with an export."""
+"""Task families, one package each: `recipe(cfg)` is the family that `task.family` names, as the
+stages use it; `load_codec(spec)` rebuilds the codec saved with tokenized data or an export.
+
+A family package defines `Settings` (its codec's), `codec_class(settings)` and
+`recipe_class(settings)`; its config keys and their defaults are conf/family/<family>.yaml.
+"""
 
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import Any
 
 from omegaconf import DictConfig
 
+from finetune.checks import Check
 from finetune.errors import FinetuneError
-from finetune.tasks.base import TaskFamily
+from finetune.tasks.interface import Codec, Recipe, config_keys, read_fields
 
-# family name -> module in this package defining the class `Family`
+# family name (`task.family`) -> its package
 FAMILIES = {
-    "classification": "classification",
-    "token_classification": "token_classification",
-    "question_answering": "question_answering",
+    "classification": "finetune.tasks.classification",
+    "token_classification": "finetune.tasks.token_classification",
+    "question_answering": "finetune.tasks.question_answering",
 }
 
 
-def family_class(name: str, where: str) -> type[TaskFamily]:
+def family_module(name: str, where: str) -> ModuleType:
     if name not in FAMILIES:
         raise FinetuneError(f"unknown task family '{name}' in {where} (known: {', '.join(sorted(FAMILIES))})")
-    return importlib.import_module(f"finetune.tasks.{FAMILIES[name]}").Family
+    return importlib.import_module(FAMILIES[name])
 
 
-def get_family(cfg: DictConfig) -> TaskFamily:
-    cls = family_class(cfg.task.family, f"task.family of conf/task/{cfg.task.name}.yaml")
-    settings = cls.settings_from(cfg)
-    return cls.variant(settings)(settings, cfg)
+def recipe(cfg: DictConfig, codec: Codec | None = None) -> Recipe:
+    """The family of `cfg` around `codec` (default: a codec of cfg's settings, labels not yet known).
+
+    Its source options are read where the config has a `data` section (the stages that read it)."""
+    module = family_module(cfg.task.family, f"task.family of conf/task/{cfg.task.name}.yaml")
+    if codec is None:
+        settings = read_fields(module.Settings, cfg)
+        codec = module.codec_class(settings)(settings)
+    cls = module.recipe_class(codec.settings)
+    sources = read_fields(cls.Sources, cfg) if "data" in cfg else None
+    return cls(codec, read_fields(cls.Options, cfg), sources)
 
 
-def load_family(name: str, settings: dict[str, Any], where: str) -> TaskFamily:
-    """The family `name` with saved `settings` (no config: it can decode, not read sources)."""
-    cls = family_class(name, where)
+def load_codec(spec: dict[str, Any], where: str) -> Codec:
+    """The codec that `Codec.spec()` saved (no config needed: it encodes and decodes)."""
+    module = family_module(spec["family"], where)
     try:
-        saved = cls.Settings(**settings)
+        settings = module.Settings(**spec["settings"])
     except TypeError as error:
-        raise FinetuneError(f"{where}: settings do not fit the {name} family: {error}") from None
-    return cls.variant(saved)(saved)
+        raise FinetuneError(f"{where}: settings do not fit the {spec['family']} family: {error}") from None
+    return module.codec_class(settings)(settings, spec["labels"])
+
+
+def config_rules() -> dict[str, Check | None]:
+    """Every family's config keys with the checks of their values."""
+    rules: dict[str, Check | None] = {}
+    for name in FAMILIES:
+        module = family_module(name, "finetune.tasks.FAMILIES")
+        rules |= config_keys(module.Settings)
+        for cls in module.recipes():
+            rules |= config_keys(cls.Sources) | config_keys(cls.Options)
+    return rules
+

@@ -4,7 +4,7 @@ precision/recall/F1, per-class scores and the confusion matrix."""
 import datasets
 import evaluate
 
-from finetune.metrics import classification_metrics
+from finetune.tasks.classification.metrics import classification_metrics
 
 _DESCRIPTION = __doc__
 _INPUTS = """

@@ -5,7 +5,7 @@ import datasets
 import evaluate
 import numpy
 
-from finetune.metrics import multi_label_metrics
+from finetune.tasks.classification.metrics import multi_label_metrics
 
 _DESCRIPTION = __doc__
 _INPUTS = """

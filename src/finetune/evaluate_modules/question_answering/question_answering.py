@@ -4,7 +4,7 @@ match and F1 (0-100) after the official normalisation, with HasAns/NoAns parts f
 import datasets
 import evaluate
 
-from finetune.metrics import squad_metrics
+from finetune.tasks.question_answering.metrics import squad_metrics
 
 _DESCRIPTION = __doc__
 _INPUTS = """

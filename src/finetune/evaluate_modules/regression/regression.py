@@ -4,7 +4,7 @@ mean squared and mean absolute error (a constant prediction correlates 0)."""
 import datasets
 import evaluate
 
-from finetune.metrics import regression_metrics
+from finetune.tasks.classification.metrics import regression_metrics
 
 _DESCRIPTION = __doc__
 _INPUTS = """

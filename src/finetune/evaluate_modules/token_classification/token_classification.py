@@ -4,7 +4,7 @@ precision/recall/F1 (overall and per type) and token accuracy, on one IOB2 tag p
 import datasets
 import evaluate
 
-from finetune.metrics import token_classification_metrics
+from finetune.tasks.token_classification.metrics import token_classification_metrics
 
 _DESCRIPTION = __doc__
 _INPUTS = """

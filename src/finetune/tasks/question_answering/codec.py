@@ -1,4 +1,4 @@
-"""Extractive question answering: the answer is a span of the context (SQuAD v1.1 / v2.0).
+"""Encoding and decoding of extractive question answering: the answer is a span of the context.
 
 A long context is cut into overlapping windows (`data.max_length` tokens, `data.doc_stride`
 tokens shared by neighbouring windows), so one example gives one or more features. Every
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from finetune import metrics as metric_fns
-from finetune.data.squad import AnswerReport, make_example, read_squad
+from finetune.checks import boolean, integer, number
 from finetune.errors import FinetuneError
-from finetune.tasks import base
-from finetune.tasks.base import Prediction, TaskFamily, setting
+from finetune.tasks import interface
+from finetune.tasks.interface import Codec, Prediction, map_batches, setting
 
 log = logging.getLogger("finetune")
 
@@ -31,72 +28,36 @@ BOOKKEEPING = ("example_id", "offset_mapping", "length")
 #: the [CLS] position (first token with question-first inputs): labels and scores "no answer"
 NULL_INDEX = 0
 NO_OFFSET = [-1, -1]  # offset of a token outside the context (question, special tokens, padding)
-QUESTION_WORDS = ("what", "which", "who", "when", "where", "why", "how many", "how much", "how")
-LENGTH_BUCKETS = ((1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 10**9))
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings(base.Settings):
-    max_length: int = setting("data.max_length", 384)  # tokens per window
-    doc_stride: int = setting("data.doc_stride", 128)
-    max_query_length: int = setting("task.max_query_length", 64)
-    n_best_size: int = setting("task.n_best_size", 20)
-    max_answer_length: int = setting("task.max_answer_length", 30)
-    version_2_with_negative: bool = setting("task.version_2_with_negative", False)
-    null_score_diff_threshold: float = setting("task.null_score_diff_threshold", 0.0)
+class Settings(interface.Settings):
+    doc_stride: int = setting("data.doc_stride", integer(1))
+    max_query_length: int = setting("task.max_query_length", integer(1))
+    n_best_size: int = setting("task.n_best_size", integer(1))
+    max_answer_length: int = setting("task.max_answer_length", integer(1))
+    version_2_with_negative: bool = setting("task.version_2_with_negative", boolean())
+    null_score_diff_threshold: float = setting("task.null_score_diff_threshold", number())
 
 
-class Family(TaskFamily):
-    name = "question_answering"
+class SpanCodec(Codec):
+    family = "question_answering"
     auto_model = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"
-    primary_metric = "f1"
-    input_fields = ("question", "context")
     outputs = ("start_logits", "end_logits")
     token_outputs = True
-    formats = ("squad",)
     Settings = Settings
+    settings: Settings
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        return ("question", "context")
 
     @property
     def version_2(self) -> bool:
         return bool(self.settings.version_2_with_negative)
 
-    # -- data -------------------------------------------------------------------------------
-    def read(self, path: Path, fmt: str, split: str) -> list[dict[str, Any]]:
-        policy = str(self.option("data", "on_bad_answer", "fix"))
-        examples = read_squad(path, fmt, on_bad_answer=policy, encoding=self.cfg.data.get("encoding"))
-        self._check_unanswerable(examples, str(path))
-        return examples
-
-    def from_hub(self, dataset: Any, split: str) -> list[dict[str, Any]]:
-        policy, report, examples = str(self.option("data", "on_bad_answer", "fix")), AnswerReport(), []
-        for i, row in enumerate(dataset):
-            qid = str(row.get("id", i))
-            where = f"row {i + 1}, question id '{qid}'"
-            example = make_example(f"hub:{split}", where, qid, row, policy, report)
-            if example is not None:
-                examples.append(example)
-        if report.bad:
-            log.warning(report.summary(f"hub:{split}", policy))
-        self._check_unanswerable(examples, f"hub:{split}")
-        return examples
-
-    def _check_unanswerable(self, examples: list[dict[str, Any]], where: str) -> None:
-        unanswerable = sum(not example["answers"]["text"] for example in examples)
-        if unanswerable and not self.version_2:
-            log.warning("%s: %d question(s) have no answer but task.version_2_with_negative is false: "
-                        "they train the model to point at [CLS] and score only an empty prediction",
-                        where, unanswerable)
-
-    def features(self, labels: list[str] | None) -> Any:
-        from datasets import Features, List, Value
-
-        return Features({"id": Value("string"), "title": Value("string"), "context": Value("string"),
-                         "question": Value("string"),
-                         "answers": {"text": List(Value("string")), "answer_start": List(Value("int32"))}})
-
-    # -- model ------------------------------------------------------------------------------
-    def tokenize(self, examples: Any, tokenizer: Any, labels: list[str] | None) -> tuple[Any, dict[str, Any]]:
+    def tokenize(self, examples: Any, tokenizer: Any, num_proc: int | str = 1) -> tuple[Any, dict[str, Any]]:
         settings = self.settings
         max_length, stride, max_query = settings.max_length, settings.doc_stride, settings.max_query_length
         gold = "answers" in examples.column_names
@@ -139,7 +100,7 @@ class Family(TaskFamily):
                 del out["start_positions"], out["end_positions"]
             return {**encoded, **out}
 
-        features = self.map_batches(examples, encode, examples.column_names)
+        features = map_batches(examples, encode, examples.column_names, num_proc)
         answered, found, cut = set(), set(), set()
         for ident, has, inside, question_cut in zip(features["example_id"], features["_has_answer"],
                                                      features["_in_window"], features["_question_cut"],
@@ -161,11 +122,7 @@ class Family(TaskFamily):
                  "tokens": int(sum(features["length"]))}
         return features, stats
 
-    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
-        return QACollator(tokenizer, pad_to_multiple_of)
-
-    # -- predictions and scores -------------------------------------------------------------
-    def decode(self, examples: Any, features: Any, outputs: Any, labels: list[str] | None) -> list[Prediction]:
+    def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:
         """The best span of each question over all its windows: the answer text, its character
         offsets in the context and its probability among the n-best; "" for no answer (SQuAD v2.0
         settings, when the null score beats the best span by more than the threshold)."""
@@ -215,59 +172,6 @@ class Family(TaskFamily):
             predictions.append(prediction)
         return predictions
 
-    def score(self, examples: Any, predictions: list[Prediction], labels: list[str] | None) -> dict[str, Any]:
-        gold = {ident: list(answers["text"]) for ident, answers
-                in zip(_column(examples, "id"), _column(examples, "answers"), strict=True)}
-        predicted = {p["id"]: p["answer"] for p in predictions}
-        result = metric_fns.squad_metrics(predicted, gold, self.version_2)
-        if self.version_2:
-            span_f1, diffs, has_answer = {}, {}, {}
-            for p in predictions:
-                answers = gold[p["id"]]
-                span_f1[p["id"]] = metric_fns.squad_scores(p.get("span_answer", ""), answers, True)[1]
-                diff = p.get("null_score_diff")
-                diffs[p["id"]] = float("-inf") if diff is None else diff
-                has_answer[p["id"]] = bool([a for a in answers if metric_fns.normalize_answer(a)])
-            best, threshold = metric_fns.best_null_threshold(span_f1, diffs, has_answer)
-            result.update(best_f1=best, best_f1_thresh=threshold)
-        result["version_2_with_negative"] = self.version_2
-        return result
-
-    def write_predictions(self, examples: Any, predictions: list[Prediction], labels: list[str] | None,
-                          out_dir: Path) -> list[Path]:
-        from finetune.io import write_json
-
-        written = [out_dir / "predictions.json", out_dir / "nbest_predictions.json"]
-        write_json(written[0], {p["id"]: p["answer"] for p in predictions})
-        write_json(written[1], {p["id"]: p["nbest"] for p in predictions})
-        if self.version_2:  # the official v2.0 script's --na-prob-file: higher = more likely unanswerable
-            written.append(out_dir / "null_odds.json")
-            write_json(written[2], {p["id"]: p.get("null_score_diff") for p in predictions})
-        return written
-
-    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
-              labels: list[str] | None, out_dir: Path) -> list[Path]:
-        rows = []
-        for p, question, answers in zip(predictions, _column(examples, "question"), _column(examples, "answers"),
-                                        strict=True):
-            _, f1 = metric_fns.squad_scores(p["answer"], answers["text"], self.version_2)
-            rows.append((question_type(question), answer_length_bucket(answers["text"]), f1))
-        return [plot_breakdown(rows, out_dir / "f1_breakdown.png",
-                               title=f"{self.settings.task}: F1 {metrics['f1']:.1f} on {metrics['n_eval']} "
-                                     f"questions ({metrics.get('split', 'eval')})")]
-
-
-class QACollator:
-    """Dynamic padding of the model inputs; bookkeeping columns never reach the tensors."""
-
-    def __init__(self, tokenizer: Any, pad_to_multiple_of: int | None):
-        from transformers import DataCollatorWithPadding
-
-        self.pad = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-
-    def __call__(self, features: list[dict[str, Any]]) -> Any:
-        return self.pad([{k: v for k, v in f.items() if k not in BOOKKEEPING} for f in features])
-
 
 def answer_tokens(offsets: list[tuple[int, int]], sequence_ids: list[int | None], start_char: int,
                   end_char: int) -> tuple[int, int] | None:
@@ -305,57 +209,6 @@ def best_spans(starts: np.ndarray, ends: np.ndarray, offsets: Any, n_best: int,
     rows, cols = np.unravel_index(order, scores.shape)
     return [(float(scores[r, c]), int(spans[top_starts[r], 0]), int(spans[top_ends[c], 1]))
             for r, c in zip(rows, cols, strict=True) if np.isfinite(scores[r, c])]
-
-
-def question_type(question: str) -> str:
-    """The question word (what/who/when/.../other), for the per-type F1 breakdown."""
-    text = question.lower()
-    for word in QUESTION_WORDS:
-        if re.search(rf"\b{word}\b", text):
-            return word
-    return "other"
-
-
-def answer_length_bucket(answers: list[str]) -> str:
-    """Bucket of the shortest gold answer's length in words ("none" for an unanswerable one)."""
-    lengths = [len(a.split()) for a in answers if a.strip()]
-    if not lengths:
-        return "none"
-    n = min(lengths)
-    for low, high in LENGTH_BUCKETS:
-        if low <= n <= high:
-            return str(low) if low == high else (f"{low}-{high}" if high < 10**9 else f"{low}+")
-    return "?"
-
-
-def plot_breakdown(rows: list[tuple[str, str, float]], path: Path, title: str = "") -> Path:
-    """F1 (bars, 0-100) with question counts, by question word and by gold answer length."""
-    from finetune.plots import _pyplot
-
-    plt = _pyplot()
-    length_order = ["none"] + [str(lo) if lo == hi else (f"{lo}-{hi}" if hi < 10**9 else f"{lo}+")
-                               for lo, hi in LENGTH_BUCKETS]
-    type_order = [*QUESTION_WORDS, "other"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
-    for ax, column, order, label in ((axes[0], 0, type_order, "question word"),
-                                     (axes[1], 1, length_order, "gold answer length (words)")):
-        groups: dict[str, list[float]] = defaultdict(list)
-        for row in rows:
-            groups[row[column]].append(row[2])
-        names = [name for name in order if name in groups]
-        values = [100.0 * sum(groups[n]) / len(groups[n]) for n in names]
-        bars = ax.bar(range(len(names)), values, color="tab:blue")
-        for bar, name in zip(bars, names, strict=True):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1, f"n={len(groups[name])}",
-                    ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-        ax.set(ylim=(0, 110), ylabel="F1", xlabel=label)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _limit_questions(questions: list[str], tokenizer: Any, max_query: int) -> tuple[list[str], set[int]]:

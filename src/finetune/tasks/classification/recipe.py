@@ -1,0 +1,448 @@
+"""Training and scoring of sequence classification (IMDB sentiment, sarcasm headlines, GLUE MRPC
+and STS-B, GoEmotions, any table). `task.problem_type` picks the kind of target, with the names
+transformers gives them: single-label (`LabelRecipe`), multi-label (`LabelSetRecipe`: a label list,
+a delimited string or one 0/1 column per label; binary cross-entropy; thresholds tuned on
+validation with `task.tune_threshold`) and regression (`NumberRecipe`: mean squared error; the
+primary metric is Pearson unless `task.metric` names another).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from finetune.checks import boolean, one_of, text
+from finetune.data.readers import detect_format, read_records, require_field
+from finetune.errors import DataError, FinetuneError
+from finetune.tasks import interface
+from finetune.tasks.classification import metrics as scores
+from finetune.tasks.classification.codec import LabelCodec, LabelSetCodec, sigmoid
+from finetune.tasks.interface import Examples, Prediction, Recipe, logits_of, setting
+
+LOWER_IS_BETTER = {"mse", "mae", "loss"}
+TUNING = ("none", "global", "per_label")
+GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried when tuning
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources(interface.Sources):
+    text_column: str = setting("data.text_column", text())
+    label_column: str = setting("data.label_column", text())
+    label_delimiter: str = setting("data.label_delimiter", text())  # multi-label, in a table cell
+    label_columns: list[str] | None = setting("data.label_columns")  # multi-label: one 0/1 column each
+    empty_labels: str = setting("data.empty_labels", one_of("error", "allow"))
+    id_column: str | None = setting("data.id_column")
+    columns: list[str] | None = setting("data.columns")
+    quoting: bool | None = setting("data.quoting", boolean(also=(None,)))
+    encoding: str = setting("data.encoding", text())
+    split_column: str | None = setting("data.split_column")
+    labels: list[Any] | None = setting("task.labels")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(interface.Options):
+    metric: str | None = setting("task.metric", text(null=True))  # None: the problem type's first
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSetOptions(Options):
+    tune_threshold: str = setting("task.tune_threshold", one_of(*TUNING))
+
+
+class LabelRecipe(Recipe):
+    """One label per text or pair: cross-entropy (weighted per class with `train.class_weights`)."""
+
+    Sources = Sources
+    Options = Options
+    codec: LabelCodec
+    sources: Sources
+    #: metrics `score` returns that may be the primary one; the first is the default
+    metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "f1", "precision", "recall")
+
+    def __init__(self, codec: LabelCodec, options: Options, sources: Sources | None = None):
+        super().__init__(codec, options, sources)
+        metric = options.metric or self.metric_names[0]
+        if metric not in self.metric_names:
+            raise FinetuneError(f"task.metric: '{metric}' is not a {codec.settings.problem_type} metric "
+                                f"(choose from {', '.join(self.metric_names)})")
+        self.primary_metric = metric
+        self.greater_is_better = metric not in LOWER_IS_BETTER
+
+    # -- sources ------------------------------------------------------------------------------
+    def read(self, path: Path, fmt: str, split: str) -> Examples:
+        sources = self.sources
+        text_columns = {"text": sources.text_column} | (
+            {"text_pair": self.codec.settings.text_pair_column} if self.codec.pairs else {})
+        examples = []
+        for where, row in read_records(path, detect_format(path, fmt), quoting=sources.quoting,
+                                       columns=sources.columns or None, encoding=sources.encoding):
+            if sources.split_column is not None and str(require_field(path, where, row, sources.split_column)) != split:
+                continue
+            texts = {}
+            for field, column in text_columns.items():
+                texts[field] = require_field(path, where, row, column)
+                if not isinstance(texts[field], str):
+                    raise DataError(path, f"expected text, got {type(texts[field]).__name__}", where=where,
+                                    field=column)
+                if not texts[field].strip():
+                    raise DataError(path, "empty text", where=where, field=column)
+            ident = row.get(sources.id_column) if sources.id_column else None
+            examples.append({"id": str(ident if ident is not None else len(examples)), **texts,
+                             "label": self.read_label(path, where, row), "_where": f"{path}, {where}"})
+        return examples
+
+    def read_label(self, path: Path, where: str, row: dict[str, Any]) -> Any:
+        """The raw label of one source row (checked and encoded later by `encode_labels`)."""
+        column = self.sources.label_column
+        label = require_field(path, where, row, column)
+        if label is None or (isinstance(label, str) and not label.strip()):
+            raise DataError(path, "empty label", where=where, field=column)
+        return label
+
+    def from_hub(self, dataset: Any, split: str) -> Examples:
+        sources, pair_column = self.sources, self.codec.settings.text_pair_column
+        feature = dataset.features.get(sources.label_column)
+        names = getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+
+        def named(value: Any) -> Any:
+            if isinstance(value, list):
+                return [named(v) for v in value]
+            return names[value] if names else value
+
+        pair = {"text_pair": pair_column} if pair_column else {}
+        return [{"id": str(i), "text": row[sources.text_column], **{k: row[c] for k, c in pair.items()},
+                 "label": named(row[sources.label_column]), "_where": f"hub:{split} row {i + 1}"}
+                for i, row in enumerate(dataset)]
+
+    def features(self) -> Any:
+        from datasets import Features, Value
+
+        pair = {"text_pair": Value("string")} if self.codec.pairs else {}
+        return Features({"id": Value("string"), "text": Value("string"), **pair, "label": self.label_feature()})
+
+    def label_feature(self) -> Any:
+        from datasets import ClassLabel
+
+        return ClassLabel(names=self.labels)
+
+    def label_set(self, splits: dict[str, Examples]) -> list[str]:
+        if self.sources.labels:
+            return [str(label) for label in self.sources.labels]
+        found = {str(example["label"]) for example in splits["train"]}
+        numbers = [as_number(label) for label in found]
+        if all(n is not None for n in numbers) and any(not n.is_integer() for n in numbers):
+            example = next(label for label, n in zip(found, numbers, strict=True) if not n.is_integer())
+            raise DataError(_source(splits), f"labels such as {example!r} look like a numeric target: set "
+                            "task.problem_type=regression (or list the classes in task.labels)",
+                            field=self.sources.label_column)
+        if len(found) < 2:  # one output would make transformers treat the head as a regression
+            raise DataError(_source(splits), f"the train split holds one label only ({', '.join(found)}): a classifier "
+                            "needs two or more; list them in task.labels if the others are absent here",
+                            field=self.sources.label_column)
+        return sorted(found)
+
+    def encode_labels(self, examples: Examples, split: str) -> Examples:
+        index = {label: i for i, label in enumerate(self.labels or [])}
+        for example in examples:
+            example["label"] = self.encode_label(example["label"], index, example["_where"])
+        return examples
+
+    def encode_label(self, value: Any, index: dict[str, int], where: str) -> Any:
+        """One raw label as the model's target (here a class id), else a DataError."""
+        field = self.sources.label_column
+        if isinstance(value, list):
+            raise DataError(where, f"label {value!r} is a list: set task.problem_type=multi_label_classification",
+                            field=field)
+        return label_id(value, index, where, field)
+
+    # -- training -----------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        # Said explicitly: with one label transformers would otherwise infer regression.
+        return super().model_kwargs() | {"problem_type": self.codec.settings.problem_type}
+
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+
+    def loss(self, train_features: Any, train_cfg: Any) -> Any:
+        """Cross-entropy weighted per class (`train.class_weights`: balanced or a list), else None
+        (the model's own loss; `label_smoothing_factor` then goes through the Trainer)."""
+        weights = self.class_weights(train_features, train_cfg.get("class_weights"))
+        if weights is None:
+            return None
+        import torch
+
+        criterion = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32),
+                                              label_smoothing=float(train_cfg.get("label_smoothing_factor") or 0))
+        return lambda outputs, target, **_: criterion(outputs["logits"].float(), target.to(outputs["logits"].device))
+
+    def class_weights(self, train_features: Any, spec: Any) -> list[float] | None:
+        """Per-class loss weights: `balanced` = n / (classes x count), as scikit-learn's."""
+        if spec is None:
+            return None
+        size = len(self.labels or [])
+        if spec == "balanced":
+            counts = np.bincount(np.asarray(train_features["labels"]), minlength=size)
+            return (len(train_features) / (size * np.maximum(counts, 1))).round(6).tolist()
+        return explicit_weights(spec, self.labels)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
+        labels = self.labels
+        gold = [labels[i] for i in examples["label"]] if labels else [str(i) for i in examples["label"]]
+        return scores.classification_metrics(gold, [p["label"] for p in predictions], labels)
+
+    def gold(self, value: Any) -> Any:
+        """A stored target as written beside its prediction."""
+        return (self.labels or [])[value]
+
+    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+        from finetune.io import atomic_file
+
+        path = out_dir / "predictions.jsonl"
+        with atomic_file(path, encoding="utf-8") as handle:
+            for gold, prediction in zip(examples["label"], predictions, strict=True):
+                handle.write(json.dumps({"gold": self.gold(gold), **prediction}, ensure_ascii=False) + "\n")
+        return [path]
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              out_dir: Path) -> list[Path]:
+        from finetune import plots
+
+        return [plots.confusion_matrix(metrics["confusion_matrix"], self.labels, out_dir / "confusion_matrix.png",
+                                       title=f"{self.codec.settings.task}: confusion matrix")]
+
+    # -- export -------------------------------------------------------------------------------
+    def usage(self, folder: str, metrics: dict[str, Any]) -> dict[str, list[str]]:
+        call = ("model({'text': 'first sentence', 'text_pair': 'second sentence'})" if self.codec.pairs
+                else self.pipeline_call)
+        predict = ('--input pairs.jsonl   # rows {"text": ..., "text_pair": ...}' if self.codec.pairs
+                   else '"The film was a delight from start to finish."')
+        return {"transformers": ["from transformers import pipeline",
+                                 f"model = pipeline('{self.codec.pipeline_tag}', model='{folder}')", call],
+                "predict": [predict], "notes": []}
+
+    pipeline_call: ClassVar[str] = "model('some text')"
+
+
+class LabelSetRecipe(LabelRecipe):
+    """A set of labels per text or pair: one sigmoid per label, binary cross-entropy."""
+
+    Options = LabelSetOptions
+    options: LabelSetOptions
+    codec: LabelSetCodec
+    metric_names = ("macro_f1", "micro_f1", "subset_accuracy")
+    pipeline_call = "model('some text', top_k=None)  # every label's sigmoid score"
+
+    # -- sources ------------------------------------------------------------------------------
+    def read_label(self, path: Path, where: str, row: dict[str, Any]) -> list[Any]:
+        sources = self.sources
+        if sources.label_columns:
+            chosen = []
+            for column in sources.label_columns:
+                flag = _binary(require_field(path, where, row, column))
+                if flag is None:
+                    raise DataError(path, f"expected 0 or 1, got {row[column]!r}", where=where, field=column)
+                if flag:
+                    chosen.append(column)
+            return chosen
+        value = require_field(path, where, row, sources.label_column)
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(sources.label_delimiter or ",") if part.strip()]
+        return list(value) if isinstance(value, list) else [value]
+
+    def label_set(self, splits: dict[str, Examples]) -> list[str]:
+        if self.sources.labels:
+            return [str(label) for label in self.sources.labels]
+        if self.sources.label_columns:
+            return [str(column) for column in self.sources.label_columns]
+        return sorted({str(label) for example in splits["train"] for label in example["label"]})
+
+    def label_feature(self) -> Any:
+        from datasets import Sequence, Value
+
+        return Sequence(Value("float32"), length=len(self.labels or []))
+
+    def encode_label(self, value: Any, index: dict[str, int], where: str) -> list[float]:
+        field = "label columns" if self.sources.label_columns else self.sources.label_column
+        target = [0.0] * len(index)
+        for item in value:
+            target[label_id(item, index, where, field)] = 1.0
+        if not any(target) and self.sources.empty_labels != "allow":
+            raise DataError(where, "no label (set data.empty_labels=allow if an example may have none)", field=field)
+        return target
+
+    # -- training -----------------------------------------------------------------------------
+    def loss(self, train_features: Any, train_cfg: Any) -> Any:
+        """Binary cross-entropy with one positive weight per label (`balanced`: negatives / positives),
+        else None (the model's own unweighted BCE)."""
+        if train_cfg.get("label_smoothing_factor"):
+            raise FinetuneError("train.label_smoothing_factor: applies to single-label classification only")
+        spec = train_cfg.get("class_weights")
+        if spec is None:
+            return None
+        if spec == "balanced":
+            targets = np.asarray(train_features["labels"], dtype=np.float64)
+            positives = targets.sum(axis=0)
+            weights = np.where(positives > 0, (len(targets) - positives) / np.maximum(positives, 1), 1.0)
+            weights = weights.round(6).tolist()
+        else:
+            weights = explicit_weights(spec, self.labels)
+        import torch
+
+        criterion = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weights, dtype=torch.float32))
+        return lambda outputs, target, **_: criterion(outputs["logits"].float(), target.to(outputs["logits"]))
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
+        names = self.labels or []
+        index = {name: j for j, name in enumerate(names)}
+        predicted = np.zeros((len(predictions), len(names)), dtype=bool)
+        for i, prediction in enumerate(predictions):
+            predicted[i, [index[name] for name in prediction["labels"]]] = True
+        return scores.multi_label_metrics(np.asarray(examples["label"]) > 0.5, predicted, names)
+
+    @property
+    def tunes(self) -> bool:
+        return self.options.tune_threshold != "none"
+
+    def tune(self, examples: Any, features: Any, outputs: Any) -> dict[str, Any]:
+        """The threshold(s) that maximise the primary metric (global) or each label's F1 (per label)
+        on these examples; a label without positives here keeps the configured threshold."""
+        if not self.tunes:
+            return {}
+        probabilities = sigmoid(logits_of(outputs))
+        gold = np.asarray(examples["label"]) > 0.5
+        chosen = probabilities[None, :, :] >= GRID[:, None, None]  # grid x examples x labels
+        tp = (chosen & gold).sum(axis=1)
+        fp = (chosen & ~gold).sum(axis=1)
+        fn = (~chosen & gold).sum(axis=1)
+        if self.options.tune_threshold == "per_label":
+            f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+            best = GRID[f1.argmax(axis=0)]
+            fixed = self.codec.thresholds(gold.shape[1])
+            return {"threshold": [float(b) if gold[:, j].any() else float(fixed[j]) for j, b in enumerate(best)]}
+        score = scores.multi_label_summary(tp, fp, fn, (chosen == gold).all(axis=2).mean(axis=1))
+        return {"threshold": float(GRID[int(score[self.primary_metric].argmax())])}
+
+    def gold(self, value: Any) -> Any:
+        return [(self.labels or [])[j] for j, on in enumerate(value) if on]
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              out_dir: Path) -> list[Path]:
+        from finetune import plots
+
+        return [plots.per_label_f1(metrics["per_label"], out_dir / "per_label_f1.png",
+                                   title=f"{self.codec.settings.task}: F1 per label (macro {metrics['macro_f1']:.3f}, "
+                                         f"micro {metrics['micro_f1']:.3f})")]
+
+    # -- export -------------------------------------------------------------------------------
+    def usage(self, folder: str, metrics: dict[str, Any]) -> dict[str, list[str]]:
+        tuned = metrics.get("tuned") or {}
+        threshold = tuned.get("threshold", self.codec.settings.threshold)
+        how = (f"fitted on the validation split (`{self.options.tune_threshold}`)" if tuned else "as configured")
+        shown = threshold if isinstance(threshold, (int, float)) else f"one per label: {threshold}"
+        return super().usage(folder, metrics) | {"notes": [
+            f"A label is predicted when its score reaches the threshold {shown}, {how}; finetune-predict "
+            "applies it, the transformers pipeline gives the scores only."]}
+
+
+class NumberRecipe(LabelRecipe):
+    """One number per text or pair (GLUE STS-B similarity 0-5, ratings): mean squared error."""
+
+    metric_names = ("pearson", "spearman", "mse", "mae")
+
+    def label_feature(self) -> Any:
+        from datasets import Value
+
+        return Value("float32")
+
+    def label_set(self, splits: dict[str, Examples]) -> list[str]:
+        # One output named after the target (the model's id2label, what the pipeline reports).
+        configured = self.sources.labels
+        return [str(configured[0])] if configured else [str(self.sources.label_column)]
+
+    def encode_label(self, value: Any, index: dict[str, int], where: str) -> float:
+        number = as_number(value)
+        if number is None or number != number or number in (float("inf"), float("-inf")):
+            raise DataError(where, f"regression target {value!r} is not a number", field=self.sources.label_column)
+        return number
+
+    def loss(self, train_features: Any, train_cfg: Any) -> Any:
+        for key in ("class_weights", "label_smoothing_factor"):
+            if train_cfg.get(key):
+                raise FinetuneError(f"train.{key}: a regression target has no classes (task.problem_type=regression)")
+        return None  # the model's own: mean squared error
+
+    def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
+        return scores.regression_metrics(list(examples["label"]), [p["value"] for p in predictions])
+
+    def gold(self, value: Any) -> Any:
+        return round(float(value), 6)
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              out_dir: Path) -> list[Path]:
+        from finetune import plots
+
+        return [plots.scatter(list(examples["label"]), [p["value"] for p in predictions], out_dir / "scatter.png",
+                              title=f"{self.codec.settings.task}: Pearson {metrics['pearson']:.3f}, "
+                                    f"Spearman {metrics['spearman']:.3f}")]
+
+
+RECIPES = {"single_label_classification": LabelRecipe, "multi_label_classification": LabelSetRecipe,
+           "regression": NumberRecipe}
+
+
+def label_id(value: Any, index: dict[str, int], where: str, field: str) -> int:
+    """A label name or integer id (3, 3.0, "3") as an id into `index`'s labels, else a DataError."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, float)):
+        raise DataError(where, f"label {value!r} is not a string or integer", field=field)
+    if str(value) in index:
+        return index[str(value)]
+    number = as_number(value)
+    if number is not None and number.is_integer() and 0 <= number < len(index):
+        return int(number)  # an integer id into the configured label names
+    raise DataError(where, f"label {value!r} is not in the label set {list(index)}", field=field)
+
+
+def explicit_weights(spec: Any, labels: list[str] | None) -> list[float]:
+    """`train.class_weights` given as a list: one positive number per label."""
+    from omegaconf import OmegaConf
+
+    values = OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec
+    size = len(labels or [])
+    if not isinstance(values, list) or len(values) != size or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        raise FinetuneError(f"train.class_weights: expected 'balanced' or {size} positive numbers "
+                            f"(one per label: {labels}), got {values!r}")
+    return [float(v) for v in values]
+
+
+def as_number(value: Any) -> float | None:
+    """`value` as a float if it is a number or a numeric string, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _source(splits: dict[str, Examples]) -> str:
+    """The train split's source file, for an error about the whole label set."""
+    return splits["train"][0]["_where"].split(", ")[0]
+
+
+def _binary(value: Any) -> bool | None:
+    """A 0/1 cell (0, 1, "0", "1", 0.0, 1.0, true/false) as a bool, else None."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"0": False, "1": True, "0.0": False, "1.0": True, "true": True, "false": False}.get(text)

@@ -1,0 +1,291 @@
+"""The two halves every task family implements.
+
+A `Codec` is all an export needs to predict: it turns user records into canonical examples
+(`inputs`), examples into model features (`tokenize`) and model outputs into user-facing
+predictions (`decode`, which never reads a gold field, so the evaluate stage, `finetune-predict`
+and the served model share it). Its state is its `Settings` and the label set; both are saved
+with the tokenized data and with every export, so a folder in exports/ predicts on its own.
+
+A `Recipe` is the training side around a codec: reading sources into canonical examples, the
+label set, the loss, decoding values tuned on validation, scores against gold, and what the
+evaluate stage writes. What it reads from the config is its `Options`.
+
+Settings and options are frozen dataclasses whose fields name their config key (and the check
+of its value); they are read from the config once. Each key's default lives in the family's
+config file, conf/family/<family>.yaml, which every task preset of the family composes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from finetune.checks import Check, integer, text
+from finetune.errors import DataError, FinetuneError
+
+Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-serialisable)
+Examples = list[dict[str, Any]]
+PARALLEL_FROM = 20_000  # examples from which `num_proc: auto` tokenizes in parallel (bench/results/)
+
+
+def setting(key: str, check: Check | None = None) -> Any:
+    """A field read from the config key `key` (e.g. `data.max_length`), checked by `check`."""
+    return dataclasses.field(metadata={"key": key, "check": check})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What every codec reads."""
+
+    task: str = setting("task.name", text())
+    # room for the [CLS] and [SEP] tokens; the model's own limit is checked by the tokenize stage
+    max_length: int = setting("data.max_length", integer(2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What a recipe reads from the config besides its codec's settings (every stage)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sources:
+    """What a recipe reads its sources with (the download stage)."""
+
+
+Fields = TypeVar("Fields")
+
+
+def read_fields(cls: type[Fields], cfg: DictConfig) -> Fields:
+    """An instance of the settings or options dataclass `cls`, each field from its config key."""
+    values = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = field.metadata["key"]
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is _ABSENT:
+            raise FinetuneError(f"{key}: missing from the config (conf/family/ sets each family's keys)")
+        values[field.name] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return cls(**values)
+
+
+_ABSENT = object()
+
+
+def config_keys(cls: type) -> dict[str, Check | None]:
+    """The config keys of a settings or options dataclass, with their checks."""
+    return {field.metadata["key"]: field.metadata["check"] for field in dataclasses.fields(cls)}
+
+
+class Codec(ABC):
+    """Inputs to features, model outputs to predictions."""
+
+    #: the family's name (`task.family`)
+    family: ClassVar[str]
+    #: the transformers Auto class whose head this family trains
+    auto_model: ClassVar[str]
+    #: the `transformers.pipeline` task an export of this family loads as
+    pipeline_tag: ClassVar[str]
+    #: the model output fields `decode` reads, in order
+    outputs: ClassVar[tuple[str, ...]] = ("logits",)
+    #: whether the model outputs one row per token (padded across batches) or one per feature
+    token_outputs: ClassVar[bool] = False
+    #: bf16's quality check (`bf16: auto`): largest relative distance of bf16's gradients or outputs
+    #: to fp32's on the same weights and batch; bench/comparisons/precision.py measures the scores
+    bf16_tolerance: ClassVar[float] = 0.05
+    Settings: ClassVar[type[Settings]] = Settings
+
+    def __init__(self, settings: Settings, labels: list[str] | None = None):
+        self.settings = settings
+        self.labels = labels
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        """The fields of one record given to `predict` (the text, or question + context)."""
+        return ("text",)
+
+    def spec(self) -> dict[str, Any]:
+        """What rebuilds this codec (`finetune.tasks.load_codec`): saved with tokens and exports."""
+        return {"family": self.family, "settings": dataclasses.asdict(self.settings), "labels": self.labels}
+
+    def with_settings(self, values: dict[str, Any]) -> Codec:
+        """This codec with some settings replaced (e.g. decoding values tuned on validation)."""
+        return type(self)(dataclasses.replace(self.settings, **values), self.labels)
+
+    def inputs(self, records: list[dict[str, Any]], source: str) -> Examples:
+        """Canonical examples without gold fields from user records (the predict side): each of
+        `input_fields` as a non-empty string, plus the record's `id` (else its row number).
+
+        A record lacking one of `input_fields`, or with an empty one, is a DataError naming
+        `source`, the record's row and the field.
+        """
+        return [{"id": str(record.get("id", row)),
+                 **{field: require_text(record, field, source, row) for field in self.input_fields}}
+                for row, record in enumerate(records, start=1)]
+
+    @abstractmethod
+    def tokenize(self, examples: Any, tokenizer: Any, num_proc: int | str = 1) -> tuple[Any, dict[str, Any]]:
+        """Features for the model (with a `length` column) and tokenization statistics.
+
+        Examples without gold fields (the predict side) give features without labels.
+        """
+
+    @abstractmethod
+    def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:
+        """User-facing predictions, one per example, from the model's raw outputs on `features`.
+
+        Reads no gold field: what the evaluate stage scores is exactly what `predict` returns.
+        """
+
+
+class Recipe(ABC):
+    """Sources, labels, loss, tuning, scores and outputs around a codec."""
+
+    Options: ClassVar[type[Options]] = Options
+    Sources: ClassVar[type[Sources]] = Sources
+    #: key of `score()` that selects the best checkpoint and that sweeps optimise
+    primary_metric: str
+    #: whether a higher primary metric is better (checkpoint selection, the registry's gate)
+    greater_is_better: bool = True
+
+    def __init__(self, codec: Codec, options: Options, sources: Sources | None = None):
+        self.codec = codec
+        self.options = options
+        self._sources = sources
+
+    @property
+    def sources(self) -> Any:
+        if self._sources is None:
+            raise FinetuneError("reading sources needs the `data` section of the config")
+        return self._sources
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.codec.labels
+
+    def with_codec(self, codec: Codec) -> Recipe:
+        """This recipe around another codec (e.g. with decoding values tuned on validation)."""
+        return type(self)(codec, self.options, self._sources)
+
+    def with_labels(self, labels: list[str] | None) -> Recipe:
+        """This recipe once the label set is known (the download stage finds it)."""
+        return self.with_codec(type(self.codec)(self.codec.settings, labels))
+
+    # -- sources ------------------------------------------------------------------------------
+    @abstractmethod
+    def read(self, path: Path, fmt: str, split: str) -> Examples:
+        """Read and validate one source file into canonical examples (DataError on bad rows)."""
+
+    @abstractmethod
+    def from_hub(self, dataset: Any, split: str) -> Examples:
+        """Canonical examples from a split loaded with `datasets.load_dataset`."""
+
+    def label_set(self, splits: dict[str, Examples]) -> list[str] | None:
+        """The label set, from config or collected from the data (None when there is none)."""
+        return None
+
+    def encode_labels(self, examples: Examples, split: str) -> Examples:
+        """Turn label names into the model's targets, failing on a label outside the set."""
+        return examples
+
+    @abstractmethod
+    def features(self) -> Any:
+        """The `datasets.Features` of canonical examples."""
+
+    # -- training -----------------------------------------------------------------------------
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `from_pretrained` / the model config (label maps)."""
+        if not self.labels:
+            return {}
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)),
+                "label2id": {label: i for i, label in enumerate(self.labels)}}
+
+    @abstractmethod
+    def collator(self, tokenizer: Any, pad_to_multiple_of: int | None) -> Any:
+        """The data collator that pads a batch of features dynamically (training)."""
+
+    def loss(self, train_features: Any, train_cfg: Any) -> Any:
+        """A loss for the Trainer's `compute_loss_func` ((outputs, labels) -> mean loss of the batch),
+        or None for the model's own loss."""
+        return None
+
+    # -- evaluation ---------------------------------------------------------------------------
+    @property
+    def tunes(self) -> bool:
+        """Whether `tune` fits decoding settings on the validation split (the evaluate stage asks)."""
+        return False
+
+    def tune(self, examples: Any, features: Any, outputs: Any) -> dict[str, Any]:
+        """Decoding settings fitted to the validation split's gold (e.g. decision thresholds), to be
+        applied with `Codec.with_settings` before decoding other splits and saved with the export."""
+        return {}
+
+    @abstractmethod
+    def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
+        """Metrics of `predictions` against the gold `examples` (primary_metric among them)."""
+
+    @abstractmethod
+    def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
+        """Write the evaluated predictions (beside their gold) into `out_dir`; return the paths."""
+
+    def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
+              out_dir: Path) -> list[Path]:
+        """Plots worth looking at (a confusion matrix, ...); return their paths."""
+        return []
+
+    def usage(self, folder: str, metrics: dict[str, Any]) -> dict[str, list[str]]:
+        """The model card's usage: `transformers` lines loading `folder`, a `finetune-predict`
+        example's arguments and notes on decoding (`transformers`, `predict`, `notes`)."""
+        return {"transformers": ["from transformers import pipeline",
+                                 f"model = pipeline('{self.codec.pipeline_tag}', model='{folder}')",
+                                 "model('some text')"],
+                "predict": ['"The film was a delight from start to finish."'], "notes": []}
+
+
+def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc: int | str) -> Any:
+    """`examples.map(encode, batched=True)` in `num_proc` processes (same rows, same order).
+
+    `auto`: one process per CPU core from PARALLEL_FROM examples on (below, starting the
+    processes costs more than it saves); an integer: that many.
+    """
+    if num_proc == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        processes = cores if len(examples) >= PARALLEL_FROM else 1
+    else:
+        processes = max(1, int(num_proc))
+    return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
+                        num_proc=processes if processes > 1 else None)
+
+
+def logits_of(outputs: Any) -> np.ndarray:
+    """The logits array of a model output (a tuple when the model returns several)."""
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def truncated_flags(features: Any) -> list[bool]:
+    """Per feature, whether tokenizing cut it (all False for features without the column)."""
+    return features["truncated"] if "truncated" in features.column_names else [False] * len(features)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities along the last axis, computed in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def require_text(record: dict[str, Any], field: str, source: str, row: int) -> str:
+    """`record[field]` as a non-empty string, else a DataError naming source, row and field."""
+    value = record.get(field)
+    if value is None:
+        raise DataError(source, f"missing field (found: {', '.join(map(str, record)) or 'nothing'})",
+                        row=row, field=field)
+    if not isinstance(value, str):
+        raise DataError(source, f"expected a string, got {type(value).__name__}", row=row, field=field)
+    if not value.strip():
+        raise DataError(source, "empty text", row=row, field=field)
+    return value

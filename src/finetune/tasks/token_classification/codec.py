@@ -1,0 +1,204 @@
+"""Encoding and decoding of token classification (NER): one IOB2 tag per word.
+
+The model sees sub-tokens: the first sub-token of a word carries the word's label, special tokens
+and (by default) the other sub-tokens carry -100. Predictions are word-level: a word's prediction
+is its first sub-token's, and words the model never saw (cut by `data.max_length`, or words the
+tokenizer turns into nothing) are predicted `O` and counted, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import numpy as np
+
+from finetune.checks import boolean
+from finetune.errors import DataError, FinetuneError
+from finetune.tasks import interface
+from finetune.tasks.interface import (
+    Codec,
+    Examples,
+    Prediction,
+    logits_of,
+    map_batches,
+    require_text,
+    setting,
+    softmax,
+    truncated_flags,
+)
+
+IGNORE = -100  # label id the loss ignores (specials, continuation sub-tokens)
+# Words of free text, close to CoNLL-2003's tokenization: abbreviations (U.S.), words with inner
+# hyphens or apostrophes, numbers with separators, and each other punctuation mark on its own.
+WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|[^\w\s]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings(interface.Settings):
+    # continuation sub-tokens get the word's tag (B- turned into I-) instead of -100
+    label_all_tokens: bool = setting("task.label_all_tokens", boolean())
+
+
+class TagCodec(Codec):
+    family = "token_classification"
+    auto_model = "AutoModelForTokenClassification"
+    pipeline_tag = "token-classification"
+    token_outputs = True
+    Settings = Settings
+    settings: Settings
+
+    def inputs(self, records: list[dict[str, Any]], source: str) -> Examples:
+        """Free text (`text`, split into words here) or a pre-split word list (`tokens`)."""
+        examples = []
+        for row, record in enumerate(records, start=1):
+            if isinstance(record.get("tokens"), list) and "text" not in record:
+                tokens = [str(token) for token in record["tokens"]]
+                text, offsets = join_words(tokens)
+            else:
+                text = require_text(record, "text", source, row)
+                words = list(WORD.finditer(text))
+                tokens, offsets = [w.group() for w in words], [[w.start(), w.end()] for w in words]
+            if not tokens:
+                raise DataError(source, "no words in the text", row=row, field="text")
+            examples.append({"id": str(record.get("id", row)), "text": text, "tokens": tokens, "offsets": offsets})
+        return examples
+
+    def tokenize(self, examples: Any, tokenizer: Any, num_proc: int | str = 1) -> tuple[Any, dict[str, Any]]:
+        if not getattr(tokenizer, "is_fast", False):
+            raise FinetuneError("token classification needs a fast tokenizer (word_ids())")
+        max_length = int(self.settings.max_length)
+        label_all = bool(self.settings.label_all_tokens)
+        inside = continuation_ids(self.labels or [])
+        gold = "tags" in examples.column_names
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True,
+                                max_length=max_length)
+            all_labels, all_words, lost, empty, cut = [], [], [], [], []
+            for i, words in enumerate(batch["tokens"]):
+                word_ids = encoded.word_ids(i)
+                if gold:
+                    all_labels.append(align_labels(word_ids, batch["tags"][i], inside if label_all else None))
+                all_words.append([-1 if w is None else w for w in word_ids])
+                truncated = bool(encoded.encodings[i].overflowing)
+                n_lost, n_empty = missing_words(word_ids, len(words), truncated)
+                lost.append(n_lost)
+                empty.append(n_empty)
+                cut.append(truncated)
+            if gold:
+                encoded["labels"] = all_labels
+            encoded["word_ids"] = all_words
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            encoded["truncated"] = cut
+            encoded["truncated_words"] = lost
+            encoded["empty_words"] = empty
+            return encoded
+
+        features = map_batches(examples, encode, examples.column_names, num_proc)
+        stats = {"examples": len(examples), "features": len(features),
+                 "truncated": int(sum(features["truncated"])),
+                 "truncated_words": int(sum(features["truncated_words"])),
+                 "untokenizable_words": int(sum(features["empty_words"])),
+                 "words": int(sum(len(t) for t in examples["tokens"])),
+                 "tokens": int(sum(features["length"]))}
+        features = features.remove_columns(["truncated_words", "empty_words"])
+        return features, stats
+
+    def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:
+        """Word-level tags (a word's is its first sub-token's) and the entity spans they make,
+        with character offsets into the text (for examples given as words: the words joined by
+        spaces) and a score (the mean probability of the entity's word tags)."""
+        logits = np.asarray(logits_of(outputs))
+        if len(logits) != len(examples) or len(features) != len(examples):
+            raise FinetuneError(f"{len(logits)} predictions for {len(features)} features of "
+                                f"{len(examples)} examples")
+        names = self.labels or [str(i) for i in range(logits.shape[-1])]
+        columns = examples.column_names
+        texts = examples["text"] if "text" in columns else [None] * len(examples)
+        offsets = examples["offsets"] if "offsets" in columns else [None] * len(examples)
+        predictions = []
+        for ident, tokens, text, spans, word_ids, row, cut in zip(
+                examples["id"], examples["tokens"], texts, offsets, features["word_ids"], logits,
+                truncated_flags(features), strict=True):
+            if text is None:
+                text, spans = join_words(tokens)
+            probs = softmax(row)
+            positions = first_positions(word_ids, len(tokens))
+            tags = ["O" if at is None else names[int(probs[at].argmax())] for at in positions]
+            confidence = [None if at is None else float(probs[at].max()) for at in positions]
+            entities = [{"type": kind, "text": text[spans[first][0]:spans[last][1]], "start": spans[first][0],
+                         "end": spans[last][1],
+                         "score": round(float(np.mean([confidence[w] for w in range(first, last + 1)])), 6)}
+                        for kind, first, last in entity_spans(tags)]
+            prediction = {"id": ident, "entities": entities, "tokens": list(tokens), "tags": tags,
+                          "unpredicted_words": sum(at is None for at in positions)}
+            if cut:
+                prediction["truncated"] = True  # words past data.max_length tokens are predicted O
+            predictions.append(prediction)
+        return predictions
+
+
+def continuation_ids(labels: list[str]) -> list[int]:
+    """For each label id, the id a continuation sub-token gets: `B-X` -> `I-X` (when it exists)."""
+    index = {label: i for i, label in enumerate(labels)}
+    return [index.get("I-" + label[2:], i) if label.startswith("B-") else i for i, label in enumerate(labels)]
+
+
+def align_labels(word_ids: list[int | None], tags: list[int], inside: list[int] | None) -> list[int]:
+    """Sub-token labels: the word's tag on its first sub-token; -100 on specials; continuation
+    sub-tokens -100, or (when `inside` maps B- ids to I- ids, i.e. label_all_tokens) the I- tag."""
+    out, previous = [], None
+    for word in word_ids:
+        if word is None:
+            out.append(IGNORE)
+        elif word != previous:
+            out.append(tags[word])
+        else:
+            out.append(IGNORE if inside is None else inside[tags[word]])
+        previous = word
+    return out
+
+
+def missing_words(word_ids: list[int | None], n_words: int, truncated: bool) -> tuple[int, int]:
+    """(words lost to truncation, words the tokenizer turned into no sub-token at all)."""
+    present = {w for w in word_ids if w is not None}
+    last = max(present, default=-1)
+    lost = n_words - 1 - last if truncated else 0
+    empty = sum(1 for w in range(last + 1 if truncated else n_words) if w not in present)
+    return lost, empty
+
+
+def first_positions(word_ids: list[int], n_words: int) -> list[int | None]:
+    """Each word's first sub-token position (its prediction is read there); None for words without one."""
+    words: list[int | None] = [None] * n_words
+    previous = -1
+    for position, word in enumerate(word_ids):
+        if word is not None and word >= 0 and word != previous and word < n_words:
+            words[word] = position
+        previous = word
+    return words
+
+
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, last word) of each entity in IOB2 tags; as conlleval, an `I-X` after `O`
+    or after another type starts an entity."""
+    spans, start, kind = [], None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, _, tag_type = tag.partition("-")
+        if start is not None and (prefix != "I" or tag_type != kind):
+            spans.append((kind, start, i - 1))
+            start = None
+        if prefix in ("B", "I") and start is None:
+            start, kind = i, tag_type
+    return spans
+
+
+def join_words(tokens: list[str]) -> tuple[str, list[list[int]]]:
+    """The words joined by single spaces, and each word's [start, end) in that text."""
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append([position, position + len(token)])
+        position += len(token) + 1
+    return " ".join(tokens), offsets
