@@ -208,6 +208,8 @@ CONFIG = [
     Case("misspelled data key added", "download.py", ["+data.max_lenght=64"], "did you mean 'data.max_length'"),
     Case("misspelled data key", "download.py", ["data.max_lenght=64"], "data.max_lenght"),
     Case("unknown top-level key", "download.py", ["+trian.seed=1"], "trian"),
+    Case("another family's key", "download.py", ["task.n_best_size=5"],
+         "'task.n_best_size' is not a key of this task's family (conf/family/ lists each family's keys)"),
     Case("unknown task", "download.py", ["task=sentimental"], "unknown task 'sentimental'"),
     Case("unknown model", "train.py", ["model=gpt9"], "unknown model 'gpt9'"),
     Case("override syntax error", "train.py", ["train.learning_rate=[1,"], "train.learning_rate=[1,"),

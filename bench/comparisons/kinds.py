@@ -118,7 +118,7 @@ def run_set(ctx: Context, task: str) -> dict[str, Any]:
     root = WORK / NAME / task
     print(f"[{NAME}] {task}: preparing data", flush=True)
     tokenized = pipeline.prepare(ctx, data)
-    labels = json.loads((tokenized / "labels.json").read_text())
+    labels = json.loads((tokenized / "codec.json").read_text())["labels"]
     split = cfg.data.eval_split
     files = pipeline.export_examples(tokenized, root / "examples", {"train": "train", "eval": split})
     t = cfg.train

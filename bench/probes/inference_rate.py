@@ -63,8 +63,15 @@ def metric(model, tokenized: Path, split: str) -> dict:  # noqa: ANN001
     start = time.perf_counter()
     predictions = model.predict_examples(examples)
     seconds = time.perf_counter() - start
-    scores = model.family.score(examples, predictions, model.labels)
-    return {"metric": model.family.primary_metric, "value": scores[model.family.primary_metric],
+    from finetune.config import compose
+    from finetune.inference import read_spec
+    from finetune.tasks import recipe
+
+    spec = read_spec(model.folder)  # the export's task: its recipe scores as the evaluate stage does
+    cfg = compose(Path(__file__).resolve().parents[2], [f"task={spec['task']}", f"model={spec['model']}"])
+    family = recipe(cfg, model.codec)
+    scores = family.score(examples, predictions)
+    return {"metric": family.primary_metric, "value": scores[family.primary_metric],
             "examples": len(examples), "seconds": seconds}
 
 

@@ -87,11 +87,11 @@ def main() -> None:
             return questions.map(prepare_features, fn_kwargs={"tokenizer": tokenizer}, batched=True,
                                  batch_size=1, remove_columns=questions.column_names)
     else:
-        family = qa_family(args.num_proc)
-        questions = questions.cast(family.with_labels(None).features())
+        family = qa_family()
+        questions = questions.cast(family.features())
 
         def window() -> Any:
-            return family.with_labels(None).codec.tokenize(questions, tokenizer)[0]
+            return family.codec.tokenize(questions, tokenizer, args.num_proc)[0]
     start = time.perf_counter()
     features = window()
     seconds = time.perf_counter() - start
@@ -101,13 +101,12 @@ def main() -> None:
                       "questions_per_s": len(questions) / seconds, "answer_in_window": in_window}))
 
 
-def qa_family(num_proc: str) -> Any:
+def qa_family() -> Any:
     """Our QA family as the tokenize stage builds it (conf/ composed, windows 384 / stride 128)."""
     from finetune.config import compose
     from finetune.tasks import recipe
 
-    cfg = compose(ROOT, ["task=qa", "model=minilm", f"data.num_proc={num_proc}",
-                         f"data.max_length={MAX_LENGTH}", f"data.doc_stride={DOC_STRIDE}"])
+    cfg = compose(ROOT, ["task=qa", "model=minilm", f"data.max_length={MAX_LENGTH}", f"data.doc_stride={DOC_STRIDE}"])
     return recipe(cfg)
 
 
