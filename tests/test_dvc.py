@@ -84,6 +84,7 @@ READERS = {
     "conf/task/sarcasm.yaml": ALL,
     "conf/model/tiny.yaml": ["tokenize", "train", "evaluate", "export"],
     "conf/train/default.yaml": ["train", "evaluate", "export"],
+    "conf/evaluate/default.yaml": ["evaluate"],
     "conf/tracking/mlflow.yaml": ["train", "evaluate", "export"],
     "conf/export/default.yaml": ["export"],
     "params.yaml:task": ALL,

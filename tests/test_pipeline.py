@@ -52,12 +52,17 @@ def test_stage_outputs(trained):
     assert {"accuracy", "f1", "per_class", "n_eval"} <= set(metrics)
     assert metrics["n_eval"] == 40 and set(metrics["per_class"]) == {"not_sarcastic", "sarcastic"}
     assert metrics["accuracy"] >= 0.9, "one marker word decides the label: a tiny model learns it"
+    assert metrics["accuracy_ci_low"] <= metrics["accuracy"] <= metrics["accuracy_ci_high"] <= 1
+    assert metrics["ci"] == {"level": 0.95, "resamples": 1000, "seed": 0, "unit": "examples", "units": 40}
+    assert metrics["beats_baseline"] is True and metrics["baseline"]["name"].startswith("majority class (")
+    assert metrics["baseline"]["difference_ci_low"] > 0
     lines = (Path(cfg.paths.predictions) / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 40 and set(json.loads(lines[0])) == {"id", "gold", "label", "score", "probabilities"}
     assert (Path(cfg.paths.plots) / "eval" / "confusion_matrix.png").exists()
     assert (Path(cfg.paths.plots) / "train" / "learning_curves.png").exists()
     card = (Path(cfg.paths.export) / "README.md").read_text()
     assert "## Evaluation on `validation` (40 examples)" in card and manifest["data_sha256"] in card
+    assert f"| accuracy | {metrics['accuracy']:.4f} | [{metrics['accuracy_ci_low']:.4f}, " in card
     exported = {p.name for p in Path(cfg.paths.export).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "finetune.json", "model.onnx",
             "model.int8.onnx"} <= exported

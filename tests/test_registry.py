@@ -50,6 +50,20 @@ def test_gate_keeps_worse_and_tied_models_out(tmp_path, monkeypatch):
     assert not lower_is_better["promoted"]  # 0.9 vs the champion's 0.85: higher mse is worse
 
 
+def test_a_model_not_beating_its_trivial_baseline_is_never_champion(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gate.db'}")
+    client = MlflowClient()
+    client.create_registered_model("t-m")
+    version = client.create_model_version("t-m", str(tmp_path)).version
+    for policy in ("gate", "always"):
+        decision = registry.promote("t-m", version, "f1", 0.5, "test", True, policy, beats_baseline=False)
+        assert not decision["promoted"] and "trivial baseline" in decision["reason"]
+    assert client.get_model_version("t-m", version).tags["beats_baseline"] == "false"
+    assert not client.get_registered_model("t-m").aliases, "no champion at all: there was none to keep"
+
+
 def test_worse_retrain_stays_out_of_champion(tmp_path, monkeypatch, capsys):
     """Two real exports of one pair: the second, trained to be worse, is registered but not promoted."""
     from mlflow import MlflowClient
@@ -59,11 +73,14 @@ def test_worse_retrain_stays_out_of_champion(tmp_path, monkeypatch, capsys):
     first = json.loads(Path(good.paths.metrics).read_text())["accuracy"]
     worse = build_export(tmp_path / "w", "sarcasm", "export.onnx=false", "train.learning_rate=1e-9",
                          "train.num_train_epochs=1")
-    second = json.loads(Path(worse.paths.metrics).read_text())["accuracy"]
+    scored = json.loads(Path(worse.paths.metrics).read_text())
+    second = scored["accuracy"]
     assert second < first
     out = capsys.readouterr().out
     assert "registry: sarcasm-tiny v1 is now champion: no champion yet" in out
-    assert f"registry: sarcasm-tiny v2 stays out of champion: accuracy {second:.4f} does not beat" in out
+    why = ("it does not beat the trivial baseline significantly" if not scored["beats_baseline"]
+           else f"accuracy {second:.4f} does not beat")
+    assert f"registry: sarcasm-tiny v2 stays out of champion: {why}" in out
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("sarcasm-tiny", "champion").version) == "1"
     v2 = client.get_model_version("sarcasm-tiny", "2")

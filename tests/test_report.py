@@ -35,12 +35,17 @@ def test_leaderboard_is_best_first_with_key_params_and_links(report):
     lines = (report["dir"] / "leaderboard.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| # |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert {"lr", "sweep / DVC exp", "validation accuracy", "train s", "samples/s", "commit"} <= set(columns)
+    assert {"lr", "sweep / DVC exp", "best validation accuracy (training)", "validation accuracy (evaluate)",
+            "95% interval", "train s", "samples/s", "commit"} <= set(columns)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 4
-    values = [float(row[columns.index("validation accuracy")]) for row in rows]
+    values = [float(row[columns.index("best validation accuracy (training)")]) for row in rows]
     assert values == sorted(values, reverse=True)
     assert {row[columns.index("model")] for row in rows} == {"tiny", "minilm"}
+    evaluated = columns.index("validation accuracy (evaluate)")
+    for row in rows:  # the evaluate stage's interval brackets the value it reports
+        low, high = map(float, row[columns.index("95% interval")].strip("[]").split(", "))
+        assert low <= float(row[evaluated]) <= high
     html = (report["dir"] / "index.html").read_text()
     assert html.count('<img alt="') >= 3 and not re.search(r'<img[^>]+src="(?!data:image/png;base64,)', html)
     assert len(re.findall(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', html)) == 4

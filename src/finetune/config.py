@@ -25,7 +25,7 @@ from finetune.schema import validate
 
 ROOT_ENV = "FINETUNE_ROOT"
 PARAMS_FILE = "params.yaml"
-CONFIG_GROUPS_CHECKED = ("task", "model", "train", "data", "tracking", "export", "hparams_search")
+CONFIG_GROUPS_CHECKED = ("task", "model", "train", "data", "evaluate", "tracking", "export", "hparams_search")
 NOT_CONFIG = ("matrix",)  # params.yaml keys that steer DVC rather than the stages
 OPEN_SECTIONS = ("train",)  # any TrainingArguments field may be added (checked in finetune.training)
 

@@ -81,6 +81,13 @@ class Run:
         split = self.tags.get("eval_split")
         return self.metrics.get(f"{split}_{self.primary}") if split else None
 
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The evaluate stage's 95% interval on the primary metric (absent from older runs)."""
+        split = self.tags.get("eval_split")
+        low, high = (self.metrics.get(f"{split}_{self.primary}_ci_{end}") for end in ("low", "high"))
+        return (low, high) if low is not None and high is not None else None
+
     def secondary(self, limit: int = 3) -> dict[str, float]:
         split = self.tags.get("eval_split")
         if not split:
@@ -88,7 +95,8 @@ class Run:
         prefix = f"{split}_"
         skip = (self.primary, *NOT_SECONDARY)
         found = {key[len(prefix):]: value for key, value in sorted(self.metrics.items())
-                 if key.startswith(prefix) and "." not in key and key[len(prefix):] not in skip}
+                 if key.startswith(prefix) and "." not in key and key[len(prefix):] not in skip
+                 and not key.endswith(("_ci_low", "_ci_high"))}
         return dict(list(found.items())[:limit])
 
 
@@ -162,16 +170,19 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
     primary = runs[0].primary if runs else ""
     secondary = list(runs[0].secondary()) if runs else []
     header = (["#", "run", "model", "sweep / DVC exp"] + [SHORT.get(p, p.split(".", 1)[-1]) for p in params]
-              + [f"validation {primary}", f"{runs[0].tags.get('eval_split', 'eval')} {primary}" if runs else "eval"]
+              + [f"best validation {primary} (training)",
+                 f"{runs[0].tags.get('eval_split', 'eval')} {primary} (evaluate)" if runs else "evaluate",
+                 "95% interval"]
               + secondary + ["train s", "samples/s", "status", "commit"])
     rows, links = [], []
     for place, run in enumerate(runs, 1):
         extra = run.secondary()
         rows.append([str(place), run.name, run.model, run.tags.get("sweep_id") or run.tags.get("dvc_exp") or ""]
                     + [_short(run.params.get(p, "")) for p in params]
-                    + [_number(run.validation), _number(run.evaluation)] + [_number(extra.get(k)) for k in secondary]
+                    + [_number(run.validation), _number(run.evaluation), _interval(run.interval)]
+                    + [_number(extra.get(k)) for k in secondary]
                     + [_number(run.metrics.get("train_runtime"), 1),
-                       _number(run.metrics.get("train_samples_per_second"), 1), run.status,
+                       _number(run.metrics.get("train_samples_per_second"), 1), status(run),
                        run.tags.get("git_commit", "")[:12]])
         links.append(run_link(run, ui))
     return header, rows, links
@@ -184,6 +195,15 @@ def _short(text: str) -> str:
     except ValueError:
         return text
     return text if number.is_integer() and "e" not in text.lower() else f"{number:.4g}"
+
+
+def status(run: Run) -> str:
+    """The run's status, marked where the evaluate stage found it no better than its trivial baseline."""
+    return run.status + (" (not above the trivial baseline)" if run.tags.get("beats_baseline") == "false" else "")
+
+
+def _interval(bounds: tuple[float, float] | None) -> str:
+    return f"[{_number(bounds[0])}, {_number(bounds[1])}]" if bounds else ""
 
 
 def _number(value: float | None, digits: int = 4) -> str:

@@ -29,7 +29,8 @@ from finetune.tasks import config_rules
 # Keys below these prefixes are free: TrainingArguments fields (checked by finetune.training), a
 # random model's architecture, the output layout, sweep presets.
 OPEN = ("train.", "model.config.", "paths.", "hparams_search.")
-GROUPS_UNDER_OWN_KEY = ("data", "train", "tracking", "export", "model")  # conf/<group>/*.yaml sit at <group>.
+# conf/<group>/*.yaml sit at <group>.
+GROUPS_UNDER_OWN_KEY = ("data", "train", "evaluate", "tracking", "export", "model")
 
 
 COUNT = integer(1, also=(None, "all"))
@@ -65,6 +66,9 @@ RULES: dict[str, Check] = {
     "data.split.validation_fraction": number(0, 1, low_open=True, high_open=True),
     "data.split.first_n": integer(1),
     "data.split.seed": integer(0),
+    "evaluate.confidence_level": number(0, 1, low_open=True, high_open=True),
+    "evaluate.bootstrap_resamples": integer(0),
+    "evaluate.bootstrap_seed": integer(0),
     "model.trust_remote_code": boolean(),
     "tracking.enabled": boolean(),
     "tracking.log_model": boolean(),

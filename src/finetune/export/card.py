@@ -15,11 +15,32 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def point_values(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics' numbers, without their interval bounds."""
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and not k.endswith(("_ci_low", "_ci_high"))}
+
+
+def _baseline_note(metrics: dict[str, Any], primary: str) -> list[str]:
+    base = metrics.get("baseline")
+    if not base:
+        return []
+    verdict = "beats it significantly" if metrics.get("beats_baseline") else "does not beat it significantly"
+    return [f"The trivial baseline, {base['name']}, scores `{primary}` = {_number(base.get(primary))} on the same "
+            f"examples; the model {verdict} (difference {_number(base['difference'])}, interval "
+            f"[{_number(base['difference_ci_low'])}, {_number(base['difference_ci_high'])}], "
+            f"p = {_number(base['p_value'])}).", ""]
+
+
+def _interval(metrics: dict[str, Any], key: str) -> str:
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    return f"[{_number(low)}, {_number(high)}]" if low is not None and high is not None else ""
+
+
 def front_matter(cfg: DictConfig, pipeline_tag: str, metrics: dict[str, Any], primary: str) -> dict[str, Any]:
     hub = cfg.data.get("hub") or {}
     dataset = hub.get("path") if hub else None
-    numbers = {k: v for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("n_eval", "eval_runtime")}
+    numbers = {k: v for k, v in point_values(metrics).items() if k not in ("n_eval", "eval_runtime")}
     ordered = {primary: numbers.pop(primary)} | numbers if primary in numbers else numbers
     meta: dict[str, Any] = {}
     if cfg.model.get("base_model") or cfg.model.get("hub_id"):
@@ -42,7 +63,8 @@ def model_card(cfg: DictConfig, recipe: Recipe, metrics: dict[str, Any], manifes
     (the family's `usage`)."""
     primary = summary.get("primary_metric", "?")
     base = cfg.model.get("base_model") or cfg.model.get("hub_id") or f"a random {cfg.model.name} config"
-    headline = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    headline = point_values(metrics)
+    level = (metrics.get("ci") or {}).get("level")
     pair = cfg.paths.pair
     pipeline_tag = recipe.codec.pipeline_tag
     usage = recipe.usage(f"exports/{pair}", metrics)
@@ -56,10 +78,13 @@ def model_card(cfg: DictConfig, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         f"## Evaluation on `{metrics.get('split')}` ({metrics.get('n_eval')} examples)",
         "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {_number(v)} |" for k, v in headline.items()],
+        *([f"The intervals are {level:.0%} bootstrap intervals over {metrics['ci']['resamples']} resamples of the "
+           f"{metrics['ci']['unit']}.", ""] if level else []),
+        "| metric | value | interval |",
+        "|---|---|---|",
+        *[f"| {k} | {_number(v)} | {_interval(metrics, k)} |" for k, v in headline.items()],
         "",
+        *_baseline_note(metrics, primary),
         *_onnx_section(onnx, primary, metrics),
         "## Data",
         "",

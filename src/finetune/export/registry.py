@@ -42,11 +42,13 @@ def _requirements() -> list[str]:
 
 
 def promote(name: str, version: str, metric: str, value: float, split: str, greater_is_better: bool,
-            policy: str = "gate") -> dict[str, Any]:
+            policy: str = "gate", beats_baseline: bool | None = None) -> dict[str, Any]:
     """Decide whether `version` becomes `champion`; record the decision on the version.
 
     gate: only when `value` beats the champion's on the same eval split (a tie keeps the old one;
-    a champion scored on another split is not comparable and stays); always / never: as named.
+    a champion scored on another split is not comparable and stays); always / never: as named. A
+    model that does not beat its trivial baseline significantly (`beats_baseline` False) never
+    becomes champion.
     """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -62,7 +64,9 @@ def promote(name: str, version: str, metric: str, value: float, split: str, grea
     if current is not None:
         old_split = current.tags.get("eval_split")
         old_value = float(current.tags["eval_value"]) if "eval_value" in current.tags else None
-    if policy != "gate":
+    if beats_baseline is False:
+        promoted, reason = False, "it does not beat the trivial baseline significantly (metrics: baseline)"
+    elif policy != "gate":
         promoted, reason = policy == "always", f"export.promotion={policy}"
     elif current is None or old_value is None:
         promoted, reason = True, "no champion yet"
@@ -77,7 +81,8 @@ def promote(name: str, version: str, metric: str, value: float, split: str, grea
                 "value": value, "split": split, "champion_before": str(current.version) if current else None,
                 "champion_value": old_value}
     for key, tag in (("eval_metric", metric), ("eval_value", repr(float(value))), ("eval_split", split),
-                     ("promotion", "promoted" if promoted else "kept out"), ("promotion_reason", reason)):
+                     ("promotion", "promoted" if promoted else "kept out"), ("promotion_reason", reason),
+                     *([("beats_baseline", str(beats_baseline).lower())] if beats_baseline is not None else [])):
         client.set_model_version_tag(name, str(version), key, tag)
     if promoted:
         client.set_registered_model_alias(name, ALIAS, str(version))

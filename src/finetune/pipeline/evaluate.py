@@ -10,6 +10,7 @@ exactly as `finetune-predict` and the served model do; only the scoring against 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from omegaconf import DictConfig
 
 from finetune import tracking
 from finetune.errors import FinetuneError
+from finetune.intervals import Resampled, bootstrap, paired_difference
 from finetune.io import atomic_dir, write_json
 from finetune.pipeline.common import input_path, load_tokenized, reading
+from finetune.tasks.interface import Recipe
 
 log = logging.getLogger("finetune")
 
@@ -66,6 +69,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     predictions = codec.decode(examples[split], features[split], outputs)
     runtime = time.perf_counter() - started
     metrics = family.score(examples[split], predictions)
+    resampled = family.resampled(examples[split], predictions)
+    if resampled is not None and cfg.evaluate.bootstrap_resamples:
+        metrics |= bootstrap(resampled, **bootstrap_settings(cfg))
+        if "train" in examples:
+            metrics |= against_baseline(family, examples["train"], examples[split], resampled, cfg)
     if tuned:
         metrics["tuned"] = tuned  # the export's decoder applies these too
     metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
@@ -77,7 +85,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_json(cfg.paths.metrics, metrics)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
-            tracking.set_tags({"eval_split": split})
+            tracking.set_tags({"eval_split": split} | (
+                {"beats_baseline": str(metrics["beats_baseline"]).lower()} if "beats_baseline" in metrics else {}))
             if backend.choice:
                 tracking.log_choice("eval_bf16", backend.choice)
             tracking.log_metrics(scalar_metrics(metrics, prefix=f"{split}_"))
@@ -87,3 +96,29 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     log.info("evaluated %s on %s: %s=%.4f", cfg.paths.pair, split, family.primary_metric,
              metrics[family.primary_metric])
     return metrics
+
+
+def bootstrap_settings(cfg: DictConfig) -> dict[str, Any]:
+    return {"resamples": int(cfg.evaluate.bootstrap_resamples), "level": float(cfg.evaluate.confidence_level),
+            "seed": int(cfg.evaluate.bootstrap_seed)}
+
+
+def against_baseline(family: Recipe, train: Any, examples: Any, resampled: Resampled,
+                     cfg: DictConfig) -> dict[str, Any]:
+    """The family's trivial baseline scored on the same examples, the model's paired difference to
+    it, and whether the model beats it significantly (else one `warning:` line)."""
+    found = family.baseline(train, examples)
+    if found is None:
+        return {}
+    name, predictions = found
+    primary = family.primary_metric
+    value = family.score(examples, predictions)[primary]
+    difference = paired_difference(resampled, family.resampled(examples, predictions), primary,
+                                   **bootstrap_settings(cfg))
+    beats = difference["difference_ci_low"] > 0 if family.greater_is_better else difference["difference_ci_high"] < 0
+    if not beats:
+        print(f"warning: {cfg.paths.pair} does not beat the trivial baseline, {name}, significantly: {primary} "
+              f"difference {difference['difference']:+.4f}, {float(cfg.evaluate.confidence_level):.0%} interval "
+              f"[{difference['difference_ci_low']:+.4f}, {difference['difference_ci_high']:+.4f}]; "
+              "the registry will not promote it", file=sys.stderr, flush=True)
+    return {"baseline": {"name": name, primary: value, **difference}, "beats_baseline": beats}

@@ -44,7 +44,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                 spec["registry"] = registry.promote(
                     cfg.paths.pair, info.registered_model_version, family.primary_metric,
                     float(metrics[family.primary_metric]), split, family.greater_is_better,
-                    str(cfg.export.promotion))
+                    str(cfg.export.promotion), beats_baseline=metrics.get("beats_baseline"))
                 decision = spec["registry"]
                 print(f"registry: {cfg.paths.pair} v{decision['version']} "
                       f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: "

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from finetune.checks import Check, integer, text
 from finetune.errors import DataError, FinetuneError
+from finetune.intervals import Resampled
 
 Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-serialisable)
 Examples = list[dict[str, Any]]
@@ -231,6 +232,16 @@ class Recipe(ABC):
     @abstractmethod
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         """Write the evaluated predictions (beside their gold) into `out_dir`; return the paths."""
+
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]] | None:
+        """The trivial baseline's name and its predictions on `examples`, fitted on the `train`
+        examples' gold (the majority class, the training mean, all-`O`, ...); None where there is none."""
+        return None
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled | None:
+        """The main metrics of `score` on any resample of the scored units (finetune.intervals
+        bootstraps them); None where the family has no interval."""
+        return None
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:

@@ -18,6 +18,7 @@ import numpy as np
 from finetune.checks import boolean, one_of, text
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.errors import DataError, FinetuneError
+from finetune.intervals import Resampled, ratio
 from finetune.tasks import interface
 from finetune.tasks.classification import metrics as scores
 from finetune.tasks.classification.codec import LabelCodec, LabelSetCodec, sigmoid
@@ -197,6 +198,23 @@ class LabelRecipe(Recipe):
         gold = [labels[i] for i in examples["label"]] if labels else [str(i) for i in examples["label"]]
         return scores.classification_metrics(gold, [p["label"] for p in predictions], labels)
 
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
+        majority = (self.labels or [])[int(np.bincount(np.asarray(train["label"])).argmax())]
+        return f"majority class ({majority})", [{"id": ident, "label": majority} for ident in examples["id"]]
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
+        size = len(self.labels or [])
+        index = {label: i for i, label in enumerate(self.labels or [])}
+        pairs = np.asarray(examples["label"]) * size + np.asarray([index[p["label"]] for p in predictions])
+
+        def statistic(draw: np.ndarray) -> dict[str, float]:
+            counts = np.bincount(pairs[draw], minlength=size * size).reshape(size, size)  # gold x predicted
+            hits, predicted, actual = np.diag(counts), counts.sum(0), counts.sum(1)
+            return {"accuracy": hits.sum() / len(draw), "f1": ratio(2 * hits, predicted + actual).mean(),
+                    "precision": ratio(hits, predicted).mean(), "recall": ratio(hits, actual).mean()}
+
+        return Resampled("examples", len(pairs), statistic)
+
     def gold(self, value: Any) -> Any:
         """A stored target as written beside its prediction."""
         return (self.labels or [])[value]
@@ -302,12 +320,35 @@ class LabelSetRecipe(LabelRecipe):
 
     # -- evaluation ---------------------------------------------------------------------------
     def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
-        names = self.labels or []
-        index = {name: j for j, name in enumerate(names)}
-        predicted = np.zeros((len(predictions), len(names)), dtype=bool)
+        return scores.multi_label_metrics(np.asarray(examples["label"]) > 0.5, self.chosen(predictions),
+                                          self.labels or [])
+
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
+        """The most frequent label set of train, for every example."""
+        sets, counts = np.unique(np.asarray(train["label"]) > 0.5, axis=0, return_counts=True)
+        common = [name for name, on in zip(self.labels or [], sets[counts.argmax()], strict=True) if on]
+        return (f"most frequent label set ({', '.join(common) or 'none'})",
+                [{"id": ident, "labels": common} for ident in examples["id"]])
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
+        gold, chosen = np.asarray(examples["label"]) > 0.5, self.chosen(predictions)
+        hits, extra, missed = gold & chosen, ~gold & chosen, gold & ~chosen  # examples x labels
+        exact = (gold == chosen).all(axis=1)
+
+        def statistic(draw: np.ndarray) -> dict[str, float]:
+            summary = scores.multi_label_summary(hits[draw].sum(0), extra[draw].sum(0), missed[draw].sum(0),
+                                                 exact[draw].mean())
+            return {key: float(value) for key, value in summary.items()}
+
+        return Resampled("examples", len(gold), statistic)
+
+    def chosen(self, predictions: list[Prediction]) -> np.ndarray:
+        """The predicted label sets as a boolean examples x labels matrix."""
+        index = {name: j for j, name in enumerate(self.labels or [])}
+        chosen = np.zeros((len(predictions), len(index)), dtype=bool)
         for i, prediction in enumerate(predictions):
-            predicted[i, [index[name] for name in prediction["labels"]]] = True
-        return scores.multi_label_metrics(np.asarray(examples["label"]) > 0.5, predicted, names)
+            chosen[i, [index[name] for name in prediction["labels"]]] = True
+        return chosen
 
     @property
     def tunes(self) -> bool:
@@ -384,6 +425,21 @@ class NumberRecipe(LabelRecipe):
     def score(self, examples: Any, predictions: list[Prediction]) -> dict[str, Any]:
         return scores.regression_metrics(list(examples["label"]), [p["value"] for p in predictions])
 
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
+        mean = round(float(np.mean(train["label"])), 6)
+        return f"training mean ({mean:g})", [{"id": ident, "value": mean} for ident in examples["id"]]
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
+        gold = np.asarray(examples["label"], dtype=np.float64)
+        predicted = np.asarray([p["value"] for p in predictions], dtype=np.float64)
+
+        def statistic(draw: np.ndarray) -> dict[str, float]:
+            g, p = gold[draw], predicted[draw]
+            return {"pearson": correlation(g, p), "spearman": correlation(rankdata(g), rankdata(p)),
+                    "mse": float(np.mean((g - p) ** 2)), "mae": float(np.mean(np.abs(g - p)))}
+
+        return Resampled("examples", len(gold), statistic)
+
     def gold(self, value: Any) -> Any:
         return round(float(value), 6)
 
@@ -398,6 +454,19 @@ class NumberRecipe(LabelRecipe):
 
 RECIPES = {"single_label_classification": LabelRecipe, "multi_label_classification": LabelSetRecipe,
            "regression": NumberRecipe}
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r; 0 for a constant side (as the metric counts it)."""
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def rankdata(values: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata as ranks
+
+    return ranks(values)
 
 
 def label_id(value: Any, index: dict[str, int], where: str, field: str) -> int:

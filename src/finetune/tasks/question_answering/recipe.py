@@ -8,7 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from finetune.checks import one_of, text
+from finetune.intervals import Resampled
 from finetune.tasks import interface
 from finetune.tasks.interface import Examples, Prediction, Recipe, setting
 from finetune.tasks.question_answering import metrics as scores
@@ -84,6 +87,30 @@ class SpanRecipe(Recipe):
             result.update(best_f1=best, best_f1_thresh=threshold)
         result["version_2_with_negative"] = self.codec.version_2
         return result
+
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
+        """SQuAD v2.0: always "no answer"; v1.1: the context's first words, as many as the median
+        gold answer of train has."""
+        ids, contexts = _column(examples, "id"), _column(examples, "context")
+        if self.codec.version_2:
+            return "always no answer", [{"id": ident, "answer": ""} for ident in ids]
+        lengths = [len(texts[0].split()) for texts in (a["text"] for a in _column(train, "answers")) if texts]
+        words = max(1, int(np.median(lengths))) if lengths else 1
+        return (f"the context's first {words} word(s)",
+                [{"id": ident, "answer": " ".join(context.split()[:words])} for ident, context in zip(ids, contexts,
+                                                                                                       strict=True)])
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
+        """Questions are the unit: each one's exact match and F1 against its gold answers."""
+        answered = {p["id"]: p["answer"] for p in predictions}
+        rows = [scores.squad_scores(answered.get(ident, ""), list(answers["text"]), self.codec.version_2)
+                for ident, answers in zip(_column(examples, "id"), _column(examples, "answers"), strict=True)]
+        exact, f1 = np.asarray(rows, dtype=np.float64).reshape(-1, 2).T
+
+        def statistic(draw: np.ndarray) -> dict[str, float]:
+            return {"exact_match": 100.0 * float(exact[draw].mean()), "f1": 100.0 * float(f1[draw].mean())}
+
+        return Resampled("questions", len(rows), statistic)
 
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import write_json

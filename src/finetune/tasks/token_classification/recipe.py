@@ -13,8 +13,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from finetune.checks import integer, one_of, text
 from finetune.errors import DataError, FinetuneError
+from finetune.intervals import Resampled, ratio
 from finetune.tasks import interface
 from finetune.tasks.interface import Examples, Prediction, Recipe, setting
 from finetune.tasks.token_classification.codec import IGNORE, TagCodec
@@ -141,6 +144,29 @@ class TagRecipe(Recipe):
         metrics = token_classification_metrics(gold, [p["tags"] for p in predictions])
         metrics["unpredicted_words"] = int(sum(p["unpredicted_words"] for p in predictions))
         return metrics
+
+    def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
+        return "all O", [{"id": ident, "tags": ["O"] * len(tokens), "entities": [], "unpredicted_words": 0}
+                         for ident, tokens in zip(examples["id"], examples["tokens"], strict=True)]
+
+    def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
+        """Sentences are the unit: each one's entity counts (as seqeval counts them) and word hits."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        labels = self.labels or []
+        rows = []
+        for tags, prediction in zip(examples["tags"], predictions, strict=True):
+            gold, predicted = set(get_entities([labels[t] for t in tags])), set(get_entities(prediction["tags"]))
+            hits = sum(labels[t] == p for t, p in zip(tags, prediction["tags"], strict=True))
+            rows.append((len(gold & predicted), len(predicted), len(gold), hits, len(tags)))
+        found, predicted, actual, hits, words = np.asarray(rows, dtype=np.float64).reshape(-1, 5).T
+
+        def statistic(draw: np.ndarray) -> dict[str, float]:
+            f, p, a = found[draw].sum(), predicted[draw].sum(), actual[draw].sum()
+            return {"f1": float(ratio(2 * f, p + a)), "precision": float(ratio(f, p)), "recall": float(ratio(f, a)),
+                    "accuracy": float(ratio(hits[draw].sum(), words[draw].sum()))}
+
+        return Resampled("sentences", len(rows), statistic)
 
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import atomic_file
