@@ -88,3 +88,24 @@ def test_by_model_keeps_the_best_configuration_across_its_seeds():
     runs = [_run("a", 0.8, seed="1"), _run("b", 0.6, seed="2"), _run("c", 0.75, seed="1", lr="0.2"),
             _run("d", 0.74, seed="2", lr="0.2"), _run("e", 0.5, model="other")]
     assert by_model(runs) == {"m": [0.75, 0.74], "other": [0.5]}
+
+
+def test_a_configuration_over_seeds_is_one_row_with_its_spread_and_interval():
+    from finetune.report import seed_rows
+
+    def evaluated(name, value, seed, lr="0.1"):
+        run = _run(name, value - 0.01, seed=seed, lr=lr)
+        run.tags |= {"eval_split": "test", "primary_metric": "accuracy", "greater_is_better": "true"}
+        run.metrics["test_accuracy"] = value
+        return run
+
+    runs = [evaluated("a", 0.80, "1"), evaluated("b", 0.84, "2"), evaluated("c", 0.82, "3"),
+            evaluated("d", 0.70, "1", lr="0.2"), evaluated("e", 0.72, "2", lr="0.2"), evaluated("f", 0.9, "1", lr="1")]
+    header, rows, _ = seed_rows(runs)
+    assert header[3:6] == ["seeds", "best validation accuracy (training), mean ± sd",
+                           "test accuracy (evaluate), mean ± sd"]
+    assert [row[1:4] for row in rows] == [["lr=0.1", "m", "3"], ["lr=0.2", "m", "2"]], "a single seed is no row"
+    assert rows[0][5] == "0.8200 ± 0.0200"
+    low, high = map(float, rows[0][6].strip("[]").split(", "))
+    assert (low, high) == pytest.approx((0.82 - 4.303 * 0.02 / 3 ** 0.5, 0.82 + 4.303 * 0.02 / 3 ** 0.5), abs=1e-3)
+    assert seed_rows(runs[:1]) is None

@@ -87,23 +87,26 @@ def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: s
 
 
 def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, title: str = "") -> Path:
-    """One bar per model (the mean), each run a dot, the spread across seeds as an error bar."""
+    """Dot and whisker per model: each run a dot, the mean a bar-free marker, and the 95% t-interval
+    of the mean across its seeds as the whisker (no bar, so a cut axis exaggerates nothing)."""
+    import math
     import statistics
+
+    from scipy.stats import t as student
 
     plt = pyplot()
     names = sorted(values, key=lambda m: -statistics.mean(values[m]))
-    means = [statistics.mean(values[m]) for m in names]
-    low = [m - min(values[n]) for m, n in zip(means, names, strict=True)]
-    high = [max(values[n]) - m for m, n in zip(means, names, strict=True)]
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.8))
-    ax.bar(range(len(names)), means, yerr=[low, high], capsize=6, color="tab:blue", alpha=0.75)
     for i, name in enumerate(names):
-        ax.scatter([i] * len(values[name]), values[name], color="black", s=12, zorder=3)
-        ax.text(i, means[i], f"{means[i]:.3f}\nn={len(values[name])}", ha="center", va="bottom", fontsize=8)
-    floor = min(min(v) for v in values.values())
-    ax.set_ylim(max(0.0, floor - 0.1 * abs(floor) - 0.02) if floor >= 0 else None, None)
+        runs, mean = values[name], statistics.mean(values[name])
+        half = (float(student.ppf(0.975, len(runs) - 1)) * statistics.stdev(runs) / math.sqrt(len(runs))
+                if len(runs) > 1 else 0.0)
+        ax.errorbar([i], [mean], yerr=[[half], [half]], fmt="D", color="tab:blue", capsize=8, markersize=7, zorder=2)
+        ax.scatter([i] * len(runs), runs, color="black", s=12, zorder=3)
+        ax.annotate(f"{mean:.3f}\nn={len(runs)}" + (", no interval" if len(runs) == 1 else ""), (i, mean), textcoords="offset points", xytext=(12, -6), fontsize=8)
     ax.set_xticks(range(len(names)), names)
-    ax.set(ylabel=ylabel, title=title)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set(ylabel=ylabel, title=title + ("\nwhiskers: 95% interval of the mean across seeds" if names else ""))
     return save(fig, path)
 
 

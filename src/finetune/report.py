@@ -220,6 +220,49 @@ def seed_groups(runs: list[Run]) -> dict[tuple[str, tuple[tuple[str, str], ...]]
     return groups
 
 
+def seed_rows(runs: list[Run]) -> tuple[list[str], list[list[str]], list[str | None]] | None:
+    """One row per configuration run over two or more seeds, best first: the mean ± standard
+    deviation across its seeds of both values and the 95% t-interval of the evaluated mean."""
+    groups = [members for members in seed_groups(runs).values() if len(members) >= 2]
+    if not groups:
+        return None
+    primary, split = runs[0].primary, runs[0].tags.get("eval_split", "eval")
+    varied = [key for key in varied_params([g[0] for g in groups]) if key not in SEED_KEYS]
+    sign = 1 if runs[0].greater_is_better else -1
+    summaries = []
+    for members in groups:
+        evaluated = [r.evaluation for r in members if r.evaluation is not None and not math.isnan(r.evaluation)]
+        validated = [r.validation for r in members if r.validation is not None and not math.isnan(r.validation)]
+        config = ", ".join(f"{SHORT.get(k, k.split('.', 1)[-1])}={_short(members[0].params.get(k, ''))}"
+                           for k in varied) or "the one configuration"
+        summaries.append((sign * statistics.mean(evaluated) if evaluated else -math.inf, config, members, evaluated,
+                          validated))
+    header = ["#", "configuration", "model", "seeds", f"best validation {primary} (training), mean ± sd",
+              f"{split} {primary} (evaluate), mean ± sd", "95% interval of the mean (t)"]
+    rows = []
+    for place, (_, config, members, evaluated, validated) in enumerate(sorted(summaries, key=lambda s: -s[0]), 1):
+        rows.append([str(place), config, members[0].model, str(len(members)), _spread(validated),
+                     _spread(evaluated), _interval(_t_interval(evaluated))])
+    return header, rows, [None] * len(rows)
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return ""
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
+        else f"{values[0]:.4f}"
+
+
+def _t_interval(values: list[float]) -> tuple[float, float] | None:
+    """The 95% interval of the mean of `values` (Student's t, n - 1 degrees of freedom)."""
+    if len(values) < 2:
+        return None
+    from scipy.stats import t as student
+
+    half = float(student.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+    return statistics.mean(values) - half, statistics.mean(values) + half
+
+
 def by_model(runs: list[Run]) -> dict[str, list[float]]:
     """Per model, the values of its best configuration across seeds (best = highest mean)."""
     best: dict[str, list[float]] = {}
@@ -267,6 +310,9 @@ def write(out: str | Path, runs: list[Run], parents: list[Run], *, top: int = 5,
                                                      ("loss", f"eval_{primary}"), folder / f"{task}-curves.png",
                                                      title=f"{task}: the top {len(leaders)} runs"))
             sections.append((task, leaderboard_rows(members, ui), figures))
+            seeds = seed_rows(members)
+            if seeds:
+                sections.append((f"{task} across seeds", seeds, []))
         sweeps = []
         for parent in sorted(parents, key=lambda r: -r.start_time):
             children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
