@@ -10,6 +10,7 @@ or on the int8-quantised `model.int8.onnx`.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from finetune.precision import check_precision
 from finetune.tasks import load_codec
 from finetune.tasks.interface import Codec, Prediction
 
+ARTIFACT = "export"  # the export folder's name among a registered MLflow model's artifacts
 SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 BACKENDS = ("torch", *ONNX_FILES)
@@ -217,3 +219,26 @@ def _load(folder: Path, what: str, action: Callable[[], Any]) -> Any:
     except Exception as error:  # noqa: BLE001 - transformers/onnxruntime raise many kinds here
         first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise FinetuneError(f"{folder}: cannot load the {what}: {first}") from None
+
+
+def resolve_source(source: str) -> tuple[Path, Any]:
+    """An export folder for `source`: the folder itself, or a registered model's (`models:/...`)
+    downloaded to a temporary folder (returned too, so it lives as long as the caller needs it)."""
+    if not source.startswith("models:/"):
+        return Path(source), None
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    scratch = tempfile.TemporaryDirectory(prefix="finetune-model-")
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch.name)
+    except MlflowException as error:
+        raise FinetuneError(f"{source}: {str(error).splitlines()[0]} "
+                            f"(tracking store: {mlflow.get_tracking_uri()})") from None
+    import yaml
+
+    spec = yaml.safe_load((Path(local) / "MLmodel").read_text())
+    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
+    if ARTIFACT not in artifacts:
+        raise FinetuneError(f"{source}: not a model logged by this pipeline's export stage")
+    return Path(local) / artifacts[ARTIFACT]["path"], scratch

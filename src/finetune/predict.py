@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,31 +54,6 @@ def read_inputs(path: Path) -> list[dict[str, Any]]:
             raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
         records.append(record)
     return records
-
-
-def resolve_source(source: str) -> tuple[Path, Any]:
-    """An export folder for `source`: the folder itself, or a registered model's (`models:/...`)
-    downloaded to a temporary folder (returned too, so it lives as long as the caller needs it)."""
-    if not source.startswith("models:/"):
-        return Path(source), None
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from finetune.export.mlflow_model import ARTIFACT
-
-    scratch = tempfile.TemporaryDirectory(prefix="finetune-model-")
-    try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch.name)
-    except MlflowException as error:
-        raise FinetuneError(f"{source}: {str(error).splitlines()[0]} "
-                            f"(tracking store: {mlflow.get_tracking_uri()})") from None
-    import yaml
-
-    spec = yaml.safe_load((Path(local) / "MLmodel").read_text())
-    artifacts = spec.get("flavors", {}).get("python_function", {}).get("artifacts", {})
-    if ARTIFACT not in artifacts:
-        raise FinetuneError(f"{source}: not a model logged by this pipeline's export stage")
-    return Path(local) / artifacts[ARTIFACT]["path"], scratch
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     from transformers.utils import logging as hf_logging
 
-    from finetune.inference import Predictor, codec_of
+    from finetune.inference import Predictor, codec_of, resolve_source
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()

@@ -77,7 +77,9 @@ RULES: dict[str, Check] = {
     "export.model_card": boolean(),
     "export.onnx_parity_inputs": integer(1),
     "export.onnx_tolerance": number(0, low_open=True),
-    "export.promotion": one_of("gate", "always", "never"),
+    "export.promotion": one_of("significant", "better", "always", "never"),
+    "export.significance_level": number(0, 1, low_open=True, high_open=True),
+    "export.comparison_resamples": integer(1),
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
-ARTIFACT = "export"  # the export folder's name among the MLflow model's artifacts
+from finetune.inference import ARTIFACT
 
 
 class ExportedModel(mlflow.pyfunc.PythonModel):

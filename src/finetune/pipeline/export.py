@@ -10,8 +10,10 @@ from omegaconf import DictConfig
 
 from finetune import tracking
 from finetune.errors import FinetuneError
+from finetune.intervals import paired_difference
 from finetune.io import read_json
 from finetune.pipeline.common import input_path, load_tokenized, reading, require_input
+from finetune.tasks.interface import Recipe
 
 log = logging.getLogger("finetune")
 
@@ -40,13 +42,43 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                     {f"onnx_int8_{split}_{family.primary_metric}": spec["onnx"]["int8"][family.primary_metric]}
                     if "int8" in spec["onnx"] else {}))
             if cfg.tracking.log_model:
+                comparison = (against_champion(cfg, family, examples[split], out, split)
+                              if cfg.export.promotion == "significant" else None)
                 info = registry.log_model(out, cfg.paths.pair, family.codec.input_fields)
                 spec["registry"] = registry.promote(
                     cfg.paths.pair, info.registered_model_version, family.primary_metric,
                     float(metrics[family.primary_metric]), split, family.greater_is_better,
-                    str(cfg.export.promotion), beats_baseline=metrics.get("beats_baseline"))
+                    str(cfg.export.promotion), beats_baseline=metrics.get("beats_baseline"), comparison=comparison)
                 decision = spec["registry"]
                 print(f"registry: {cfg.paths.pair} v{decision['version']} "
                       f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: "
                       f"{decision['reason']}")
     return spec
+
+
+def against_champion(cfg: DictConfig, family: Recipe, examples: Any, out: Path, split: str) -> dict[str, float] | None:
+    """The new export minus the registry's champion on the same evaluation examples (a paired
+    bootstrap of the primary metric); None when there is no comparable champion."""
+    from finetune.export import registry
+    from finetune.inference import Predictor, resolve_source
+
+    current = registry.champion(cfg.paths.pair)
+    if current is None or current.tags.get("eval_split") != split:
+        return None
+    try:
+        folder, scratch = resolve_source(f"models:/{cfg.paths.pair}@{registry.ALIAS}")
+        try:
+            champion = Predictor(folder)
+            if champion.codec.labels != family.codec.labels:
+                return None  # another label set: its predictions are not comparable
+            theirs = champion.predict_examples(examples)
+        finally:
+            if scratch is not None:
+                scratch.cleanup()
+    except FinetuneError as error:
+        log.warning("%s: the champion could not be scored for the comparison: %s", cfg.paths.pair, error)
+        return None
+    ours = Predictor(out).predict_examples(examples)
+    return paired_difference(family.resampled(examples, ours), family.resampled(examples, theirs),
+                             family.primary_metric, resamples=int(cfg.export.comparison_resamples),
+                             level=float(cfg.export.significance_level), seed=0)
