@@ -25,10 +25,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gate_store(tmp_path, monkeypatch) -> None:
+    """A store of this test's own, also as MLflow's process-wide URI: an in-process stage run earlier
+    in this worker set that, and it would win over the environment."""
+    from finetune import tracking
+
+    uri = f"sqlite:///{tmp_path / 'gate.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking.connect(uri)
+
+
 def test_better_keeps_worse_and_tied_models_out(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gate.db'}")
+    gate_store(tmp_path, monkeypatch)
     client = MlflowClient()
     client.create_registered_model("t-m")
     versions = [client.create_model_version("t-m", str(tmp_path)).version for _ in range(5)]
@@ -53,7 +63,7 @@ def test_better_keeps_worse_and_tied_models_out(tmp_path, monkeypatch):
 def test_significant_needs_the_paired_interval_above_zero(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gate.db'}")
+    gate_store(tmp_path, monkeypatch)
     client = MlflowClient()
     client.create_registered_model("t-m")
     versions = [client.create_model_version("t-m", str(tmp_path)).version for _ in range(4)]
@@ -72,7 +82,7 @@ def test_significant_needs_the_paired_interval_above_zero(tmp_path, monkeypatch)
 def test_a_model_not_beating_its_trivial_baseline_is_never_champion(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'gate.db'}")
+    gate_store(tmp_path, monkeypatch)
     client = MlflowClient()
     client.create_registered_model("t-m")
     version = client.create_model_version("t-m", str(tmp_path)).version
