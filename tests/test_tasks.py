@@ -49,3 +49,9 @@ def test_unknown_family_and_unfit_settings_are_one_line():
         load_codec({"family": "parsing", "settings": {}, "labels": None}, "spec")
     with pytest.raises(FinetuneError, match=r"spec: settings do not fit the question_answering family"):
         load_codec({"family": "question_answering", "settings": {"task": "qa"}, "labels": None}, "spec")
+
+
+def test_a_codec_saved_before_the_primary_metric_left_the_settings_still_loads():
+    codec = recipe(compose(REPO, ["task=sarcasm", "model=tiny"])).with_labels(["a", "b"]).codec
+    old = codec.spec() | {"settings": codec.spec()["settings"] | {"metric": "accuracy"}}
+    assert load_codec(old, "exports/old/finetune.json").settings == codec.settings

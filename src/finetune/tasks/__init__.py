@@ -48,7 +48,8 @@ def load_codec(spec: dict[str, Any], where: str) -> Codec:
     """The codec that `Codec.spec()` saved (no config needed: it encodes and decodes)."""
     module = family_module(spec["family"], where)
     try:
-        settings = module.Settings(**spec["settings"])
+        saved = {key: value for key, value in spec["settings"].items() if key not in module.Settings.retired}
+        settings = module.Settings(**saved)
     except TypeError as error:
         raise FinetuneError(f"{where}: settings do not fit the {spec['family']} family: {error}") from None
     return module.codec_class(settings)(settings, spec["labels"])

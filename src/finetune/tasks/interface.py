@@ -44,6 +44,9 @@ def setting(key: str, check: Check | None = None) -> Any:
 class Settings:
     """What every codec reads."""
 
+    #: keys that settings saved by earlier versions hold and no codec reads any more
+    retired: ClassVar[tuple[str, ...]] = ()
+
     task: str = setting("task.name", text())
     # room for the [CLS] and [SEP] tokens; the model's own limit is checked by the tokenize stage
     max_length: int = setting("data.max_length", integer(2))

@@ -8,7 +8,7 @@ for `data.max_length` loses tokens from its longer side first.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 
 @dataclasses.dataclass(frozen=True)
 class Settings(interface.Settings):
+    retired: ClassVar[tuple[str, ...]] = ("metric",)  # the primary metric is the recipe's option now
     text_pair_column: str | None = setting("data.text_pair_column", text(null=True))  # set: sentence pairs
     problem_type: str = setting("task.problem_type", one_of(*PROBLEM_TYPES))
     threshold: float | list[float] = setting("task.threshold",  # multi-label: one, or one per label
