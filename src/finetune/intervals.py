@@ -28,16 +28,10 @@ class Resampled:
 def bootstrap(resampled: Resampled, *, resamples: int, level: float, seed: int) -> dict[str, Any]:
     """`<metric>_ci_low` / `<metric>_ci_high` for every metric of `resampled.statistic` (the
     percentile interval at `level`), and `ci`: how they were drawn."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = defaultdict(list)
-    for _ in range(resamples):
-        for key, value in resampled.statistic(rng.integers(0, resampled.size, resampled.size)).items():
-            draws[key].append(float(value))
-    tail = (1.0 - level) / 2
     intervals: dict[str, Any] = {}
-    for key, values in draws.items():
-        low, high = np.quantile(np.asarray(values), [tail, 1.0 - tail])
-        intervals |= {f"{key}_ci_low": float(low), f"{key}_ci_high": float(high)}
+    for key, values in draws(resampled, resamples, seed).items():
+        low, high = percentiles(values, level)
+        intervals |= {f"{key}_ci_low": low, f"{key}_ci_high": high}
     return intervals | {"ci": {"level": level, "resamples": resamples, "seed": seed, "unit": resampled.unit,
                                "units": resampled.size}}
 
@@ -46,17 +40,35 @@ def paired_difference(model: Resampled, other: Resampled, metric: str, *, resamp
                       seed: int) -> dict[str, float]:
     """`metric` of `model` minus that of `other` on the same units, with its paired-bootstrap interval
     (both scored on the same resamples) and a two-sided bootstrap p-value for "no difference"."""
-    whole = np.arange(model.size)
-    rng = np.random.default_rng(seed)
-    differences = np.empty(resamples)
-    for i in range(resamples):
-        draw = rng.integers(0, model.size, model.size)
-        differences[i] = model.statistic(draw)[metric] - other.statistic(draw)[metric]
-    tail = (1.0 - level) / 2
-    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    difference = Resampled(model.unit, model.size,
+                           lambda draw: {"difference": model.statistic(draw)[metric] - other.statistic(draw)[metric]})
+    differences = draws(difference, resamples, seed)["difference"]
+    low, high = percentiles(differences, level)
     p_value = min(1.0, 2 * min(float(np.mean(differences <= 0)), float(np.mean(differences >= 0))))
-    return {"difference": float(model.statistic(whole)[metric] - other.statistic(whole)[metric]),
-            "difference_ci_low": float(low), "difference_ci_high": float(high), "p_value": p_value}
+    return {"difference": float(difference.statistic(np.arange(model.size))["difference"]),
+            "difference_ci_low": low, "difference_ci_high": high, "p_value": p_value}
+
+
+def clearly_better(difference: dict[str, float], greater_is_better: bool) -> bool:
+    """Whether a `paired_difference`'s interval lies wholly on the better side of zero."""
+    return difference["difference_ci_low"] > 0 if greater_is_better else difference["difference_ci_high"] < 0
+
+
+def draws(resampled: Resampled, resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """Each metric of `resampled.statistic` on `resamples` seeded resamples of its units."""
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = defaultdict(list)
+    for _ in range(resamples):
+        for key, value in resampled.statistic(rng.integers(0, resampled.size, resampled.size)).items():
+            values[key].append(float(value))
+    return {key: np.asarray(found) for key, found in values.items()}
+
+
+def percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` share of `values`: (low, high)."""
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import FinetuneError
+from finetune.intervals import clearly_better
 
 ALIAS = "champion"
 POLICIES = ("significant", "better", "always", "never")
@@ -109,7 +110,7 @@ def significant(metric: str, value: float, old_value: float, old_version: str, c
     if comparison is None:
         return False, f"no paired comparison with champion v{old_version} on the same examples"
     low, high = comparison["difference_ci_low"], comparison["difference_ci_high"]
-    promoted = low > 0 if greater_is_better else high < 0
+    promoted = clearly_better(comparison, greater_is_better)
     return promoted, (f"{metric} {value:.4f} against champion v{old_version}'s {old_value:.4f} on the same examples: "
                       f"difference {comparison['difference']:+.4f}, interval [{low:+.4f}, {high:+.4f}], "
                       f"p = {comparison['p_value']:.3f}: {'significant' if promoted else 'not significant'}")

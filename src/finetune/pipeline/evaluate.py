@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from finetune import tracking
 from finetune.errors import FinetuneError
-from finetune.intervals import Resampled, bootstrap, paired_difference
+from finetune.intervals import Resampled, bootstrap, clearly_better, paired_difference
 from finetune.io import atomic_dir, write_json
 from finetune.pipeline.common import input_path, load_tokenized, reading
 from finetune.tasks.interface import Recipe
@@ -115,7 +115,7 @@ def against_baseline(family: Recipe, train: Any, examples: Any, resampled: Resam
     value = family.score(examples, predictions)[primary]
     difference = paired_difference(resampled, family.resampled(examples, predictions), primary,
                                    **bootstrap_settings(cfg))
-    beats = difference["difference_ci_low"] > 0 if family.greater_is_better else difference["difference_ci_high"] < 0
+    beats = clearly_better(difference, family.greater_is_better)
     if not beats:
         print(f"warning: {cfg.paths.pair} does not beat the trivial baseline, {name}, significantly: {primary} "
               f"difference {difference['difference']:+.4f}, {float(cfg.evaluate.confidence_level):.0%} interval "
