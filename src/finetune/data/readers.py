@@ -145,18 +145,23 @@ def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Recor
             yield f"line {number}", row
 
 
+def load_json(path: str | Path, encoding: str | None = None) -> Any:
+    """A whole JSON document, else a DataError naming the line and column where it breaks."""
+    with open_text(path, encoding) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataError(path, f"malformed JSON ({error.msg})",
+                            where=f"line {error.lineno} column {error.colno}") from None
+
+
 def _read_json(path: str | Path, encoding: str | None = None) -> Iterator[Record]:
     with open_text(path, encoding) as handle:
         head = handle.read(1 << 16).lstrip()
     if not head.startswith("["):  # JSON Lines saved as .json (e.g. the sarcasm headlines file)
         yield from _read_jsonl(path, encoding)
         return
-    with open_text(path, encoding) as handle:
-        try:
-            rows = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataError(path, f"malformed JSON ({error.msg})",
-                            where=f"line {error.lineno} column {error.colno}") from None
+    rows = load_json(path, encoding)
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise DataError(path, f"expected a JSON object, found {type(row).__name__}", row=number)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data.readers import detect_format, open_text, read_records
+from finetune.data.readers import detect_format, load_json, open_text, read_records
 from finetune.errors import DataError, FinetuneError
 
 log = logging.getLogger("finetune")
@@ -195,12 +195,7 @@ def _looks_nested(path: Path, encoding: str | None) -> bool:
 
 def _nested_rows(path: Path, encoding: str | None) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(where, question id, raw fields) for every question of a SQuAD json file."""
-    with open_text(path, encoding) as handle:
-        try:
-            document = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataError(path, f"malformed JSON ({error.msg})",
-                            where=f"line {error.lineno} column {error.colno}") from None
+    document = load_json(path, encoding)
     articles = document.get("data") if isinstance(document, dict) else None
     if not isinstance(articles, list):
         raise DataError(path, "a SQuAD file needs a top-level 'data' list of articles")
