@@ -153,11 +153,11 @@ def export_overrides(work: Path, task: str, *overrides: str) -> list[str]:
     work.mkdir(parents=True, exist_ok=True)
     if task == "mrpc":
         data = [f"data.files.train={write_jsonl(work / 'pairs.jsonl', pair_rows(160))}",
-                f"data.files.validation={write_jsonl(work / 'pairs-dev.jsonl', pair_rows(40, seed=1))}",
+                f"data.files.test={write_jsonl(work / 'pairs-dev.jsonl', pair_rows(40, seed=1))}",
                 "data.format=jsonl", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
     elif task == "stsb":
         data = [f"data.files.train={write_jsonl(work / 'scored.jsonl', scored_pair_rows(160))}",
-                f"data.files.validation={write_jsonl(work / 'scored-dev.jsonl', scored_pair_rows(40, seed=1))}",
+                f"data.files.test={write_jsonl(work / 'scored-dev.jsonl', scored_pair_rows(40, seed=1))}",
                 "data.format=jsonl", "data.id_column=null", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
     elif task == "goemotions":
         data = [f"data.files.{split}={write_emotions(work / f'emotions-{split}.tsv', n, seed)}"
@@ -166,7 +166,8 @@ def export_overrides(work: Path, task: str, *overrides: str) -> list[str]:
                  "train.num_train_epochs=8", "train.learning_rate=3e-3"]
     elif task == "sarcasm":
         data = [f"data.files.train={write_jsonl(work / 'headlines.jsonl', headline_rows(160))}",
-                "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3"]
+                "data.split.first_n=120", "data.split.validation_fraction=0.25", "train.num_train_epochs=6",
+                "train.learning_rate=3e-3"]
     elif task == "ner":
         user_corpus(work / "train.tsv", 64, 0)
         user_corpus(work / "dev.tsv", 12, 1)
@@ -175,7 +176,7 @@ def export_overrides(work: Path, task: str, *overrides: str) -> list[str]:
     else:
         write_tiny_squad(work / "train.json", 10, "tr")
         write_tiny_squad(work / "dev.json", 3, "dv")
-        data = [f"data.files.train={work / 'train.json'}", f"data.files.validation={work / 'dev.json'}",
+        data = [f"data.files.train={work / 'train.json'}", f"data.files.test={work / 'dev.json'}",
                 "data.max_train_samples=null", "data.max_eval_samples=null", "train.num_train_epochs=1"]
     return [f"task={task}", "model=tiny", *data, "train.per_device_train_batch_size=8", "train.disable_tqdm=true",
             "train.logging_steps=50", *overrides]

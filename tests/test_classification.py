@@ -177,6 +177,6 @@ def test_real_mrpc_files_read_as_glue_counts_them(repo):
 
     cfg = compose(repo, ["task=mrpc", "model=tiny"])
     splits, _ = load_examples(cfg, recipe(cfg))
-    assert {k: len(v) for k, v in splits.items()} == {"train": 3668, "validation": 408}
-    assert sum(int(e["label"]) for e in splits["validation"]) == 279, "GLUE's published count of paraphrases"
+    assert {k: len(v) for k, v in splits.items()} == {"train": 3668, "test": 408}
+    assert sum(int(e["label"]) for e in splits["test"]) == 279, "GLUE's published count of paraphrases"
     assert any('"' in e["text"] for e in splits["train"]), "lone quotes stay text, rows do not merge"

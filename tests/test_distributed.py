@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from finetune import distributed
+from finetune.metrics import reported
 from tests.conftest import REPO, run_stage, tokenized_headlines
 
 PAIR = "sarcasm-tiny"
 
 
 def args(work: Path) -> list[str]:
-    return ["task=sarcasm", "model=tiny", f"data.files.train={work / 'headlines.jsonl'}", "data.split.first_n=400",
+    return ["task=sarcasm", "model=tiny", f"data.files.train={work / 'headlines.jsonl'}", "data.split.first_n=444",
             "data.max_length=32", "train.num_train_epochs=2", "train.per_device_train_batch_size=8",
             "train.learning_rate=3e-3", "train.disable_tqdm=true", "train.logging_steps=5",
             "train.class_weights=balanced", "train.max_batch_tokens=128", f"paths.inputs={work}"]
@@ -81,9 +82,9 @@ def test_validation_during_ddp_training_scores_examples_in_their_order(trained):
     done = run_stage("evaluate_model.py", *args(work), "data.eval_split=validation", cwd=work, uri=trained["uri"])
     assert done.returncode == 0, done.stderr[-2000:]
     best = read_json(work / "models" / PAIR / "train_summary.json")["best_metric"]
-    evaluated = read_json(work / "metrics" / f"{PAIR}.json")
+    evaluated = reported(read_json(work / "metrics" / f"{PAIR}.json"))
     assert best > 0.7, "the model learned: a shuffled order would score near chance"
-    assert evaluated["split"] == "validation" and abs(evaluated["accuracy"] - best) <= 1 / 160 + 1e-9, best
+    assert evaluated["split"] == "validation" and abs(evaluated["accuracy"] - best) <= 1 / 44 + 1e-9, best
 
 
 def test_rank_and_world_size_come_from_the_launcher(monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune import evaluate_modules
-from finetune.metrics import scalar_metrics
+from finetune.metrics import reported, scalar_metrics
 from finetune.tasks import recipe
 
 # task of the tiny exports -> the module that scores its family
@@ -85,7 +85,7 @@ def test_evaluate_load_offline_matches_the_evaluate_stage(tiny_exports, tmp_path
     jobs, expected = {}, {}
     for task, module in MODULES.items():
         cfg = tiny_exports[task]
-        metrics = json.loads(Path(cfg.paths.metrics).read_text())
+        metrics = reported(json.loads(Path(cfg.paths.metrics).read_text()))
         jobs[task] = {"module": module, **module_inputs(task, cfg, metrics)}
         expected[task] = (metrics, recipe(cfg).primary_metric)
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))

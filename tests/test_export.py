@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from finetune.errors import FinetuneError
+from finetune.metrics import reported
 
 # Runs in a fresh interpreter where importing finetune fails: the folder must not need it.
 PIPELINE_SCRIPT = """
@@ -83,8 +84,8 @@ def test_folder_holds_what_predicting_needs(tiny_exports):
     assert spec["settings"] == {"task": "qa", "max_length": 384, "doc_stride": 128, "max_query_length": 64,
                                 "n_best_size": 20, "max_answer_length": 30, "version_2_with_negative": False,
                                 "null_score_diff_threshold": 0.0}
-    metrics = json.loads(Path(cfg.paths.metrics).read_text())
-    assert spec["eval"] == {"split": "validation", "n_eval": 9, "f1": metrics["f1"]}
+    metrics = reported(json.loads(Path(cfg.paths.metrics).read_text()))
+    assert spec["eval"] == {"split": "test", "n_eval": 9, "f1": metrics["f1"]}
     ner = json.loads((Path(tiny_exports["ner"].paths.export) / "config.json").read_text())
     assert ner["id2label"] == {"0": "O", "1": "B-DOSE", "2": "I-DOSE", "3": "B-DRUG", "4": "I-DRUG"}
 
@@ -97,8 +98,8 @@ def test_model_card_front_matter(tiny_exports):
     assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "transformers"
     assert "base_model" not in meta, "a random tiny config has no base model"
     [result] = meta["model-index"][0]["results"]
-    metrics = json.loads(Path(cfg.paths.metrics).read_text())
-    assert result["dataset"]["split"] == "validation"
+    metrics = reported(json.loads(Path(cfg.paths.metrics).read_text()))
+    assert result["dataset"]["split"] == "test"
     assert result["metrics"][0] == {"type": "accuracy", "value": round(metrics["accuracy"], 6)}
     manifest = json.loads((Path(cfg.paths.tokenized) / "manifest.json").read_text())
     assert manifest["data_sha256"] in card and "finetune-predict exports/sarcasm-tiny" in card

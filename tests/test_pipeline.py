@@ -21,7 +21,8 @@ from tests.conftest import REPO, headline_rows, write_jsonl
 def user_cfg(repo: Path, work: Path, *extra: str):
     train_file = write_jsonl(work / "headlines.jsonl", headline_rows(160))
     return compose(repo, ["task=sarcasm", "model=tiny", f"data.files.train={train_file}",
-                          "data.split.first_n=120", "train.num_train_epochs=6", "train.learning_rate=3e-3",
+                          "data.split.first_n=120",
+                          "data.split.validation_fraction=0.25", "train.num_train_epochs=6", "train.learning_rate=3e-3",
                           "train.per_device_train_batch_size=8",
                           "train.logging_steps=2", *extra], workdir=work)
 
@@ -43,12 +44,15 @@ def trained(tmp_path_factory):
 def test_stage_outputs(trained):
     cfg, results = trained
     manifest = read_json(Path(cfg.paths.raw) / "manifest.json")
-    assert manifest["rows"] == {"train": 120, "validation": 40}
+    assert manifest["rows"] == {"train": 90, "validation": 30, "test": 40}
     assert manifest["source"] == "files" and len(manifest["files"][0]["sha256"]) == 64
     model_config = read_json(Path(cfg.paths.model) / "config.json")
     assert model_config["id2label"] == {"0": "not_sarcastic", "1": "sarcastic"}
     assert model_config["problem_type"] == "single_label_classification"
-    metrics = read_json(cfg.paths.metrics)
+    saved = read_json(cfg.paths.metrics)
+    assert saved["split"] == "test" and {"validation", "test"} <= set(saved), "each number names its role"
+    assert saved["validation"]["n_eval"] == 30 and saved["tuned"]["temperature"] > 0
+    metrics = saved["test"]
     assert {"accuracy", "f1", "per_class", "n_eval"} <= set(metrics)
     assert metrics["n_eval"] == 40 and set(metrics["per_class"]) == {"not_sarcastic", "sarcastic"}
     assert metrics["accuracy"] >= 0.9, "one marker word decides the label: a tiny model learns it"
@@ -58,10 +62,18 @@ def test_stage_outputs(trained):
     assert metrics["baseline"]["difference_ci_low"] > 0
     lines = (Path(cfg.paths.predictions) / "predictions.jsonl").read_text().splitlines()
     assert len(lines) == 40 and set(json.loads(lines[0])) == {"id", "gold", "label", "score", "probabilities"}
+    assert len((Path(cfg.paths.predictions) / "validation" / "predictions.jsonl").read_text().splitlines()) == 30
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] == saved["tuned"]["temperature"] and calibration["units"] == 40
+    assert 0 <= calibration["calibrated"]["ece"] <= 1 and calibration["raw"]["nll"] > 0
+    assert (Path(cfg.paths.plots) / "eval" / "reliability.png").exists()
     assert (Path(cfg.paths.plots) / "eval" / "confusion_matrix.png").exists()
     assert (Path(cfg.paths.plots) / "train" / "learning_curves.png").exists()
     card = (Path(cfg.paths.export) / "README.md").read_text()
-    assert "## Evaluation on `validation` (40 examples)" in card and manifest["data_sha256"] in card
+    assert "## Evaluation on `test` (40 examples)" in card and manifest["data_sha256"] in card
+    assert f"divided by T = {calibration['temperature']:g}" in card
+    assert json.loads((Path(cfg.paths.export) / "finetune.json").read_text())["settings"]["temperature"] == \
+        calibration["temperature"], "the export applies the fitted temperature"
     assert f"| accuracy | {metrics['accuracy']:.4f} | [{metrics['accuracy_ci_low']:.4f}, " in card
     exported = {p.name for p in Path(cfg.paths.export).iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "finetune.json", "model.onnx",
@@ -117,13 +129,16 @@ def test_mlflow_run_has_params_metrics_tags_artifacts(trained):
     loss = client.get_metric_history(run_id, "loss")
     assert len(loss) >= 5 and len({m.step for m in loss}) == len(loss)
     assert len(client.get_metric_history(run_id, "learning_rate")) == len(loss)
-    assert run.data.metrics["validation_accuracy"] == read_json(cfg.paths.metrics)["accuracy"]
+    saved = read_json(cfg.paths.metrics)
+    assert run.data.metrics["test_accuracy"] == saved["test"]["accuracy"]
+    assert run.data.metrics["validation_accuracy"] == saved["validation"]["accuracy"]
+    assert run.data.metrics["temperature"] == saved["tuned"]["temperature"]
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"config", "metrics", "predictions", "eval", "train"} <= artifacts
     [version] = client.search_model_versions("name='sarcasm-tiny'")
     assert version.run_id == run_id, "the registered version links to the run that trained it"
     assert client.get_model_version_by_alias("sarcasm-tiny", "champion").version == version.version
-    assert version.tags["promotion"] == "promoted" and version.tags["eval_split"] == "validation"
+    assert version.tags["promotion"] == "promoted" and version.tags["eval_split"].startswith("validation (data ")
     nested = {a.path for a in client.list_artifacts(run_id, "eval")}
     assert "eval/confusion_matrix.png" in nested
     for switch in ("bf16", "compile", "eval_bf16"):  # `auto` by default: measured, and why is logged

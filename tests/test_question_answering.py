@@ -12,6 +12,7 @@ from datasets import Dataset
 
 from finetune.config import compose
 from finetune.errors import FinetuneError
+from finetune.metrics import reported
 from finetune.models import load_tokenizer
 from finetune.tasks import recipe
 from finetune.tasks.question_answering import metrics as m
@@ -202,7 +203,8 @@ def test_v2_null_answer_and_threshold():
     result = family.score(examples, predictions)
     assert (result["exact_match"], result["f1"], result["n_eval"]) == (100.0, 100.0, 2)
     assert (result["HasAns_total"], result["NoAns_total"], result["NoAns_f1"]) == (1, 1, 100.0)
-    assert result["best_f1"] == 100.0 and -8.0 <= result["best_f1_thresh"] < 6.0
+    fitted = family.tune(examples, features, (starts, ends))["null_score_diff_threshold"]
+    assert -8.0 <= fitted < 6.0, "fitted where both questions are right"
 
     lenient, _ = qa_family("task.version_2_with_negative=true", "task.null_score_diff_threshold=7.0")
     predictions = lenient.codec.decode(examples.remove_columns("answers"), features, (starts, ends))
@@ -217,7 +219,7 @@ def test_write_predictions_files(tmp_path):
                     "nbest": [{"text": "Paris", "score": 3.0, "probability": 0.9, "start": 0, "end": 5}]}]
     examples = dataset(family, [example("a", "Paris is big.", "Paris")])
     written = family.write_predictions(examples, predictions, tmp_path)
-    assert [p.name for p in written] == ["predictions.json", "nbest_predictions.json"]
+    assert [p.name for p in written] == ["predictions.json", "nbest_predictions.json", "gold_answers.json"]
     assert json.loads((tmp_path / "predictions.json").read_text()) == {"a": "Paris"}
     assert json.loads((tmp_path / "nbest_predictions.json").read_text())["a"][0]["end"] == 5
 
@@ -269,21 +271,21 @@ def test_end_to_end_stages_write_metrics_and_predictions(tmp_path):
     valid_ids = write_tiny_squad(tmp_path / "dev.json", 3, "dv")
     cfg = compose(REPO, ["task=qa", "model=tiny", "tracking=none",
                          f"data.files.train={tmp_path / 'train.json'}",
-                         f"data.files.validation={tmp_path / 'dev.json'}",
+                         f"data.files.test={tmp_path / 'dev.json'}",
                          "data.max_train_samples=null", "data.max_eval_samples=null",
                          "train.num_train_epochs=1", "train.per_device_train_batch_size=8",
                          "train.disable_tqdm=true"], workdir=tmp_path)
     assert str(cfg.paths.metrics).startswith(str(tmp_path))
-    assert download(cfg)["rows"] == {"train": 30, "validation": 9}
+    assert download(cfg)["rows"] == {"train": 27, "validation": 3, "test": 9}, "a passage's questions stay together"
     stats = tokenize(cfg)
-    assert stats["validation"]["examples"] == 9 and stats["train"]["answers_lost_to_truncation"] == 0
+    assert stats["test"]["examples"] == 9 and stats["train"]["answers_lost_to_truncation"] == 0
     summary = train(cfg)
     assert summary["primary_metric"] == "f1" and summary["train_examples"] == stats["train"]["features"]
     metrics = evaluate(cfg)
 
-    saved = json.loads(Path(cfg.paths.metrics).read_text())
+    saved = reported(json.loads(Path(cfg.paths.metrics).read_text()))
     assert {"exact_match", "f1", "n_eval"} <= set(saved) and saved["n_eval"] == 9
-    assert 0.0 <= saved["exact_match"] <= saved["f1"] <= 100.0 and saved == json.loads(json.dumps(metrics))
+    assert 0.0 <= saved["exact_match"] <= saved["f1"] <= 100.0 and saved == reported(json.loads(json.dumps(metrics)))
     out = Path(cfg.paths.predictions)
     predictions = json.loads((out / "predictions.json").read_text())
     nbest = json.loads((out / "nbest_predictions.json").read_text())

@@ -99,10 +99,10 @@ def test_worse_retrain_stays_out_of_champion(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     good = build_export(tmp_path / "w", "sarcasm", "export.onnx=false")
-    first = json.loads(Path(good.paths.metrics).read_text())["accuracy"]
+    first = json.loads(Path(good.paths.metrics).read_text())["validation"]["accuracy"]
     worse = build_export(tmp_path / "w", "sarcasm", "export.onnx=false", "train.learning_rate=1e-9",
                          "train.num_train_epochs=1")
-    scored = json.loads(Path(worse.paths.metrics).read_text())
+    scored = json.loads(Path(worse.paths.metrics).read_text())["validation"]  # the gate reads validation
     second = scored["accuracy"]
     assert second < first
     out = capsys.readouterr().out
@@ -131,7 +131,7 @@ def test_a_clearly_better_retrain_is_champion_by_a_paired_comparison(tmp_path, m
     assert "registry: sarcasm-tiny v2 is now champion: accuracy" in out and ": significant" in out, out
     version = MlflowClient().get_model_version("sarcasm-tiny", "2")
     assert float(version.tags["champion_difference_ci_low"]) > 0
-    assert json.loads(Path(good.paths.metrics).read_text())["beats_baseline"] is True
+    assert json.loads(Path(good.paths.metrics).read_text())["validation"]["beats_baseline"] is True
 
 
 def test_predict_from_the_registry_by_alias(tiny_exports, monkeypatch, capsys):

@@ -12,6 +12,7 @@ from datasets import Dataset
 
 from finetune.config import compose
 from finetune.errors import DataError, FinetuneError
+from finetune.metrics import reported
 from finetune.tasks import recipe
 from finetune.tasks.classification.metrics import regression_metrics
 from tests.conftest import needs_shared, scored_pair_rows, write_jsonl
@@ -103,7 +104,7 @@ def test_trained_export_serves_values(tiny_exports):
     from finetune.inference import Predictor
 
     cfg = tiny_exports["stsb"]
-    metrics = json.loads(Path(cfg.paths.metrics).read_text())
+    metrics = reported(json.loads(Path(cfg.paths.metrics).read_text()))
     assert metrics["pearson"] > 0.5, "the marker word decides the score: a tiny model learns it"
     predictor = Predictor(cfg.paths.export)
     close, far = predictor.predict([{"text": "a man is playing", "text_pair": "likewise a man is playing"},
@@ -122,6 +123,6 @@ def test_real_stsb_files_read_as_glue_counts_them(repo):
     cfg = compose(repo, ["task=stsb", "model=tiny"])
     family = recipe(cfg)
     splits, _ = load_examples(cfg, family)
-    assert {k: len(v) for k, v in splits.items()} == {"train": 5749, "validation": 1500}
-    scores = [family.encode_label(e["label"], {}, e["_where"]) for e in splits["validation"]]
+    assert {k: len(v) for k, v in splits.items()} == {"train": 5749, "test": 1500}
+    scores = [family.encode_label(e["label"], {}, e["_where"]) for e in splits["test"]]
     assert min(scores) == 0.0 and max(scores) == 5.0

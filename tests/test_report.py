@@ -17,7 +17,12 @@ def report(tiny_sweep, tmp_path_factory):
     work = tmp_path_factory.mktemp("report")
     shutil.copy(tiny_sweep["work"] / "mlflow.db", work / "mlflow.db")  # the report logs a run: copy the store
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    done = run_stage("report.py", f"out={work / 'reports'}", cwd=work, uri=uri)
+    issues = work / "predictions" / "sarcasm-tiny"
+    issues.mkdir(parents=True)
+    (issues / "label_issues.csv").write_text(
+        "id,text,given_label,suggested_label,confidence,given_probability,margin\n"
+        "17,totally local man finds plan,not_sarcastic,sarcastic,0.97,0.03,0.94\n", encoding="utf-8")
+    done = run_stage("report.py", f"out={work / 'reports'}", f"workspace={work}", cwd=work, uri=uri)
     assert done.returncode == 0, done.stderr[-3000:]
     return {"dir": work / "reports", "uri": uri, "stdout": done.stdout}
 
@@ -32,23 +37,31 @@ def test_report_files(report):
 
 
 def test_leaderboard_is_best_first_with_key_params_and_links(report):
-    lines = (report["dir"] / "leaderboard.md").read_text().splitlines()
+    text = (report["dir"] / "leaderboard.md").read_text()
+    lines = text.split("\n## ", 2)[1].splitlines()  # the first task's section: its leaderboard
     header = next(line for line in lines if line.startswith("| # |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
-    assert {"lr", "sweep / DVC exp", "best validation accuracy (training)", "validation accuracy (evaluate)",
-            "95% interval", "train s", "samples/s", "commit"} <= set(columns)
+    assert {"lr", "sweep / DVC exp", "best validation accuracy (training)", "test accuracy (evaluate)",
+            "95% interval", "temperature (fitted on validation)", "train s", "samples/s", "commit"} <= set(columns)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 4
     values = [float(row[columns.index("best validation accuracy (training)")]) for row in rows]
     assert values == sorted(values, reverse=True)
     assert {row[columns.index("model")] for row in rows} == {"tiny", "minilm"}
-    evaluated = columns.index("validation accuracy (evaluate)")
+    evaluated = columns.index("test accuracy (evaluate)")
     for row in rows:  # the evaluate stage's interval brackets the value it reports
         low, high = map(float, row[columns.index("95% interval")].strip("[]").split(", "))
         assert low <= float(row[evaluated]) <= high
     html = (report["dir"] / "index.html").read_text()
     assert html.count('<img alt="') >= 3 and not re.search(r'<img[^>]+src="(?!data:image/png;base64,)', html)
     assert len(re.findall(r'href="http://127\.0\.0\.1:5000/#/experiments/\d+/runs/[0-9a-f]{32}"', html)) == 4
+
+
+def test_label_issues_are_shown_and_copied(report):
+    page = (report["dir"] / "index.html").read_text()
+    assert "sarcasm-tiny: the 1 surest of 1 label issues (validation split" in page
+    assert "totally local man finds plan" in page
+    assert (report["dir"] / "sarcasm-tiny" / "label_issues.csv").read_text().startswith("id,text,given_label")
 
 
 def test_the_report_is_logged_to_a_report_run(report):
@@ -69,6 +82,27 @@ def test_filters_and_bad_arguments_are_one_line(report, tmp_path):
     assert done.returncode == 2 and done.stderr.strip().startswith("error: 'sweeps' is not a config key")
     done = run_stage("report.py", "top=0", cwd=tmp_path, uri=report["uri"])
     assert done.returncode == 1 and done.stderr.strip() == "error: top=0 is not a positive whole number"
+
+
+def test_two_runs_compared_by_a_paired_bootstrap_on_the_same_examples(report, tmp_path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=report["uri"])
+    runs = client.search_runs([client.get_experiment_by_name("sarcasm").experiment_id],
+                              order_by=["attributes.start_time"])
+    a, b = [run.info.run_id for run in runs if run.data.tags.get("sweep_role") != "parent"][:2]
+    done = run_stage("report.py", f"compare={a},{b}", f"out={tmp_path}", cwd=tmp_path, uri=report["uri"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"compare: \S+ minus \S+ on test \(\d+ examples\): accuracy [+-]\d\.\d{4}, 95% interval "
+                        r"\[[+-]\d\.\d{4}, [+-]\d\.\d{4}\], p = \d\.\d{3}: .+", line), line
+    assert (tmp_path / f"compare-{a[:8]}-{b[:8]}.md").exists()
+    itself = run_stage("report.py", f"compare={a},{a}", f"out={tmp_path}", cwd=tmp_path, uri=report["uri"])
+    assert "accuracy +0.0000, 95% interval [+0.0000, +0.0000]" in itself.stdout
+    assert itself.stdout.strip().endswith("not a significant difference")
+    missing = run_stage("report.py", f"compare={a},{'0' * 32}", f"out={tmp_path}", cwd=tmp_path, uri=report["uri"])
+    assert missing.returncode == 1 and missing.stderr.startswith(f"error: compare: run {'0' * 32} has no saved")
+    assert len(missing.stderr.strip().splitlines()) == 1
 
 
 def _run(name: str, value: float | None, *, greater: bool = True, status: str = "FINISHED", model: str = "m",

@@ -15,8 +15,12 @@ def rows(n: int) -> list[dict]:
 
 
 def strategy(**kwargs) -> OmegaConf:
-    base = {"strategy": "given", "validation_fraction": 0.1, "first_n": 5, "seed": 42}
+    base = {"strategy": "given", "validation_fraction": 0.1, "first_n": 5, "folds": 5, "fold": 0, "seed": 42}
     return OmegaConf.create(base | kwargs)
+
+
+def ids(split: list[dict]) -> list[str]:
+    return [r["id"] for r in split]
 
 
 def test_given_keeps_the_source_splits():
@@ -35,16 +39,57 @@ def test_random_fraction_is_seeded_disjoint_and_complete():
     assert first["validation"] != other["validation"]
 
 
-def test_first_n_takes_the_head_for_training():
-    out = apply_split_strategy({"train": rows(8)}, strategy(strategy="first_n", first_n=5))
-    assert [r["id"] for r in out["train"]] == ["0", "1", "2", "3", "4"]
-    assert [r["id"] for r in out["validation"]] == ["5", "6", "7"]
+def test_first_n_reports_the_tail_and_validates_on_a_share_of_the_head():
+    out = apply_split_strategy({"train": rows(30)}, strategy(strategy="first_n", first_n=20))
+    assert ids(out["test"]) == [str(i) for i in range(20, 30)]
+    assert len(out["validation"]) == 2 and len(out["train"]) == 18
+    assert sorted(ids(out["train"]) + ids(out["validation"]), key=int) == [str(i) for i in range(20)]
+
+
+def test_first_n_refuses_to_replace_a_given_test_split():
+    with pytest.raises(FinetuneError, match="random_fraction"):
+        apply_split_strategy({"train": rows(8), "test": rows(2)}, strategy(strategy="first_n"))
+
+
+def test_kfold_folds_partition_train_and_keep_the_test_split():
+    source = {"train": rows(53), "test": rows(4)}
+    validations = [apply_split_strategy(source, strategy(strategy="kfold", fold=k)) for k in range(5)]
+    held = [ids(out["validation"]) for out in validations]
+    assert sorted(sum(held, []), key=int) == [str(i) for i in range(53)]  # every row validates exactly once
+    assert {len(h) for h in held} <= {10, 11}
+    for out in validations:
+        assert not set(ids(out["train"])) & set(ids(out["validation"])) and out["test"] == source["test"]
+    again = apply_split_strategy(source, strategy(strategy="kfold", fold=2))
+    assert ids(again["validation"]) == held[2]
+
+
+def test_kfold_is_stratified_by_class_and_keeps_groups_together():
+    data = [{"id": str(i), "label": "rare" if i % 10 == 0 else "common", "doc": i // 3} for i in range(100)]
+    for k in range(5):
+        out = apply_split_strategy({"train": data}, strategy(strategy="kfold", fold=k),
+                                   stratum=lambda r: r["label"])
+        assert sum(r["label"] == "rare" for r in out["validation"]) == 2  # 10 rare rows, 2 per fold
+    grouped = [apply_split_strategy({"train": data}, strategy(strategy="kfold", fold=k), group=lambda r: r["doc"])
+               for k in range(5)]
+    for out in grouped:
+        docs = {r["doc"] for r in out["validation"]}
+        assert not docs & {r["doc"] for r in out["train"]}
+
+
+def test_random_fraction_keeps_groups_together():
+    data = [{"id": str(i), "passage": i // 4} for i in range(80)]
+    out = apply_split_strategy({"train": data}, strategy(strategy="random_fraction"), group=lambda r: r["passage"])
+    assert len(out["validation"]) == 8  # 2 of 20 passages, 4 questions each
+    assert not {r["passage"] for r in out["validation"]} & {r["passage"] for r in out["train"]}
 
 
 @pytest.mark.parametrize("bad", [
     {"strategy": "first_n", "first_n": 8},
     {"strategy": "random_fraction", "validation_fraction": 1.5},
     {"strategy": "shuffle_everything"},
+    {"strategy": "kfold", "folds": 1},
+    {"strategy": "kfold", "folds": 3, "fold": 3},
+    {"strategy": "kfold", "folds": 9},
 ])
 def test_bad_strategy_settings_are_reported(bad):
     with pytest.raises(FinetuneError):

@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+ROLES = ("train", "validation", "test")  # a metrics file's sections: the scores on each split measured
+
+
+def reported(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The reported split's section of an evaluate stage's metrics file, with the file's own keys
+    (split, tuned, bf16, ...) beside it: what the card and the export describe."""
+    split = metrics["split"]
+    return metrics[split] | {key: value for key, value in metrics.items() if key not in ROLES}
+
 
 def scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """The numeric leaves of a metrics dict, dotted (per_class.pos.f1), for MLflow and the Trainer."""

@@ -53,6 +53,33 @@ def scatter(gold: list[float], predicted: list[float], path: Path, title: str = 
     return save(fig, path)
 
 
+def reliability_diagram(calibration: dict[str, Any], scored: Any, path: Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin, raw and temperature-scaled side by side, with each
+    bin's share of the predictions below: a calibrated model lies on the diagonal."""
+    from finetune.temperature import reliability
+
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(9, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for column, (name, temperature) in enumerate((("raw", 1.0), ("calibrated", calibration["temperature"]))):
+        bins = reliability(scored, temperature)
+        centres = [(b["low"] + b["high"]) / 2 for b in bins]
+        width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+        ax, below = axes[0, column], axes[1, column]
+        ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, color="tab:blue", alpha=0.75,
+               label="accuracy")
+        ax.plot([b["confidence"] for b in bins], [b["confidence"] for b in bins], "o", color="tab:red",
+                markersize=3, label="mean confidence")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        scores = calibration[name]
+        ax.set(ylim=(0, 1), ylabel="accuracy", title=f"{name} (T = {temperature:g}): ECE {scores['ece']:.4f}, "
+                                                     f"Brier {scores['brier']:.4f}")
+        ax.legend(loc="upper left", fontsize=8)
+        below.bar(centres, [b["count"] / calibration["units"] for b in bins], width=width * 0.9, color="grey")
+        below.set(xlim=(0, 1), xlabel="confidence", ylabel="share")
+    fig.suptitle(f"{title}\n{calibration['units']} predictions, {calibration['bins']} equal-width bins")
+    return save(fig, path)
+
+
 def per_label_f1(per_label: dict[str, dict[str, float]], path: Path, title: str = "") -> Path:
     """One horizontal bar per label (F1), most frequent label on top, its support written beside it."""
     plt = pyplot()

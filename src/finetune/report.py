@@ -1,4 +1,5 @@
-"""The comparison report: `python stages/report.py [experiment=NAME] [sweep=ID] [top=5] [out=reports]`.
+"""The comparison report: `python stages/report.py [experiment=NAME] [sweep=ID] [top=5] [out=reports]`;
+`python stages/report.py compare=RUN_A,RUN_B`: two runs by a paired bootstrap on the same examples.
 
 Reads every run of the tracking store (DAG pairs, sweep jobs, DVC experiments alike) and writes,
 under `reports/`: a leaderboard per task as Markdown (`leaderboard.md`) and as one self-contained
@@ -8,8 +9,10 @@ sweep its metric against each swept parameter and its optimisation history. The 
 to a run named `report` in the experiment `reports`.
 
 Runs are ranked by the validation value of the task's primary metric (`best_metric`: what the best
-checkpoint, the sweepers and early stopping use); the value on the evaluation split (`eval_split`
-tag, the test split for some tasks) is shown beside it, never used to choose.
+checkpoint, the sweepers and early stopping use); the value on the reported split (`eval_split`
+tag: the test split) is shown beside it with its interval, never used to choose. Values the
+evaluate stage fitted on validation (temperature, thresholds) have their own columns, and each
+pair's label issues (out-of-fold from `stages/kfold.py`, else from validation) their own table.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,9 @@ SEED_KEYS = ("train.seed", "train.data_seed", "data.sample_seed")
 KEY_PARAMS = ("train.learning_rate", "train.num_train_epochs", "train.per_device_train_batch_size",
               "data.max_train_samples")
 NOT_SECONDARY = ("eval_runtime", "n_eval", "bf16")
+FITTED = ("temperature", "threshold", "null_score_diff_threshold")  # decoding values fitted on validation
+PARTS = {"HasAns_f1": "HasAns F1", "NoAns_f1": "NoAns F1"}  # QA v2.0: answerable and unanswerable questions
+ISSUES_SHOWN = 8  # label issues per pair shown in the report
 SHORT = {"train.learning_rate": "lr", "train.num_train_epochs": "epochs", "train.per_device_train_batch_size": "batch",
          "data.max_train_samples": "train samples", "train.weight_decay": "weight decay",
          "train.warmup_steps": "warmup"}
@@ -76,16 +83,19 @@ class Run:
     def validation(self) -> float | None:
         return self.metrics.get("best_metric")
 
+    def evaluated(self, key: str) -> float | None:
+        """The evaluate stage's `key` on the reported split (`eval_split` tag)."""
+        split = self.tags.get("eval_split")
+        return self.metrics.get(f"{split}_{key}") if split else None
+
     @property
     def evaluation(self) -> float | None:
-        split = self.tags.get("eval_split")
-        return self.metrics.get(f"{split}_{self.primary}") if split else None
+        return self.evaluated(self.primary)
 
     @property
     def interval(self) -> tuple[float, float] | None:
         """The evaluate stage's 95% interval on the primary metric (absent from older runs)."""
-        split = self.tags.get("eval_split")
-        low, high = (self.metrics.get(f"{split}_{self.primary}_ci_{end}") for end in ("low", "high"))
+        low, high = (self.evaluated(f"{self.primary}_ci_{end}") for end in ("low", "high"))
         return (low, high) if low is not None and high is not None else None
 
     def secondary(self, limit: int = 3) -> dict[str, float]:
@@ -93,11 +103,10 @@ class Run:
         if not split:
             return {}
         prefix = f"{split}_"
-        skip = (self.primary, *NOT_SECONDARY)
-        found = {key[len(prefix):]: value for key, value in sorted(self.metrics.items())
-                 if key.startswith(prefix) and "." not in key and key[len(prefix):] not in skip
-                 and not key.endswith(("_ci_low", "_ci_high"))}
-        return dict(list(found.items())[:limit])
+        names = sorted(key[len(prefix):] for key in self.metrics if key.startswith(prefix) and "." not in key)
+        found = [name for name in names if name not in (self.primary, *NOT_SECONDARY, *PARTS)
+                 and not name.endswith(("_ci_low", "_ci_high")) and not name.startswith(("HasAns_", "NoAns_"))]
+        return {name: self.metrics[prefix + name] for name in found[:limit]}
 
 
 def collect(experiment: str | None = None, sweep: str | None = None) -> tuple[list[Run], list[Run]]:
@@ -169,18 +178,22 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
     params = shown_params(runs)
     primary = runs[0].primary if runs else ""
     secondary = list(runs[0].secondary()) if runs else []
+    fitted = [key for key in FITTED if any(key in run.metrics for run in runs)]
+    parts = [key for key in PARTS if any(run.evaluated(key) is not None for run in runs)]
     header = (["#", "run", "model", "sweep / DVC exp"] + [SHORT.get(p, p.split(".", 1)[-1]) for p in params]
               + [f"best validation {primary} (training)",
                  f"{runs[0].tags.get('eval_split', 'eval')} {primary} (evaluate)" if runs else "evaluate",
                  "95% interval"]
-              + secondary + ["train s", "samples/s", "status", "commit"])
+              + secondary + [PARTS[key] for key in parts] + [f"{key} (fitted on validation)" for key in fitted]
+              + ["train s", "samples/s", "status", "commit"])
     rows, links = [], []
     for place, run in enumerate(runs, 1):
         extra = run.secondary()
         rows.append([str(place), run.name, run.model, run.tags.get("sweep_id") or run.tags.get("dvc_exp") or ""]
                     + [_short(run.params.get(p, "")) for p in params]
                     + [_number(run.validation), _number(run.evaluation), _interval(run.interval)]
-                    + [_number(extra.get(k)) for k in secondary]
+                    + [_number(extra.get(k)) for k in secondary] + [_number(run.evaluated(k)) for k in parts]
+                    + [_number(run.metrics.get(k)) for k in fitted]
                     + [_number(run.metrics.get("train_runtime"), 1),
                        _number(run.metrics.get("train_samples_per_second"), 1), status(run),
                        run.tags.get("git_commit", "")[:12]])
@@ -289,9 +302,39 @@ def load_histories(runs: list[Run], keys: tuple[str, ...]) -> None:
             run.history[key] = sorted((p.step, p.value) for p in points)
 
 
+def label_issue_rows(task: str, models: list[str], workspace: Path,
+                     folder: Path) -> list[tuple[str, tuple[list[str], list[list[str]], list[str | None]]]]:
+    """Per pair of `task` with a label-issues file in `workspace` (k-fold's out-of-fold one, else the
+    evaluate stage's from validation): a titled table of its top rows; the file is copied beside."""
+    import shutil
+
+    from finetune.kfold import OOF
+    from finetune.label_issues import LABEL_ISSUES, read_label_issues
+
+    found = []
+    for model in sorted(set(models)):
+        pair = f"{task}-{model}"
+        for source, kind in ((workspace / "kfold" / pair, "out-of-fold"), (workspace / "predictions" / pair,
+                                                                             "validation split")):
+            path = source / LABEL_ISSUES
+            if not path.exists() or (kind == "out-of-fold" and not (source / OOF).exists()):
+                continue
+            issues = read_label_issues(path)
+            (folder / pair).mkdir(exist_ok=True)
+            shutil.copy2(path, folder / pair / LABEL_ISSUES)
+            header = ["#", "id", "given label", "suggested", "confidence", "p(given)", "text"]
+            rows = [[str(i), row["id"], row["given_label"], row["suggested_label"], row["confidence"],
+                     row["given_probability"], row["text"][:120]] for i, row in enumerate(issues[:ISSUES_SHOWN], 1)]
+            title = f"{pair}: the {min(len(issues), ISSUES_SHOWN)} surest of {len(issues)} label issues ({kind}; " \
+                    f"all in {pair}/{LABEL_ISSUES})"
+            found.append((title, (header, rows, [None] * len(rows))))
+            break
+    return found
+
+
 def write(out: str | Path, runs: list[Run], parents: list[Run], *, top: int = 5, ui: str = "http://127.0.0.1:5000",
-          title: str = "Runs compared") -> Path:
-    """Write the report folder (atomically) and return it."""
+          title: str = "Runs compared", workspace: Path | None = None) -> Path:
+    """Write the report folder (atomically) and return it; label issues are read from `workspace`."""
     out = Path(out)
     tasks = by_task(runs)
     with atomic_dir(out) as folder:
@@ -313,6 +356,9 @@ def write(out: str | Path, runs: list[Run], parents: list[Run], *, top: int = 5,
             seeds = seed_rows(members)
             if seeds:
                 sections.append((f"{task} across seeds", seeds, []))
+            if workspace is not None:
+                sections += [(name, rows, []) for name, rows in
+                             label_issue_rows(task, [r.model for r in members], workspace, folder)]
         sweeps = []
         for parent in sorted(parents, key=lambda r: -r.start_time):
             children = [r for r in runs if r.tags.get("mlflow.parentRunId") == parent.run_id]
@@ -408,6 +454,85 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
 
 
+def as_list_override(arg: str, key: str) -> str:
+    """`key=a,b` as `key=[a,b]`: Hydra reads a bare comma list as a sweep, and two run ids are one value."""
+    prefix = f"{key}="
+    value = arg[len(prefix):]
+    return f"{prefix}[{value}]" if arg.startswith(prefix) and "," in value and not value.startswith(("[", "'", '"')) \
+        else arg
+
+
+def saved_predictions(client: Any, run_id: str, folder: Path) -> tuple[Any, dict[str, list[Any]], list[Any]]:
+    """(recipe, gold examples, predictions) that run `run_id`'s evaluate stage logged."""
+    from omegaconf import OmegaConf
+
+    from finetune.io import read_json
+    from finetune.pipeline.common import CODEC
+    from finetune.tasks import load_codec, recipe
+    from finetune.tracking import retrying
+
+    folder.mkdir(parents=True)
+    try:
+        predictions = Path(retrying(client.download_artifacts, run_id, "predictions", str(folder)))
+        config = Path(retrying(client.download_artifacts, run_id, "config/config.yaml", str(folder)))
+    except Exception as error:  # noqa: BLE001 - a missing run or artifact is one line
+        raise FinetuneError(f"compare: run {run_id} has no saved predictions and config (an evaluate stage of "
+                            f"this version logs them): {str(error).splitlines()[0][:160]}") from None
+    codec_file = predictions / CODEC
+    if not codec_file.exists():
+        raise FinetuneError(f"compare: run {run_id}'s predictions carry no {CODEC}: re-run its evaluate stage")
+    codec = load_codec(read_json(codec_file), str(codec_file))
+    family = recipe(OmegaConf.load(config), codec)
+    return (family, *family.read_predictions(predictions))
+
+
+def compare(cfg: Any) -> dict[str, Any]:
+    """Run A minus run B on the same reported examples: the paired bootstrap of the primary metric."""
+    import tempfile
+
+    from mlflow import MlflowClient
+    from omegaconf import OmegaConf
+
+    from finetune.intervals import clearly_better, paired_difference
+    from finetune.tracking import retrying
+
+    given = cfg.compare if OmegaConf.is_list(cfg.compare) else str(cfg.compare).split(",")
+    ids = [str(part).strip() for part in given]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # errors stay one line
+    if len(ids) != 2 or not all(ids):
+        raise FinetuneError(f"compare={cfg.compare}: give two MLflow run ids, RUN_A,RUN_B")
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as scratch:
+        (family, gold, ours), (other, theirs_gold, theirs) = (
+            saved_predictions(client, run_id, Path(scratch) / str(side)) for side, run_id in enumerate(ids))
+    runs = [retrying(client.get_run, run_id) for run_id in ids]
+    splits = [run.data.tags.get("eval_split") for run in runs]
+    if family.primary_metric != other.primary_metric or gold != theirs_gold or splits[0] != splits[1]:
+        raise FinetuneError(f"compare: runs {ids[0]} and {ids[1]} were not scored on the same examples "
+                            f"({splits[0]} of {runs[0].data.tags.get('task')} against {splits[1]} of "
+                            f"{runs[1].data.tags.get('task')}, {len(gold['id'])} and {len(theirs_gold['id'])} units)")
+    primary = family.primary_metric
+    resampled = family.resampled(gold, ours)
+    found = paired_difference(resampled, family.resampled(gold, theirs), primary,
+                              resamples=int(cfg.bootstrap_resamples), level=float(cfg.confidence_level),
+                              seed=int(cfg.bootstrap_seed))
+    better = clearly_better(found, family.greater_is_better)
+    names = [run.info.run_name or run.info.run_id[:8] for run in runs]
+    low, high = found["difference_ci_low"], found["difference_ci_high"]
+    line = (f"compare: {names[0]} minus {names[1]} on {splits[0]} ({resampled.size} {resampled.unit}): {primary} "
+            f"{found['difference']:+.4f}, {float(cfg.confidence_level):.0%} interval [{low:+.4f}, {high:+.4f}], "
+            f"p = {found['p_value']:.3f}: "
+            + (f"{names[0]} is better" if better else "not a significant difference"))
+    out = Path(str(cfg.out))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"compare-{ids[0][:8]}-{ids[1][:8]}.md").write_text(
+        f"# {names[0]} against {names[1]}\n\n{line.removeprefix('compare: ')}.\n\nRuns `{ids[0]}` and `{ids[1]}`, "
+        f"paired bootstrap over the same {resampled.size} {resampled.unit}, {cfg.bootstrap_resamples} resamples "
+        f"(seed {cfg.bootstrap_seed}).\n", encoding="utf-8")
+    print(line)
+    return found | {"better": better, "split": splits[0], "units": resampled.size}
+
+
 def report(cfg: Any) -> Path:
     """The report command (conf/report.yaml): read the store (MLFLOW_TRACKING_URI, else mlflow.db at
     the repository root), write the report, log it to the run `report` of the experiment `reports`."""
@@ -418,13 +543,16 @@ def report(cfg: Any) -> Path:
     if isinstance(cfg.top, bool) or not isinstance(cfg.top, int) or cfg.top < 1:
         raise FinetuneError(f"top={cfg.top} is not a positive whole number")
     tracking.connect(tracking.store_uri(Path(cfg.root)))
+    if cfg.compare:
+        compare(cfg)
+        return Path(str(cfg.out))
     runs, parents = collect(cfg.experiment, cfg.sweep)
     filters = {key: cfg[key] for key in ("experiment", "sweep") if cfg[key] is not None}
     if not runs:
         raise FinetuneError(f"no trained runs in {_store()}" + "".join(f" with {k}={v}" for k, v in filters.items()))
     scope = ", ".join(f"{k}={v}" for k, v in filters.items())
     out = write(str(cfg.out), runs, parents, top=int(cfg.top), ui=str(cfg.ui),
-                title="Runs compared" + (f" ({scope})" if scope else ""))
+                title="Runs compared" + (f" ({scope})" if scope else ""), workspace=Path(cfg.workspace))
     tracking.experiment_id(REPORT_EXPERIMENT)
     mlflow.set_experiment(REPORT_EXPERIMENT)
     with mlflow.start_run(run_name="report", tags={"report_scope": scope or "all", "runs": str(len(runs))}):

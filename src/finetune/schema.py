@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from finetune.checks import Check, boolean, integer, number, one_of, text
 from finetune.config_values import flatten
+from finetune.data.splits import STRATEGIES
 from finetune.errors import FinetuneError
 from finetune.tasks import config_rules
 
@@ -62,13 +63,16 @@ RULES: dict[str, Check] = {
     "data.num_proc": integer(1, also=("auto",)),
     "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"),
     "data.eval_split": text(),
-    "data.split.strategy": one_of("given", "random_fraction", "first_n"),
+    "data.split.strategy": one_of(*STRATEGIES),
+    "data.split.folds": integer(2),
+    "data.split.fold": integer(0),
     "data.split.validation_fraction": number(0, 1, low_open=True, high_open=True),
     "data.split.first_n": integer(1),
     "data.split.seed": integer(0),
     "evaluate.confidence_level": number(0, 1, low_open=True, high_open=True),
     "evaluate.bootstrap_resamples": integer(0),
     "evaluate.bootstrap_seed": integer(0),
+    "evaluate.calibrate": boolean(),
     "model.trust_remote_code": boolean(),
     "tracking.enabled": boolean(),
     "tracking.log_model": boolean(),

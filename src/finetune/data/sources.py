@@ -82,6 +82,11 @@ def _read_hub(family: Reader, hub: DictConfig) -> tuple[Splits, dict[str, Any]]:
     except Exception as error:  # noqa: BLE001 - any failure to reach the Hub is one user-facing line
         reason = "offline (HF_HUB_OFFLINE=1)" if offline else str(error).splitlines()[0][:200]
         raise FinetuneError(f"could not load '{spec['path']}' from the Hugging Face Hub: {reason}") from None
-    splits = {split: family.from_hub(dataset, split) for split, dataset in loaded.items()}
-    fingerprint = {split: getattr(dataset, "_fingerprint", None) for split, dataset in loaded.items()}
+    names = spec.get("splits") or {split: split for split in loaded}  # role -> the Hub's split name
+    missing = [name for name in names.values() if name not in loaded]
+    if missing:
+        raise FinetuneError(f"data.hub.splits: '{spec['path']}' has no split {', '.join(map(repr, missing))} "
+                            f"(its splits: {', '.join(loaded)})")
+    splits = {role: family.from_hub(loaded[name], role) for role, name in names.items()}
+    fingerprint = {role: getattr(loaded[name], "_fingerprint", None) for role, name in names.items()}
     return splits, {"source": "hub", "hub": spec, "fingerprints": fingerprint, "files": []}

@@ -1,8 +1,24 @@
-"""Deterministic split strategies and subsampling: the same seed always gives the same split."""
+"""The three roles of a task's examples, and seeded subsampling: the same seed, the same split.
+
+Every task ends with three splits: `train` (fitted on), `validation` (everything that chooses:
+the best checkpoint, early stopping, thresholds, the temperature, sweeps, the registry's gate) and
+`test` (reported by the evaluate stage, read by nothing before it). A source with fewer splits
+gets the missing ones carved from its train split by `data.split.strategy`:
+
+- given: the source's own splits, as they are.
+- random_fraction: a seeded `validation_fraction` of train becomes validation.
+- first_n: the first `first_n` train rows are the training pool, the rest the test split; then a
+  seeded `validation_fraction` of the pool becomes validation (the tutorials' sarcasm split).
+- kfold: train is cut into `folds` seeded folds (stratified by label where the family has one,
+  rows of one group kept together); fold `fold` is validation, the others train. With
+  `data.max_train_samples` set, a seeded sample of that many rows is the pool the folds cut.
+"""
 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from omegaconf import DictConfig
@@ -10,16 +26,24 @@ from omegaconf import DictConfig
 from finetune.errors import FinetuneError
 
 Splits = dict[str, list[dict[str, Any]]]
+STRATEGIES = ("given", "random_fraction", "first_n", "kfold")
+GROUP = "_group"  # an example's value of `data.split.group_column`, read by the split only
 
 
-def apply_split_strategy(splits: Splits, split_cfg: DictConfig) -> Splits:
-    """Derive a validation split from train when the strategy asks for one.
+Key = Callable[[dict[str, Any]], Hashable]
 
-    - given: keep the source's own splits.
-    - random_fraction: a seeded random `validation_fraction` of train becomes validation.
-    - first_n: the first `first_n` train rows stay train, the rest become validation.
+
+def apply_split_strategy(splits: Splits, split_cfg: DictConfig, stratum: Key | None = None,
+                         group: Key | None = None, pool: int | str | None = None) -> Splits:
+    """The source's splits with validation (and for first_n, test) carved from train.
+
+    `stratum` gives an example's class for a stratified k-fold (None: plain seeded folds);
+    `group` its group, whose examples never straddle two splits (None, or a None group: its own);
+    `pool` the number of train rows k-fold cuts (a seeded sample; None or "all": every row).
     """
     strategy = split_cfg.strategy
+    if strategy not in STRATEGIES:
+        raise FinetuneError(f"unknown data.split.strategy '{strategy}' ({', '.join(STRATEGIES)})")
     if strategy == "given":
         return splits
     if "train" not in splits:
@@ -27,26 +51,81 @@ def apply_split_strategy(splits: Splits, split_cfg: DictConfig) -> Splits:
     if "validation" in splits:
         raise FinetuneError(f"split strategy '{strategy}' would replace the source's own validation split; "
                             "use data.split.strategy=given")
-    train = splits["train"]
-    if strategy == "random_fraction":
-        fraction = float(split_cfg.validation_fraction)
-        if not 0 < fraction < 1:
-            raise FinetuneError(f"data.split.validation_fraction must lie in (0, 1), got {fraction}")
-        order = list(range(len(train)))
-        random.Random(int(split_cfg.seed)).shuffle(order)
-        n_valid = max(1, round(len(train) * fraction))
-        held = set(order[:n_valid])
-        new_train = [ex for i, ex in enumerate(train) if i not in held]
-        validation = [train[i] for i in sorted(held)]
-    elif strategy == "first_n":
+    train, seed = splits["train"], int(split_cfg.seed)
+    carved: Splits = {}
+    if strategy == "first_n":
+        if "test" in splits:
+            raise FinetuneError("split strategy 'first_n' would replace the source's own test split; "
+                                "use data.split.strategy=random_fraction")
         n = int(split_cfg.first_n)
         if not 0 < n < len(train):
             raise FinetuneError(f"data.split.first_n={n} must lie between 1 and {len(train) - 1} "
                                 f"(the train split has {len(train)} rows)")
-        new_train, validation = train[:n], train[n:]
+        train, carved["test"] = train[:n], train[n:]
+    if strategy == "kfold":
+        if pool not in (None, "all") and int(pool) < len(train):
+            kept = sorted(random.Random(seed).sample(range(len(train)), int(pool)))
+            train = [train[i] for i in kept]
+        train, carved["validation"] = fold_split(train, int(split_cfg.folds), int(split_cfg.fold), seed, stratum,
+                                                 group)
     else:
-        raise FinetuneError(f"unknown data.split.strategy '{strategy}' (given, random_fraction, first_n)")
-    return {**splits, "train": new_train, "validation": validation}
+        train, carved["validation"] = fraction_split(train, float(split_cfg.validation_fraction), seed, group)
+    return {**splits, "train": train, **carved}
+
+
+def fraction_split(rows: list[dict[str, Any]], fraction: float, seed: int,
+                   group: Key | None = None) -> tuple[list, list]:
+    """(kept, held): a seeded `fraction` of the rows' groups held out, each side in source order."""
+    if not 0 < fraction < 1:
+        raise FinetuneError(f"data.split.validation_fraction must lie in (0, 1), got {fraction}")
+    groups = grouped(rows, group)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    held_keys = set(keys[:max(1, round(len(keys) * fraction))])
+    held = {i for key in held_keys for i in groups[key]}
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def fold_split(rows: list[dict[str, Any]], folds: int, fold: int, seed: int, stratum: Key | None = None,
+               group: Key | None = None) -> tuple[list, list]:
+    """(train, validation) for fold `fold` of `folds`: see `fold_of`."""
+    if folds < 2:
+        raise FinetuneError(f"data.split.folds must be 2 or more, got {folds}")
+    if not 0 <= fold < folds:
+        raise FinetuneError(f"data.split.fold={fold} must lie between 0 and {folds - 1} (data.split.folds={folds})")
+    assigned = fold_of(rows, folds, seed, stratum, group)
+    if len(set(assigned)) < folds:
+        raise FinetuneError(f"data.split.folds={folds}: the train split has only {len(set(assigned))} groups of rows")
+    return ([r for r, f in zip(rows, assigned, strict=True) if f != fold],
+            [r for r, f in zip(rows, assigned, strict=True) if f == fold])
+
+
+def fold_of(rows: list[dict[str, Any]], folds: int, seed: int, stratum: Key | None = None,
+            group: Key | None = None) -> list[int]:
+    """Each row's fold: groups shuffled with `seed`, then dealt round-robin within each stratum
+    (a group's stratum is its first row's), so every fold holds each class in about its share."""
+    groups = grouped(rows, group)
+    by_stratum: dict[Hashable, list[Hashable]] = defaultdict(list)
+    for key, members in groups.items():
+        by_stratum[stratum(rows[members[0]]) if stratum else None].append(key)
+    rng, assigned, start = random.Random(seed), [0] * len(rows), 0
+    for name in sorted(by_stratum, key=str):
+        keys = by_stratum[name]
+        rng.shuffle(keys)
+        for position, key in enumerate(keys):
+            for i in groups[key]:
+                assigned[i] = (start + position) % folds
+        start += len(keys)  # the next stratum continues the deal, so fold sizes stay even
+    return assigned
+
+
+def grouped(rows: list[dict[str, Any]], group: Key | None = None) -> dict[Hashable, list[int]]:
+    """Row indices per group (a row without a group is its own), in order of first appearance."""
+    groups: dict[Hashable, list[int]] = {}
+    for i, row in enumerate(rows):
+        key = group(row) if group else None
+        groups.setdefault(("row", i) if key is None else ("group", key), []).append(i)
+    return groups
 
 
 def subsample(dataset: Any, max_samples: int | str | None, seed: int) -> Any:

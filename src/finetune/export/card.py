@@ -32,6 +32,21 @@ def _baseline_note(metrics: dict[str, Any], primary: str) -> list[str]:
             f"p = {_number(base['p_value'])}).", ""]
 
 
+def _calibration_note(metrics: dict[str, Any]) -> list[str]:
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return []
+    raw, fitted, temperature = calibration["raw"], calibration["calibrated"], calibration["temperature"]
+    return ["## Probabilities", "",
+            f"The probabilities are temperature-scaled: the logits are divided by T = {temperature:g}, fitted on the "
+            f"validation split (`finetune-predict` and the served model apply it; a plain `transformers` pipeline "
+            f"prints the raw ones). On `{metrics.get('split')}` ({calibration['units']} predictions, "
+            f"{calibration['bins']} bins):", "",
+            "| | ECE | Brier | NLL |", "|---|---|---|---|",
+            *[f"| {name} | {scores['ece']:.4f} | {scores['brier']:.4f} | {scores['nll']:.4f} |"
+              for name, scores in (("raw (T = 1)", raw), (f"calibrated (T = {temperature:g})", fitted))], ""]
+
+
 def _interval(metrics: dict[str, Any], key: str) -> str:
     low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
     return f"[{_number(low)}, {_number(high)}]" if low is not None and high is not None else ""
@@ -85,6 +100,7 @@ def model_card(cfg: DictConfig, recipe: Recipe, metrics: dict[str, Any], manifes
         *[f"| {k} | {_number(v)} | {_interval(metrics, k)} |" for k, v in headline.items()],
         "",
         *_baseline_note(metrics, primary),
+        *_calibration_note(metrics),
         *_onnx_section(onnx, primary, metrics),
         "## Data",
         "",

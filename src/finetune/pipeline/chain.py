@@ -24,7 +24,32 @@ STAGES = tuple(stage.name for stage in STAGE_TABLE)
 
 def run_pipeline(cfg: DictConfig) -> float | None:
     """Run `pipeline.stages` in order; return the best validation value of the primary metric
-    (what a sweeper optimises: the evaluation split may be the test split)."""
+    (what a sweeper optimises; never the test split's). With `pipeline.seeds` set, the stages run
+    once per seed (`train.seed`, in `<out>/seed-<seed>/`) and the mean of their values is returned:
+    a sweeper then optimises the configuration, not one lucky seed."""
+    seeds = cfg.pipeline.get("seeds")
+    if seeds:
+        values = [run_stages(seeded(cfg, int(seed))) for seed in seeds]
+        found = [value for value in values if value is not None]
+        log.info("pipeline %s: seeds %s gave %s", cfg.paths.pair, list(seeds), values)
+        return sum(found) / len(found) if found else None
+    return run_stages(cfg)
+
+
+def seeded(cfg: DictConfig, seed: int) -> DictConfig:
+    """`cfg` with `train.seed` set, writing below its own `seed-<seed>/` folder."""
+    import copy
+
+    config = copy.deepcopy(cfg)
+    with open_dict(config):
+        config.train.seed = seed
+        config.paths.out = f"{cfg.paths.out}/seed-{seed}"
+        if config.tracking.get("run_name"):
+            config.tracking.run_name = f"{cfg.tracking.run_name}-seed{seed}"
+    return config
+
+
+def run_stages(cfg: DictConfig) -> float | None:
     names = list(cfg.pipeline.stages)
     for name in names:
         if name not in STAGES:

@@ -24,7 +24,8 @@ def download(cfg: DictConfig) -> dict[str, Any]:
     family = recipe(cfg)
     splits, manifest = load_examples(cfg, family)
     require_examples(splits, manifest, cfg.task.name)
-    splits = apply_split_strategy(splits, cfg.data.split)
+    splits = apply_split_strategy(splits, cfg.data.split, family.stratum, family.group,
+                                  pool=cfg.data.max_train_samples)
     require_examples(splits, manifest, cfg.task.name)
     labels = family.label_set(splits)
     family = family.with_labels(labels)
@@ -38,7 +39,7 @@ def download(cfg: DictConfig) -> dict[str, Any]:
     features = family.features()
     dataset = DatasetDict()
     for split, examples in splits.items():
-        dataset[split] = Dataset.from_list([{k: v for k, v in ex.items() if k != "_where"} for ex in examples],
+        dataset[split] = Dataset.from_list([{k: v for k, v in ex.items() if not k.startswith("_")} for ex in examples],
                                            features=features)
         # A content-derived fingerprint keeps the saved files identical when the data is.
         dataset[split]._fingerprint = sha256_text(f"{manifest['data_sha256']}:{split}:{manifest['split']}")[:16]

@@ -1,7 +1,10 @@
-"""Stage evaluate: score the trained model on `data.eval_split`: metrics, predictions, plots.
+"""Stage evaluate: score the trained model on `data.eval_split` (test): metrics, predictions, plots.
 
-A family that tunes its decoding (multi-label thresholds) fits it on the validation split first;
-the fitted values are written into the metrics file, and the export stage applies them.
+Everything that chooses reads the validation split first: the temperature of the probabilities
+(`evaluate.calibrate`), decoding values a family tunes (multi-label thresholds), the validation
+scores the registry's gate compares, and the examples whose label the model most confidently
+contradicts. The fitted values go into the metrics file, and the export stage applies them. The
+metrics file holds one section per split (`validation`, `test`), so every number names its role.
 
 The model runs through finetune.inference and its outputs are decoded by the family's `decode`,
 exactly as `finetune-predict` and the served model do; only the scoring against gold is extra.
@@ -17,12 +20,15 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune import tracking
+from finetune import plots, tracking
 from finetune.errors import FinetuneError
 from finetune.intervals import Resampled, bootstrap, clearly_better, paired_difference
 from finetune.io import atomic_dir, write_json
-from finetune.pipeline.common import input_path, load_tokenized, reading
+from finetune.label_issues import LABEL_ISSUES, write_label_issues
+from finetune.metrics import ROLES
+from finetune.pipeline.common import CODEC, input_path, load_tokenized, reading
 from finetune.tasks.interface import Recipe
+from finetune.temperature import calibration_report, fit_temperature
 
 log = logging.getLogger("finetune")
 
@@ -57,44 +63,81 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                          token_outputs=codec.token_outputs, progress=True)
 
     tuned: dict[str, Any] = {}
-    if family.tunes:  # decoding values fitted on validation, then applied to the reported split
-        if "validation" not in features:
-            raise FinetuneError(f"tuning decoding values needs a validation split ({input_path(cfg, 'tokenized')} has "
-                                f"{', '.join(features)})")
-        tuned = family.tune(examples["validation"], features["validation"], outputs_on("validation"))
-        codec = codec.with_settings(tuned)
+    metrics: dict[str, Any] = {}
+    if split != "validation" and "validation" in features:  # everything that chooses reads validation
+        chosen = outputs_on("validation")
+        scored = family.scored(examples["validation"], features["validation"], chosen)
+        if scored is not None and cfg.evaluate.calibrate:
+            tuned["temperature"] = fit_temperature(scored)
+            family = family.with_codec(codec.with_settings(tuned))
+        if family.tunes:
+            tuned |= family.tune(examples["validation"], features["validation"], chosen)
+        codec = family.codec.with_settings(tuned)
         family = family.with_codec(codec)
+        predicted = codec.decode(examples["validation"], features["validation"], chosen)
+        metrics["validation"] = role_metrics(family, examples, "validation", predicted, cfg)
+        chosen_on = (examples["validation"], predicted)
+    elif family.tunes:
+        raise FinetuneError(f"task.tune_threshold: fitting thresholds needs a validation split apart from the "
+                            f"reported one ({input_path(cfg, 'tokenized')} has {', '.join(features)}; "
+                            f"data.eval_split={split})")
+    else:
+        chosen_on = None  # nothing to fit on: the probabilities stay raw
     started = time.perf_counter()
     outputs = outputs_on(split)
     predictions = codec.decode(examples[split], features[split], outputs)
     runtime = time.perf_counter() - started
+    metrics[split] = role_metrics(family, examples, split, predictions, cfg)
+    scored = family.scored(examples[split], features[split], outputs)
+    if scored is not None:
+        metrics[split]["calibration"] = calibration_report(scored, float(tuned.get("temperature", 1.0)))
+    if tuned:
+        metrics["tuned"] = tuned  # the export's decoder applies these too
+    reported = metrics[split]
+    if "beats_baseline" in reported and not reported["beats_baseline"]:
+        warn_baseline(cfg, split, reported)
+    metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
+                   bf16=backend.bf16)
+    with atomic_dir(cfg.paths.predictions) as out:
+        family.write_predictions(examples[split], predictions, out)
+        write_json(out / CODEC, codec.spec())  # what reads them back (stages/report.py compare=...)
+        if chosen_on is not None:  # validation's predictions (k-fold's out-of-fold ones) and label issues
+            (out / "validation").mkdir()
+            family.write_predictions(*chosen_on, out / "validation")
+            issues = family.label_issues(*chosen_on)
+            if issues is not None:
+                write_label_issues(issues, out / LABEL_ISSUES)
+    with atomic_dir(Path(cfg.paths.plots) / "eval") as out:
+        drawn = family.plots(examples[split], predictions, reported, out)
+        if scored is not None:
+            drawn.append(plots.reliability_diagram(reported["calibration"], scored, out / "reliability.png",
+                                                   title=f"{cfg.paths.pair}: reliability on {split}"))
+    write_json(cfg.paths.metrics, metrics)
+    with tracking.resume_run(cfg, model_dir) as run:
+        if run is not None:
+            tracking.set_tags({"eval_split": split} | (
+                {"beats_baseline": str(reported["beats_baseline"]).lower()} if "beats_baseline" in reported else {}))
+            if backend.choice:
+                tracking.log_choice("eval_bf16", backend.choice)
+            for role in (role for role in ROLES if role in metrics):
+                tracking.log_metrics(scalar_metrics(metrics[role], prefix=f"{role}_"))
+            tracking.log_metrics(scalar_metrics(tuned))
+            tracking.log_artifacts([Path(cfg.paths.metrics)], "metrics")
+            tracking.log_artifacts([Path(cfg.paths.predictions)], "predictions")
+            tracking.log_artifacts([Path(cfg.paths.plots) / "eval" / p.name for p in drawn], "eval")
+    log.info("evaluated %s on %s: %s=%.4f", cfg.paths.pair, split, family.primary_metric,
+             reported[family.primary_metric])
+    return metrics
+
+
+def role_metrics(family: Recipe, examples: Any, split: str, predictions: list[Any], cfg: DictConfig) -> dict[str, Any]:
+    """The scores of `predictions` on `split`, with their intervals and the trivial baseline beside them."""
     metrics = family.score(examples[split], predictions)
     resampled = family.resampled(examples[split], predictions)
     if resampled is not None and cfg.evaluate.bootstrap_resamples:
         metrics |= bootstrap(resampled, **bootstrap_settings(cfg))
         if "train" in examples:
             metrics |= against_baseline(family, examples["train"], examples[split], resampled, cfg)
-    if tuned:
-        metrics["tuned"] = tuned  # the export's decoder applies these too
-    metrics.update(split=split, task=cfg.task.name, model=cfg.model.name, eval_runtime=round(runtime, 3),
-                   bf16=backend.bf16)
-    with atomic_dir(cfg.paths.predictions) as out:
-        written = family.write_predictions(examples[split], predictions, out)
-    with atomic_dir(Path(cfg.paths.plots) / "eval") as out:
-        drawn = family.plots(examples[split], predictions, metrics, out)
-    write_json(cfg.paths.metrics, metrics)
-    with tracking.resume_run(cfg, model_dir) as run:
-        if run is not None:
-            tracking.set_tags({"eval_split": split} | (
-                {"beats_baseline": str(metrics["beats_baseline"]).lower()} if "beats_baseline" in metrics else {}))
-            if backend.choice:
-                tracking.log_choice("eval_bf16", backend.choice)
-            tracking.log_metrics(scalar_metrics(metrics, prefix=f"{split}_"))
-            tracking.log_artifacts([Path(cfg.paths.metrics)], "metrics")
-            tracking.log_artifacts([Path(cfg.paths.predictions) / p.name for p in written], "predictions")
-            tracking.log_artifacts([Path(cfg.paths.plots) / "eval" / p.name for p in drawn], "eval")
-    log.info("evaluated %s on %s: %s=%.4f", cfg.paths.pair, split, family.primary_metric,
-             metrics[family.primary_metric])
     return metrics
 
 
@@ -115,10 +158,16 @@ def against_baseline(family: Recipe, train: Any, examples: Any, resampled: Resam
     value = family.score(examples, predictions)[primary]
     difference = paired_difference(resampled, family.resampled(examples, predictions), primary,
                                    **bootstrap_settings(cfg))
-    beats = clearly_better(difference, family.greater_is_better)
-    if not beats:
-        print(f"warning: {cfg.paths.pair} does not beat the trivial baseline, {name}, significantly: {primary} "
-              f"difference {difference['difference']:+.4f}, {float(cfg.evaluate.confidence_level):.0%} interval "
-              f"[{difference['difference_ci_low']:+.4f}, {difference['difference_ci_high']:+.4f}]; "
-              "the registry will not promote it", file=sys.stderr, flush=True)
-    return {"baseline": {"name": name, primary: value, **difference}, "beats_baseline": beats}
+    return {"baseline": {"name": name, primary: value, **difference},
+            "beats_baseline": clearly_better(difference, family.greater_is_better)}
+
+
+def warn_baseline(cfg: DictConfig, split: str, metrics: dict[str, Any]) -> None:
+    """One `warning:` line: the model does not beat its trivial baseline significantly on `split`."""
+    base = metrics["baseline"]
+    primary = next(key for key in base if key not in ("name", "difference", "difference_ci_low",
+                                                      "difference_ci_high", "p_value"))
+    print(f"warning: {cfg.paths.pair} does not beat the trivial baseline, {base['name']}, significantly on {split}: "
+          f"{primary} difference {base['difference']:+.4f}, {float(cfg.evaluate.confidence_level):.0%} interval "
+          f"[{base['difference_ci_low']:+.4f}, {base['difference_ci_high']:+.4f}]; the registry will not promote it",
+          file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from omegaconf import DictConfig
 from finetune import tracking
 from finetune.errors import FinetuneError
 from finetune.intervals import paired_difference
-from finetune.io import read_json
-from finetune.pipeline.common import input_path, load_tokenized, reading, require_input
+from finetune.io import read_json, sha256_text
+from finetune.metrics import reported
+from finetune.pipeline.common import input_path, load_tokenized, reading, remake, require_input
 from finetune.tasks.interface import Recipe
 
 log = logging.getLogger("finetune")
@@ -26,11 +28,16 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         metrics = read_json(metrics_file)
     examples, features, family, manifest = load_tokenized(cfg)
     split = metrics.get("split")
-    if split not in features:
+    if split not in features or split not in metrics:
         raise FinetuneError(f"{metrics_file} was scored on split '{split}', which "
-                            f"{input_path(cfg, 'tokenized')} does not have (splits: {', '.join(features)})")
+                            f"{input_path(cfg, 'tokenized')} does not have (splits: {', '.join(features)}): "
+                            f"{remake('evaluate', cfg)}")
     family = family.with_codec(family.codec.with_settings(metrics.get("tuned") or {}))  # fitted by evaluate
-    spec = write_export(cfg, family, model_dir, metrics, manifest, (examples[split], features[split]))
+    spec = write_export(cfg, family, model_dir, reported(metrics), manifest, (examples[split], features[split]))
+    # The gate chooses, so it reads validation (the reported split only where there is no other).
+    gate = "validation" if "validation" in metrics else split
+    identity = sha256_text(json.dumps([manifest.get("data_sha256"), list(examples[gate]["id"])]))
+    gate_data = f"{gate} (data {identity[:12]})"  # a champion scored on other examples is not comparable
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
@@ -42,13 +49,14 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                     {f"onnx_int8_{split}_{family.primary_metric}": spec["onnx"]["int8"][family.primary_metric]}
                     if "int8" in spec["onnx"] else {}))
             if cfg.tracking.log_model:
-                comparison = (against_champion(cfg, family, examples[split], out, split)
+                comparison = (against_champion(cfg, family, examples[gate], out, gate_data)
                               if cfg.export.promotion == "significant" else None)
                 info = registry.log_model(out, cfg.paths.pair, family.codec.input_fields)
                 spec["registry"] = registry.promote(
                     cfg.paths.pair, info.registered_model_version, family.primary_metric,
-                    float(metrics[family.primary_metric]), split, family.greater_is_better,
-                    str(cfg.export.promotion), beats_baseline=metrics.get("beats_baseline"), comparison=comparison)
+                    float(metrics[gate][family.primary_metric]), gate_data, family.greater_is_better,
+                    str(cfg.export.promotion), beats_baseline=metrics[gate].get("beats_baseline"),
+                    comparison=comparison)
                 decision = spec["registry"]
                 print(f"registry: {cfg.paths.pair} v{decision['version']} "
                       f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: "

@@ -52,7 +52,8 @@ STAGES = (
           outs=("model", "train_plots"), summary="`models/<pair>/` (best checkpoint), `plots/<pair>/train/`"),
     Stage("evaluate", "evaluate_model.py", reads=("data", "evaluate", "model", "task", "tracking", "train"),
           inputs=("tokenized", "model"), outs=("predictions", "eval_plots"), metrics=("metrics",),
-          summary="`metrics/<pair>.json` (with 95% intervals), `predictions/<pair>/`, `plots/<pair>/eval/`"),
+          summary="`metrics/<pair>.json` (validation and test, 95% intervals, calibration), `predictions/<pair>/` "
+                  "(with label issues), `plots/<pair>/eval/`"),
     Stage("export", "export.py", reads=("data", "export", "model", "task", "tracking", "train"),
           inputs=("tokenized", "model", "metrics"), outs=("export",),
           summary="`exports/<pair>/`: model, tokenizer, decoding settings, card, ONNX files; a registry version"),

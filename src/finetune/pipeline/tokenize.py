@@ -35,6 +35,8 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
     examples, features, stats = {}, {}, {}
     for split, data in dataset.items():
         limit = cfg.data.max_train_samples if split == "train" else cfg.data.max_eval_samples
+        if split in ("train", "validation") and cfg.data.split.strategy == "kfold":
+            limit = None  # the folds cut the pool (data.max_train_samples) whole: every row validates once
         examples[split] = subsample(data, limit, int(cfg.data.sample_seed))
         features[split], stats[split] = codec.tokenize(examples[split], tokenizer, cfg.data.num_proc)
         if stats[split].get("truncated"):

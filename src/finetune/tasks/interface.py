@@ -27,17 +27,20 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.checks import Check, integer, text
+from finetune.data.splits import GROUP
 from finetune.errors import DataError, FinetuneError
 from finetune.intervals import Resampled
+from finetune.temperature import Scored
 
 Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-serialisable)
 Examples = list[dict[str, Any]]
 PARALLEL_FROM = 20_000  # examples from which `num_proc: auto` tokenizes in parallel (bench/results/)
 
 
-def setting(key: str, check: Check | None = None) -> Any:
-    """A field read from the config key `key` (e.g. `data.max_length`), checked by `check`."""
-    return dataclasses.field(metadata={"key": key, "check": check})
+def setting(key: str, check: Check | None = None, **default: Any) -> Any:
+    """A field read from the config key `key` (e.g. `data.max_length`), checked by `check`;
+    `default=` for a key that settings saved before it existed lack."""
+    return dataclasses.field(metadata={"key": key, "check": check}, **default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +203,14 @@ class Recipe(ABC):
     def features(self) -> Any:
         """The `datasets.Features` of canonical examples."""
 
+    def stratum(self, example: dict[str, Any]) -> Any:
+        """The class a k-fold split keeps in proportion across folds (None: no strata)."""
+        return None
+
+    def group(self, example: dict[str, Any]) -> Any:
+        """The group whose examples a split never cuts apart (None: the example alone)."""
+        return example.get(GROUP)
+
     # -- training -----------------------------------------------------------------------------
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `from_pretrained` / the model config (label maps)."""
@@ -236,9 +247,24 @@ class Recipe(ABC):
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         """Write the evaluated predictions (beside their gold) into `out_dir`; return the paths."""
 
+    @abstractmethod
+    def read_predictions(self, out_dir: Path) -> tuple[dict[str, list[Any]], list[Prediction]]:
+        """What `write_predictions` wrote: the gold as examples (columns the family's `score` and
+        `resampled` read) and the predictions, in order (comparing two runs' saved predictions)."""
+
     def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]] | None:
         """The trivial baseline's name and its predictions on `examples`, fitted on the `train`
         examples' gold (the majority class, the training mean, all-`O`, ...); None where there is none."""
+        return None
+
+    def scored(self, examples: Any, features: Any, outputs: Any) -> Scored | None:
+        """The logits of the units the codec turns into probabilities, with their gold, for
+        temperature scaling (finetune.temperature); None where there is nothing to calibrate."""
+        return None
+
+    def label_issues(self, examples: Any, predictions: list[Prediction]) -> list[dict[str, Any]] | None:
+        """The examples whose given label the predictions most confidently contradict
+        (finetune.label_issues), the surest first; None where the family has no such rule."""
         return None
 
     def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled | None:

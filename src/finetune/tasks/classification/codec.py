@@ -15,7 +15,8 @@ import numpy as np
 from finetune.checks import number, one_of, per_label, text
 from finetune.errors import FinetuneError
 from finetune.tasks import interface
-from finetune.tasks.interface import Codec, Prediction, logits_of, map_batches, setting, softmax, truncated_flags
+from finetune.tasks.interface import Codec, Prediction, logits_of, map_batches, setting, truncated_flags
+from finetune.temperature import probabilities
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
@@ -27,6 +28,8 @@ class Settings(interface.Settings):
     problem_type: str = setting("task.problem_type", one_of(*PROBLEM_TYPES))
     threshold: float | list[float] = setting("task.threshold",  # multi-label: one, or one per label
                                              per_label(number(0, 1, low_open=True, high_open=True)))
+    # divides the logits before the softmax / sigmoid; the evaluate stage fits it on validation
+    temperature: float = setting("task.temperature", number(0, low_open=True), default=1.0)
 
 
 class LabelCodec(Codec):
@@ -90,11 +93,15 @@ class LabelCodec(Codec):
             predictions.append(prediction)
         return predictions
 
+    def probabilities(self, logits: Any) -> np.ndarray:
+        """The (temperature-scaled) probabilities of each row of logits."""
+        return probabilities(logits, "softmax", self.settings.temperature)
+
     def predict_rows(self, logits: Any, names: list[str]) -> list[dict[str, Any]]:
         """The user-facing fields of each row of logits: label, its probability, every class's."""
         return [{"label": names[int(p.argmax())], "score": round(float(p.max()), 6),
                  "probabilities": {name: round(float(q), 6) for name, q in zip(names, p, strict=True)}}
-                for p in softmax(logits)]
+                for p in self.probabilities(logits)]
 
 
 class LabelSetCodec(LabelCodec):
@@ -107,11 +114,14 @@ class LabelSetCodec(LabelCodec):
             raise FinetuneError(f"task.threshold: {len(values)} values for {size} labels")
         return values
 
+    def probabilities(self, logits: Any) -> np.ndarray:
+        return probabilities(logits, "sigmoid", self.settings.temperature)
+
     def predict_rows(self, logits: Any, names: list[str]) -> list[dict[str, Any]]:
-        probabilities = sigmoid(logits)
-        chosen = probabilities >= self.thresholds(len(names))
+        scores = self.probabilities(logits)
+        chosen = scores >= self.thresholds(len(names))
         rows = []
-        for p, on in zip(probabilities, chosen, strict=True):
+        for p, on in zip(scores, chosen, strict=True):
             order = sorted(np.flatnonzero(on), key=lambda j: -p[j])
             rows.append({"labels": [names[j] for j in order],
                          "probabilities": {name: round(float(q), 6) for name, q in zip(names, p, strict=True)}})
@@ -128,6 +138,3 @@ class NumberCodec(LabelCodec):
 CODECS = {"single_label_classification": LabelCodec, "multi_label_classification": LabelSetCodec,
           "regression": NumberCodec}
 
-
-def sigmoid(logits: Any) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))

@@ -17,16 +17,20 @@ import numpy as np
 
 from finetune.checks import boolean, one_of, text
 from finetune.data.readers import detect_format, read_records, require_field
+from finetune.data.splits import GROUP
 from finetune.errors import DataError, FinetuneError
 from finetune.intervals import Resampled, ratio
+from finetune.label_issues import issue_rows
 from finetune.tasks import interface
 from finetune.tasks.classification import metrics as scores
-from finetune.tasks.classification.codec import LabelCodec, LabelSetCodec, sigmoid
+from finetune.tasks.classification.codec import LabelCodec, LabelSetCodec
 from finetune.tasks.interface import Examples, Prediction, Recipe, logits_of, setting
+from finetune.temperature import Scored
 
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
 TUNING = ("none", "global", "per_label")
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)  # thresholds tried when tuning
+PREDICTIONS = "predictions.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Sources(interface.Sources):
     quoting: bool | None = setting("data.quoting", boolean(also=(None,)))
     encoding: str = setting("data.encoding", text())
     split_column: str | None = setting("data.split_column")
+    group_column: str | None = setting("data.split.group_column")  # rows sharing it stay in one split
     labels: list[Any] | None = setting("task.labels")
 
 
@@ -92,8 +97,9 @@ class LabelRecipe(Recipe):
                 if not texts[field].strip():
                     raise DataError(path, "empty text", where=where, field=column)
             ident = row.get(sources.id_column) if sources.id_column else None
+            group = require_field(path, where, row, sources.group_column) if sources.group_column else None
             examples.append({"id": str(ident if ident is not None else len(examples)), **texts,
-                             "label": self.read_label(path, where, row), "_where": f"{path}, {where}"})
+                             "label": self.read_label(path, where, row), GROUP: group, "_where": f"{path}, {where}"})
         return examples
 
     def read_label(self, path: Path, where: str, row: dict[str, Any]) -> Any:
@@ -124,6 +130,9 @@ class LabelRecipe(Recipe):
 
         pair = {"text_pair": Value("string")} if self.codec.pairs else {}
         return Features({"id": Value("string"), "text": Value("string"), **pair, "label": self.label_feature()})
+
+    def stratum(self, example: dict[str, Any]) -> Any:
+        return str(example["label"])
 
     def label_feature(self) -> Any:
         from datasets import ClassLabel
@@ -202,6 +211,16 @@ class LabelRecipe(Recipe):
         majority = (self.labels or [])[int(np.bincount(np.asarray(train["label"])).argmax())]
         return f"majority class ({majority})", [{"id": ident, "label": majority} for ident in examples["id"]]
 
+    def scored(self, examples: Any, features: Any, outputs: Any) -> Scored | None:
+        return Scored(np.asarray(logits_of(outputs)), np.asarray(examples["label"]), "softmax")
+
+    def label_issues(self, examples: Any, predictions: list[Prediction]) -> list[dict[str, Any]]:
+        labels = self.labels or []
+        probabilities = np.asarray([[p["probabilities"][name] for name in labels] for p in predictions])
+        texts = examples["text"] if not self.codec.pairs else [
+            f"{a} [SEP] {b}" for a, b in zip(examples["text"], examples["text_pair"], strict=True)]
+        return issue_rows(list(examples["id"]), texts, np.asarray(examples["label"]), probabilities, labels)
+
     def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
         size = len(self.labels or [])
         index = {label: i for i, label in enumerate(self.labels or [])}
@@ -219,14 +238,23 @@ class LabelRecipe(Recipe):
         """A stored target as written beside its prediction."""
         return (self.labels or [])[value]
 
+    def target(self, gold: Any) -> Any:
+        """The stored target of a gold value as `gold` wrote it."""
+        return (self.labels or []).index(gold)
+
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import atomic_file
 
-        path = out_dir / "predictions.jsonl"
+        path = out_dir / PREDICTIONS
         with atomic_file(path, encoding="utf-8") as handle:
             for gold, prediction in zip(examples["label"], predictions, strict=True):
                 handle.write(json.dumps({"gold": self.gold(gold), **prediction}, ensure_ascii=False) + "\n")
         return [path]
+
+    def read_predictions(self, out_dir: Path) -> tuple[dict[str, list[Any]], list[Prediction]]:
+        rows = [json.loads(line) for line in (out_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines()]
+        return ({"id": [row["id"] for row in rows], "label": [self.target(row["gold"]) for row in rows]},
+                [{key: value for key, value in row.items() if key != "gold"} for row in rows])
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:
@@ -275,6 +303,9 @@ class LabelSetRecipe(LabelRecipe):
         if isinstance(value, str):
             return [part.strip() for part in value.split(sources.label_delimiter or ",") if part.strip()]
         return list(value) if isinstance(value, list) else [value]
+
+    def stratum(self, example: dict[str, Any]) -> Any:
+        return None  # label sets are too many to stratify by
 
     def label_set(self, splits: dict[str, Examples]) -> list[str]:
         if self.sources.labels:
@@ -330,6 +361,13 @@ class LabelSetRecipe(LabelRecipe):
         return (f"most frequent label set ({', '.join(common) or 'none'})",
                 [{"id": ident, "labels": common} for ident in examples["id"]])
 
+    def scored(self, examples: Any, features: Any, outputs: Any) -> Scored | None:
+        return Scored(np.asarray(logits_of(outputs)), (np.asarray(examples["label"]) > 0.5).astype(np.float64),
+                      "sigmoid")
+
+    def label_issues(self, examples: Any, predictions: list[Prediction]) -> None:
+        return None  # confident learning's rule is for one class per example
+
     def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
         gold, chosen = np.asarray(examples["label"]) > 0.5, self.chosen(predictions)
         hits, extra, missed = gold & chosen, ~gold & chosen, gold & ~chosen  # examples x labels
@@ -359,7 +397,7 @@ class LabelSetRecipe(LabelRecipe):
         on these examples; a label without positives here keeps the configured threshold."""
         if not self.tunes:
             return {}
-        probabilities = sigmoid(logits_of(outputs))
+        probabilities = self.codec.probabilities(logits_of(outputs))
         gold = np.asarray(examples["label"]) > 0.5
         chosen = probabilities[None, :, :] >= GRID[:, None, None]  # grid x examples x labels
         tp = (chosen & gold).sum(axis=1)
@@ -375,6 +413,9 @@ class LabelSetRecipe(LabelRecipe):
 
     def gold(self, value: Any) -> Any:
         return [(self.labels or [])[j] for j, on in enumerate(value) if on]
+
+    def target(self, gold: Any) -> Any:
+        return [1.0 if name in gold else 0.0 for name in self.labels or []]
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:
@@ -399,6 +440,15 @@ class NumberRecipe(LabelRecipe):
     """One number per text or pair (GLUE STS-B similarity 0-5, ratings): mean squared error."""
 
     metric_names = ("pearson", "spearman", "mse", "mae")
+
+    def stratum(self, example: dict[str, Any]) -> Any:
+        return None
+
+    def scored(self, examples: Any, features: Any, outputs: Any) -> None:
+        return None  # a number, not probabilities
+
+    def label_issues(self, examples: Any, predictions: list[Prediction]) -> None:
+        return None
 
     def label_feature(self) -> Any:
         from datasets import Value
@@ -442,6 +492,9 @@ class NumberRecipe(LabelRecipe):
 
     def gold(self, value: Any) -> Any:
         return round(float(value), 6)
+
+    def target(self, gold: Any) -> Any:
+        return float(gold)
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:

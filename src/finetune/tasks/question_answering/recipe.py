@@ -20,6 +20,7 @@ from finetune.tasks.question_answering.plots import answer_length_bucket, plot_b
 from finetune.tasks.question_answering.squad import AnswerReport, make_example, read_squad
 
 log = logging.getLogger("finetune")
+GOLD = "gold_answers.json"  # {question id: its gold answers}, beside the predictions (comparing runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,9 @@ class SpanRecipe(Recipe):
                         "they train the model to point at [CLS] and score only an empty prediction",
                         where, unanswerable)
 
+    def group(self, example: dict[str, Any]) -> Any:
+        return example["context"]  # questions on one passage stay in one split
+
     def features(self) -> Any:
         from datasets import Features, List, Value
 
@@ -75,18 +79,28 @@ class SpanRecipe(Recipe):
                 in zip(_column(examples, "id"), _column(examples, "answers"), strict=True)}
         predicted = {p["id"]: p["answer"] for p in predictions}
         result = scores.squad_metrics(predicted, gold, self.codec.version_2)
-        if self.codec.version_2:
-            span_f1, diffs, has_answer = {}, {}, {}
-            for p in predictions:
-                answers = gold[p["id"]]
-                span_f1[p["id"]] = scores.squad_scores(p.get("span_answer", ""), answers, True)[1]
-                diff = p.get("null_score_diff")
-                diffs[p["id"]] = float("-inf") if diff is None else diff
-                has_answer[p["id"]] = bool([a for a in answers if scores.normalize_answer(a)])
-            best, threshold = scores.best_null_threshold(span_f1, diffs, has_answer)
-            result.update(best_f1=best, best_f1_thresh=threshold)
         result["version_2_with_negative"] = self.codec.version_2
         return result
+
+    @property
+    def tunes(self) -> bool:
+        return self.codec.version_2
+
+    def tune(self, examples: Any, features: Any, outputs: Any) -> dict[str, Any]:
+        """SQuAD v2.0: the null-score threshold (`task.null_score_diff_threshold`) that maximises F1 on
+        these examples: a question is answered "" when its null score beats its best span's by more."""
+        if not self.tunes:
+            return {}
+        predictions = self.codec.decode(examples, features, outputs)
+        span_f1, diffs, has_answer = {}, {}, {}
+        for p, answers in zip(predictions, _column(examples, "answers"), strict=True):
+            texts = list(answers["text"])
+            span_f1[p["id"]] = scores.squad_scores(p.get("span_answer", ""), texts, True)[1]
+            diff = p.get("null_score_diff")
+            diffs[p["id"]] = float("-inf") if diff is None else diff
+            has_answer[p["id"]] = bool([a for a in texts if scores.normalize_answer(a)])
+        _, threshold = scores.best_null_threshold(span_f1, diffs, has_answer)
+        return {"null_score_diff_threshold": round(float(threshold), 6)}
 
     def baseline(self, train: Any, examples: Any) -> tuple[str, list[Prediction]]:
         """SQuAD v2.0: always "no answer"; v1.1: the context's first words, as many as the median
@@ -115,13 +129,22 @@ class SpanRecipe(Recipe):
     def write_predictions(self, examples: Any, predictions: list[Prediction], out_dir: Path) -> list[Path]:
         from finetune.io import write_json
 
-        written = [out_dir / "predictions.json", out_dir / "nbest_predictions.json"]
+        written = [out_dir / "predictions.json", out_dir / "nbest_predictions.json", out_dir / GOLD]
         write_json(written[0], {p["id"]: p["answer"] for p in predictions})
         write_json(written[1], {p["id"]: p["nbest"] for p in predictions})
+        write_json(written[2], {ident: list(answers["text"]) for ident, answers
+                                in zip(_column(examples, "id"), _column(examples, "answers"), strict=True)})
         if self.codec.version_2:  # the official v2.0 script's --na-prob-file: higher = more likely unanswerable
             written.append(out_dir / "null_odds.json")
-            write_json(written[2], {p["id"]: p.get("null_score_diff") for p in predictions})
+            write_json(written[-1], {p["id"]: p.get("null_score_diff") for p in predictions})
         return written
+
+    def read_predictions(self, out_dir: Path) -> tuple[dict[str, list[Any]], list[Prediction]]:
+        from finetune.io import read_json
+
+        gold, answered = read_json(out_dir / GOLD), read_json(out_dir / "predictions.json")
+        return ({"id": list(gold), "answers": [{"text": texts} for texts in gold.values()]},
+                [{"id": ident, "answer": answered.get(ident, "")} for ident in gold])
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.checks import boolean
+from finetune.checks import boolean, number
 from finetune.errors import DataError, FinetuneError
 from finetune.tasks import interface
 from finetune.tasks.interface import (
@@ -39,6 +39,8 @@ WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|[^\w\s]")
 class Settings(interface.Settings):
     # continuation sub-tokens get the word's tag (B- turned into I-) instead of -100
     label_all_tokens: bool = setting("task.label_all_tokens", boolean())
+    # divides the tag logits before the softmax; the evaluate stage fits it on validation
+    temperature: float = setting("task.temperature", number(0, low_open=True), default=1.0)
 
 
 class TagCodec(Codec):
@@ -124,7 +126,7 @@ class TagCodec(Codec):
                 truncated_flags(features), strict=True):
             if text is None:
                 text, spans = join_words(tokens)
-            probs = softmax(row)
+            probs = softmax(row / self.settings.temperature)
             positions = first_positions(word_ids, len(tokens))
             tags = ["O" if at is None else names[int(probs[at].argmax())] for at in positions]
             confidence = [None if at is None else float(probs[at].max()) for at in positions]

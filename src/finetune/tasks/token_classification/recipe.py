@@ -19,10 +19,13 @@ from finetune.checks import integer, one_of, text
 from finetune.errors import DataError, FinetuneError
 from finetune.intervals import Resampled, ratio
 from finetune.tasks import interface
-from finetune.tasks.interface import Examples, Prediction, Recipe, setting
+from finetune.tasks.interface import Examples, Prediction, Recipe, logits_of, setting
 from finetune.tasks.token_classification.codec import IGNORE, TagCodec
 from finetune.tasks.token_classification.conll import Sentence, entity_type, parse_tag, read_conll, read_tagged_records
 from finetune.tasks.token_classification.metrics import token_classification_metrics
+from finetune.temperature import Scored
+
+PREDICTIONS = "predictions.conll"  # TOKEN GOLD PRED per line, a blank line after each sentence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +152,16 @@ class TagRecipe(Recipe):
         return "all O", [{"id": ident, "tags": ["O"] * len(tokens), "entities": [], "unpredicted_words": 0}
                          for ident, tokens in zip(examples["id"], examples["tokens"], strict=True)]
 
+    def scored(self, examples: Any, features: Any, outputs: Any) -> Scored:
+        """The tag logits of every labelled sub-token (each word's first, unless label_all_tokens)."""
+        logits, rows, gold = np.asarray(logits_of(outputs)), [], []
+        for row, labels in zip(logits, features["labels"], strict=True):
+            labels = np.asarray(labels)
+            at = np.flatnonzero(labels != IGNORE)
+            rows.append(row[at])
+            gold.append(labels[at])
+        return Scored(np.concatenate(rows), np.concatenate(gold), "softmax")
+
     def resampled(self, examples: Any, predictions: list[Prediction]) -> Resampled:
         """Sentences are the unit: each one's entity counts (as seqeval counts them) and word hits."""
         from seqeval.metrics.sequence_labeling import get_entities
@@ -172,7 +185,7 @@ class TagRecipe(Recipe):
         from finetune.io import atomic_file
 
         names = examples.features["tags"].feature.names
-        path = out_dir / "predictions.conll"
+        path = out_dir / PREDICTIONS
         with atomic_file(path, encoding="utf-8") as handle:
             for gold, prediction in zip(examples["tags"], predictions, strict=True):
                 rows = zip(prediction["tokens"], gold, prediction["tags"], strict=True)
@@ -180,6 +193,15 @@ class TagRecipe(Recipe):
                     handle.write(f"{conll_token(token)} {names[tag]} {pred}\n")
                 handle.write("\n")
         return [path]
+
+    def read_predictions(self, out_dir: Path) -> tuple[dict[str, list[Any]], list[Prediction]]:
+        index = {label: i for i, label in enumerate(self.labels or [])}
+        sentences = [block.splitlines() for block in
+                     (out_dir / PREDICTIONS).read_text(encoding="utf-8").split("\n\n") if block.strip()]
+        rows = [[line.rsplit(" ", 2) for line in lines] for lines in sentences]
+        return ({"id": [str(i) for i in range(len(rows))], "tokens": [[r[0] for r in row] for row in rows],
+                 "tags": [[index[r[1]] for r in row] for row in rows]},
+                [{"id": str(i), "tags": [r[2] for r in row]} for i, row in enumerate(rows)])
 
     def plots(self, examples: Any, predictions: list[Prediction], metrics: dict[str, Any],
               out_dir: Path) -> list[Path]:
