@@ -64,25 +64,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     tuned: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    chosen_on = None  # without a validation split apart from the reported one, nothing is fitted
     if split != "validation" and "validation" in features:  # everything that chooses reads validation
-        chosen = outputs_on("validation")
-        scored = family.scored(examples["validation"], features["validation"], chosen)
-        if scored is not None and cfg.evaluate.calibrate:
-            tuned["temperature"] = fit_temperature(scored)
-            family = family.with_codec(codec.with_settings(tuned))
-        if family.tunes:
-            tuned |= family.tune(examples["validation"], features["validation"], chosen)
-        codec = family.codec.with_settings(tuned)
-        family = family.with_codec(codec)
-        predicted = codec.decode(examples["validation"], features["validation"], chosen)
+        family, tuned, predicted = fit_on_validation(family, examples["validation"], features["validation"],
+                                                     outputs_on("validation"), bool(cfg.evaluate.calibrate))
         metrics["validation"] = role_metrics(family, examples, "validation", predicted, cfg)
         chosen_on = (examples["validation"], predicted)
     elif family.tunes:
-        raise FinetuneError(f"task.tune_threshold: fitting thresholds needs a validation split apart from the "
-                            f"reported one ({input_path(cfg, 'tokenized')} has {', '.join(features)}; "
+        raise FinetuneError(f"fitting {family.codec.family} decoding values needs a validation split apart from "
+                            f"the reported one ({input_path(cfg, 'tokenized')} has {', '.join(features)}; "
                             f"data.eval_split={split})")
-    else:
-        chosen_on = None  # nothing to fit on: the probabilities stay raw
+    codec = family.codec
     started = time.perf_counter()
     outputs = outputs_on(split)
     predictions = codec.decode(examples[split], features[split], outputs)
@@ -128,6 +120,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     log.info("evaluated %s on %s: %s=%.4f", cfg.paths.pair, split, family.primary_metric,
              reported[family.primary_metric])
     return metrics
+
+
+def fit_on_validation(family: Recipe, examples: Any, features: Any, outputs: Any,
+                      calibrate: bool) -> tuple[Recipe, dict[str, Any], list[Any]]:
+    """(the recipe applying them, the decoding values fitted on these validation examples, their
+    predictions decoded with them): the temperature first, then the family's own (thresholds), which
+    are fitted on the calibrated probabilities."""
+    tuned: dict[str, Any] = {}
+    scored = family.scored(examples, features, outputs)
+    if scored is not None and calibrate:
+        tuned["temperature"] = fit_temperature(scored)
+        family = family.with_codec(family.codec.with_settings(tuned))
+    tuned |= family.tune(examples, features, outputs)  # {} where the family fits nothing
+    family = family.with_codec(family.codec.with_settings(tuned))
+    return family, tuned, family.codec.decode(examples, features, outputs)
 
 
 def role_metrics(family: Recipe, examples: Any, split: str, predictions: list[Any], cfg: DictConfig) -> dict[str, Any]:
