@@ -33,7 +33,7 @@ def main() -> None:
         low, high = test[f"{primary}_ci_low"], test[f"{primary}_ci_high"]
         entry = {"split": split, "units": test["ci"]["units"], "unit": test["ci"]["unit"], primary: test[primary],
                  "ci": [low, high], "width": high - low, "validation": validation.get(primary),
-                 "validation_units": validation.get("n_eval"), "calibration": test.get("calibration")}
+                 "validation_units": (validation.get("ci") or {}).get("units"), "calibration": test.get("calibration")}
         result["pairs"][pair] = entry
         reliability = REPO / "plots" / pair / "eval" / "reliability.png"
         if reliability.exists():

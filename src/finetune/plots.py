@@ -71,8 +71,8 @@ def reliability_diagram(calibration: dict[str, Any], scored: Any, path: Path, ti
                 markersize=3, label="mean confidence")
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
         scores = calibration[name]
-        ax.set(ylim=(0, 1), ylabel="accuracy", title=f"{name} (T = {temperature:g}): ECE {scores['ece']:.4f}, "
-                                                     f"Brier {scores['brier']:.4f}")
+        ax.set(ylim=(0, 1), ylabel="accuracy",
+               title=f"{name} (T = {temperature:g})\nECE {scores['ece']:.4f}, Brier {scores['brier']:.4f}")
         ax.legend(loc="upper left", fontsize=8)
         below.bar(centres, [b["count"] / calibration["units"] for b in bins], width=width * 0.9, color="grey")
         below.set(xlim=(0, 1), xlabel="confidence", ylabel="share")
