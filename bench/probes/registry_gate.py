@@ -10,7 +10,7 @@
 2. The same configuration with a clearly larger budget (`--better` headlines, seed 1): compared
    with the champion the same way.
 3. `stages/report.py` on the store: the leaderboard, the three seeds as one row (mean ± sd and the
-   interval of the mean), and the four versions' decisions.
+   interval of the mean), and the label issues of the larger budget's validation split.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main() -> None:
                            f"hydra.run.dir={work / 'better'}")
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
     subprocess.run([sys.executable, str(REPO / "stages" / "report.py"), f"out={work / 'reports'}",
-                    f"workspace={work}"], cwd=work, env=env, check=True, capture_output=True)
+                    f"workspace={work / 'better'}"], cwd=work, env=env, check=True, capture_output=True)
     decisions = []
     for line in seeds + better:
         found = re.match(r"registry: \S+ v(\d+) (is now champion|stays out of champion): (.*)", line)
@@ -67,7 +67,12 @@ def main() -> None:
                           "reason": found.group(3)})
     out = REPO / "bench" / "results"
     (out / "registry_gate").mkdir(exist_ok=True)
-    shutil.copy2(work / "reports" / "index.html", out / "registry_gate" / "report.html")
+    page = out / "registry_gate" / "report.html"
+    shutil.copy2(work / "reports" / "index.html", page)
+    if shutil.which("chromium"):  # apt-get install chromium: a screenshot of the page
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=2300,1350", f"--screenshot={page.with_suffix('.png')}", page.as_uri()],
+                       capture_output=True, timeout=120)
     result = {"budget": args.budget, "better": args.better, "decisions": decisions, "seeds_s": round(seeds_s),
               "better_s": round(better_s), "measured": provenance(),
               "command": " ".join(["python", "bench/probes/registry_gate.py", *sys.argv[1:]])}
@@ -84,7 +89,8 @@ def main() -> None:
         "bootstrap interval of its difference to the champion on the same validation examples lies above zero.", "",
         "| version | run | decision | why |", "|---|---|---|---|", *rows, "",
         "The report of the store (`python stages/report.py`), with the three seeds as one row: "
-        "[registry_gate/report.html](registry_gate/report.html).", ""]))
+        "[registry_gate/report.html](registry_gate/report.html) (screenshot: "
+        "[registry_gate/report.png](registry_gate/report.png)).", ""]))
     print(json.dumps(result, indent=1))
 
 

@@ -123,7 +123,7 @@ def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, tit
 
     plt = pyplot()
     names = sorted(values, key=lambda m: -statistics.mean(values[m]))
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.3 * len(names)), 3.8))  # room for the two-line title
     for i, name in enumerate(names):
         runs, mean = values[name], statistics.mean(values[name])
         half = (float(student.ppf(0.975, len(runs) - 1)) * statistics.stdev(runs) / math.sqrt(len(runs))

@@ -436,8 +436,9 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
         return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
     parts = [f"<h1>{html.escape(title)}</h1>",
-             "<p>Ranked by the validation value of each task's primary metric; the evaluation split's value is "
-             "shown beside it. Run names link to the MLflow UI.</p>"]
+             "<p>Ranked by the validation value of each task's primary metric (validation chooses); the test "
+             "split's value is reported beside it with its interval, never used to rank. Run names link to the "
+             "MLflow UI.</p>"]
     for task, (header, rows, links), figures in sections:
         parts += [f"<h2>{html.escape(task)}</h2>", table(header, rows, links),
                   '<div class="plots">' + "".join(image(f) for f in figures) + "</div>"]
@@ -448,7 +449,7 @@ def _html(title: str, sections: list[Any], sweeps: list[Any], folder: Path) -> s
     style = ("body{font-family:system-ui,sans-serif;margin:24px;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:8px 0 16px}"
              "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-             "th{background:#f0f0f0}td:nth-child(-n+4){text-align:left}.wide{overflow-x:auto}"
+             "th{background:#f0f0f0}td:nth-child(-n+4),td:last-child{text-align:left}.wide{overflow-x:auto}"
              "tbody tr:first-child{background:#eaf5ea}.plots img{max-width:100%;margin:4px;border:1px solid #eee}")
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
