@@ -42,13 +42,16 @@ def test_leaderboard_is_best_first_with_key_params_and_links(report):
     header = next(line for line in lines if line.startswith("| # |"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     assert {"lr", "sweep / DVC exp", "best validation accuracy (training)", "test accuracy (evaluate)",
-            "95% interval", "temperature (fitted on validation)", "train s", "samples/s", "commit"} <= set(columns)
+            "95% interval", "test units", "temperature (fitted on validation)", "train s", "samples/s",
+            "commit"} <= set(columns)
+    assert not [c for c in columns if c.startswith("n_")], "counts are not secondary scores"
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 4
     values = [float(row[columns.index("best validation accuracy (training)")]) for row in rows]
     assert values == sorted(values, reverse=True)
     assert {row[columns.index("model")] for row in rows} == {"tiny", "minilm"}
     evaluated = columns.index("test accuracy (evaluate)")
+    assert {row[columns.index("test units")] for row in rows} == {"40"}, "a count, as a whole number"
     for row in rows:  # the evaluate stage's interval brackets the value it reports
         low, high = map(float, row[columns.index("95% interval")].strip("[]").split(", "))
         assert low <= float(row[evaluated]) <= high

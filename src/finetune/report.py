@@ -105,7 +105,8 @@ class Run:
         prefix = f"{split}_"
         names = sorted(key[len(prefix):] for key in self.metrics if key.startswith(prefix) and "." not in key)
         found = [name for name in names if name not in (self.primary, *NOT_SECONDARY, *PARTS)
-                 and not name.endswith(("_ci_low", "_ci_high")) and not name.startswith(("HasAns_", "NoAns_"))]
+                 and not name.endswith(("_ci_low", "_ci_high", "_total", "_words"))
+                 and not name.startswith(("HasAns_", "NoAns_", "n_"))]  # counts are not scores
         return {name: self.metrics[prefix + name] for name in found[:limit]}
 
 
@@ -183,7 +184,7 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
     header = (["#", "run", "model", "sweep / DVC exp"] + [SHORT.get(p, p.split(".", 1)[-1]) for p in params]
               + [f"best validation {primary} (training)",
                  f"{runs[0].tags.get('eval_split', 'eval')} {primary} (evaluate)" if runs else "evaluate",
-                 "95% interval"]
+                 "95% interval", f"{runs[0].tags.get('eval_split', 'eval')} units" if runs else "units"]
               + secondary + [PARTS[key] for key in parts] + [f"{key} (fitted on validation)" for key in fitted]
               + ["train s", "samples/s", "status", "commit"])
     rows, links = [], []
@@ -191,7 +192,8 @@ def leaderboard_rows(runs: list[Run], ui: str) -> tuple[list[str], list[list[str
         extra = run.secondary()
         rows.append([str(place), run.name, run.model, run.tags.get("sweep_id") or run.tags.get("dvc_exp") or ""]
                     + [_short(run.params.get(p, "")) for p in params]
-                    + [_number(run.validation), _number(run.evaluation), _interval(run.interval)]
+                    + [_number(run.validation), _number(run.evaluation), _interval(run.interval),
+                       _count(run.evaluated("ci.units"))]
                     + [_number(extra.get(k)) for k in secondary] + [_number(run.evaluated(k)) for k in parts]
                     + [_number(run.metrics.get(k)) for k in fitted]
                     + [_number(run.metrics.get("train_runtime"), 1),
@@ -217,6 +219,10 @@ def status(run: Run) -> str:
 
 def _interval(bounds: tuple[float, float] | None) -> str:
     return f"[{_number(bounds[0])}, {_number(bounds[1])}]" if bounds else ""
+
+
+def _count(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{int(value):,}"
 
 
 def _number(value: float | None, digits: int = 4) -> str:
