@@ -71,6 +71,21 @@ def percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """The interval of the mean of `values` across runs (seeds, folds): Student's t with n - 1 degrees
+    of freedom; None for fewer than two values."""
+    import math
+    import statistics
+
+    from scipy.stats import t as student
+
+    if len(values) < 2:
+        return None
+    mean = statistics.mean(values)
+    half = float(student.ppf((1 + level) / 2, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """`numerator / denominator`, 0 where the denominator is 0 (as scikit-learn's zero_division=0)."""
     numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)

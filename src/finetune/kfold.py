@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from finetune.intervals import t_interval
 from finetune.io import atomic_file, read_json, write_json
 from finetune.label_issues import COLUMNS, LABEL_ISSUES, read_label_issues, write_label_issues
 
@@ -97,17 +97,14 @@ def cross_validate(cfg: DictConfig) -> dict[str, Any]:
 
 def summarize(scores: list[dict[str, Any]], primary: str, oof: int) -> dict[str, Any]:
     """Per fold the primary metric on validation and test; their mean, sd and 95% t-interval."""
-    from scipy.stats import t as student
-
     summary: dict[str, Any] = {"primary_metric": primary, "folds": scores, "out_of_fold_predictions": oof}
     for role in ("validation", "test"):
         values = [s[role] for s in scores if s.get(role) is not None]
         if len(values) < 2:
             continue
-        mean, sd = statistics.mean(values), statistics.stdev(values)
-        half = float(student.ppf(0.975, len(values) - 1)) * sd / math.sqrt(len(values))
-        summary |= {f"{role}_{primary}_mean": mean, f"{role}_{primary}_sd": sd,
-                    f"{role}_{primary}_ci_low": mean - half, f"{role}_{primary}_ci_high": mean + half}
+        low, high = t_interval(values)
+        summary |= {f"{role}_{primary}_mean": statistics.mean(values), f"{role}_{primary}_sd": statistics.stdev(values),
+                    f"{role}_{primary}_ci_low": low, f"{role}_{primary}_ci_high": high}
     return summary
 
 

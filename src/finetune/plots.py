@@ -116,18 +116,17 @@ def learning_curves(history: list[dict[str, Any]], path: Path, primary_metric: s
 def metric_by_model(values: dict[str, list[float]], path: Path, ylabel: str, title: str = "") -> Path:
     """Dot and whisker per model: each run a dot, the mean a bar-free marker, and the 95% t-interval
     of the mean across its seeds as the whisker (no bar, so a cut axis exaggerates nothing)."""
-    import math
     import statistics
 
-    from scipy.stats import t as student
+    from finetune.intervals import t_interval
 
     plt = pyplot()
     names = sorted(values, key=lambda m: -statistics.mean(values[m]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.3 * len(names)), 3.8))  # room for the two-line title
     for i, name in enumerate(names):
         runs, mean = values[name], statistics.mean(values[name])
-        half = (float(student.ppf(0.975, len(runs) - 1)) * statistics.stdev(runs) / math.sqrt(len(runs))
-                if len(runs) > 1 else 0.0)
+        low, _ = t_interval(runs) or (mean, mean)
+        half = mean - low
         ax.errorbar([i], [mean], yerr=[[half], [half]], fmt="D", color="tab:blue", capsize=8, markersize=7, zorder=2)
         ax.scatter([i] * len(runs), runs, color="black", s=12, zorder=3)
         note = f"{mean:.3f}\nn={len(runs)}" + (", no interval" if len(runs) == 1 else "")

@@ -28,6 +28,7 @@ from typing import Any
 
 from finetune import plots
 from finetune.errors import FinetuneError
+from finetune.intervals import t_interval
 from finetune.io import atomic_dir
 from finetune.tracking import NOT_RECIPE, differing_params
 
@@ -261,7 +262,7 @@ def seed_rows(runs: list[Run]) -> tuple[list[str], list[list[str]], list[str | N
     rows = []
     for place, (_, config, members, evaluated, validated) in enumerate(sorted(summaries, key=lambda s: -s[0]), 1):
         rows.append([str(place), config, members[0].model, str(len(members)), _spread(validated),
-                     _spread(evaluated), _interval(_t_interval(evaluated))])
+                     _spread(evaluated), _interval(t_interval(evaluated))])
     return header, rows, [None] * len(rows)
 
 
@@ -270,16 +271,6 @@ def _spread(values: list[float]) -> str:
         return ""
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 \
         else f"{values[0]:.4f}"
-
-
-def _t_interval(values: list[float]) -> tuple[float, float] | None:
-    """The 95% interval of the mean of `values` (Student's t, n - 1 degrees of freedom)."""
-    if len(values) < 2:
-        return None
-    from scipy.stats import t as student
-
-    half = float(student.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return statistics.mean(values) - half, statistics.mean(values) + half
 
 
 def by_model(runs: list[Run]) -> dict[str, list[float]]:
