@@ -26,12 +26,26 @@ def write(tmp_path, name, text):
     return path
 
 
-def test_reads_rows_and_maps_label_names_and_ids(family, tmp_path):
-    path = write(tmp_path, "a.csv", "text,label\ngreat film,pos\nawful,0\n")
-    examples = family.read(path, "csv", "train")
-    assert [e["text"] for e in examples] == ["great film", "awful"]
-    family.encode_labels(examples, "train")
-    assert [e["label"] for e in examples] == [1, 0]
+def test_reads_rows_and_maps_label_names_or_ids(family, tmp_path):
+    for name, labels in (("names.csv", "pos,neg"), ("ids.csv", "1,0")):
+        good, bad = labels.split(",")
+        path = write(tmp_path, name, f"text,label\ngreat film,{good}\nawful,{bad}\n")
+        examples = family.read(path, "csv", "train")
+        assert [e["text"] for e in examples] == ["great film", "awful"]
+        family.encode_labels(examples, "train")
+        assert [e["label"] for e in examples] == [1, 0]
+
+
+def test_labels_mixing_names_and_ids_are_refused(repo, family, tmp_path):
+    """`pos, neg, 0, 1` would be four classes collected from the data, or two sources mixed silently."""
+    path = write(tmp_path, "a.csv", "text,label\ngreat film,pos\nfine,pos\nawful,0\n")
+    with pytest.raises(DataError) as error:
+        family.encode_labels(family.read(path, "csv", "train"), "train")
+    assert str(error.value).startswith(f"{path}, line 4, field 'label': the labels mix names and integer ids "
+                                       f"('pos' at {path}, line 2, '0' at {path}, line 4)")
+    collecting = recipe(compose(repo, ["task=sentiment", "model=tiny", "task.labels=null", "data.split_column=null"]))
+    with pytest.raises(DataError, match="mix names and integer ids"):
+        collecting.label_set({"train": collecting.read(path, "csv", "train")})
 
 
 def test_label_outside_the_set_names_file_row_and_field(family, tmp_path):
@@ -54,11 +68,11 @@ def test_misnamed_column_is_reported(family, tmp_path):
         family.read(path, "csv", "train")
 
 
-def test_split_column_routes_rows(repo, tmp_path):
+def test_split_column_value_is_read_with_each_row(repo, tmp_path):
     family = recipe(compose(repo, ["task=sentiment", "model=tiny"]))
     path = write(tmp_path, "all.csv", "text,label,split,id\na,1,train,7\nb,0,test,8\nc,1,train,9\n")
-    assert [e["id"] for e in family.read(path, "csv", "train")] == ["7", "9"]
-    assert [e["text"] for e in family.read(path, "csv", "test")] == ["b"]
+    assert [(e["id"], e["_split"]) for e in family.read(path, "csv", "train")] == [("7", "train"), ("8", "test"),
+                                                                                   ("9", "train")]
 
 
 def test_labels_are_collected_sorted_when_not_configured(repo):

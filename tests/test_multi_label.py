@@ -40,9 +40,16 @@ def test_delimited_ids_in_a_headerless_table(repo, tmp_path):
 
 
 def test_json_lists_of_names_or_ids(repo, tmp_path):
-    path = write_jsonl(tmp_path / "e.jsonl", [{"text": "a", "labels": ["anger", "joy"]}, {"text": "b", "labels": [1]}])
-    family = family_for(repo, path, "data.columns=null", "data.id_column=null", "data.format=jsonl")
-    assert encoded(family, path, "jsonl") == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    names = write_jsonl(tmp_path / "n.jsonl", [{"text": "a", "labels": ["anger", "joy"]},
+                                               {"text": "b", "labels": ["sadness"]}])
+    ids = write_jsonl(tmp_path / "i.jsonl", [{"text": "a", "labels": [0, 2]}, {"text": "b", "labels": [1]}])
+    for path in (names, ids):
+        family = family_for(repo, path, "data.columns=null", "data.id_column=null", "data.format=jsonl")
+        assert encoded(family, path, "jsonl") == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    mixed = write_jsonl(tmp_path / "m.jsonl", [{"text": "a", "labels": ["anger", "joy"]}, {"text": "b", "labels": [1]}])
+    with pytest.raises(DataError, match=r"m.jsonl, line 2, field 'labels': the labels mix names and integer ids"):
+        family = family_for(repo, mixed, "data.columns=null", "data.id_column=null", "data.format=jsonl")
+        encoded(family, mixed, "jsonl")
 
 
 def test_one_binary_column_per_label(repo, tmp_path):

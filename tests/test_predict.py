@@ -84,7 +84,7 @@ def bad_cases(tmp_path: Path, export: str) -> list[tuple[list[str], str]]:
     empty.write_text("\n\n")
     return [
         ([export, ""], "the command line, row 1, field 'text': empty text"),
-        ([export, "--input", bad_jsonl], f"{bad_jsonl}, row 3, field 'text': empty text"),
+        ([export, "--input", bad_jsonl], f"{bad_jsonl}, line 3: an empty input has no prediction"),
         ([export, "--input", broken_json], f"{broken_json}, line 2: not valid JSON"),
         ([export, "--input", wrong_field], f"{wrong_field}, row 1, field 'text': missing field (found: review)"),
         ([export, "--input", latin], f"{latin}: not UTF-8 text (byte 3)"),
@@ -140,5 +140,32 @@ def test_sentence_pairs_from_a_file(tiny_exports, capsys, tmp_path):
                     + json.dumps({"text": "shares rose", "text_pair": "however shares rose"}) + "\n")
     code, lines, _ = run_cli(capsys, tiny_exports["mrpc"].paths.export, "--input", path)
     assert code == 0 and [json.loads(line)["label"] for line in lines] == ["equivalent", "not_equivalent"]
-    code, _, err = run_cli(capsys, tiny_exports["mrpc"].paths.export, "only one sentence")
-    assert code == 1 and err.strip() == "error: the command line, row 1, field 'text_pair': missing field (found: text)"
+    export = tiny_exports["mrpc"].paths.export
+    code, _, err = run_cli(capsys, export, "only one sentence")
+    assert code == 1 and err.strip() == f"error: {export} reads sentence pairs: give --text-pair for each text"
+    code, lines, _ = run_cli(capsys, export, "shares rose", "shares rose", "--text-pair", "indeed shares rose",
+                             "--text-pair", "however shares rose")
+    assert code == 0 and [json.loads(line)["label"] for line in lines] == ["equivalent", "not_equivalent"]
+    code, _, err = run_cli(capsys, tiny_exports["sarcasm"].paths.export, "a", "--text-pair", "b")
+    assert code == 1 and "reads one text: leave out --text-pair" in err
+    with pytest.raises(SystemExit) as exit_info:  # a pair for each text, no fewer
+        main([str(export), "a", "b", "--text-pair", "c"])
+    assert exit_info.value.code == 2
+
+
+def test_empty_inputs_are_an_error_or_skipped_keeping_ids(tiny_exports, capsys, tmp_path):
+    export = tiny_exports["sarcasm"].paths.export
+    path = tmp_path / "in.txt"
+    path.write_text("totally new study\n\nofficially area report\n   \ntotally nation man\n\n\n")
+    code, lines, err = run_cli(capsys, export, "--input", path)
+    assert code == 1 and lines == []
+    assert err == f"error: {path}, line 2: an empty input has no prediction: fill it in, or give --skip-empty " \
+                  "to leave empty inputs out (the others keep their ids)\n"
+    code, lines, _ = run_cli(capsys, export, "--input", path, "--skip-empty")
+    rows = [json.loads(line) for line in lines]
+    assert code == 0 and [r["id"] for r in rows] == ["1", "3", "5"]  # line numbers: blank lines 2 and 4 left out
+    assert [r["label"] for r in rows] == ["sarcastic", "not_sarcastic", "sarcastic"]
+    records = tmp_path / "in.jsonl"
+    records.write_text('{"text": "totally new study"}\n{"text": " "}\n{"id": "x", "text": "totally nation man"}\n')
+    code, lines, _ = run_cli(capsys, export, "--input", records, "--skip-empty")
+    assert code == 0 and [json.loads(line)["id"] for line in lines] == ["1", "x"]

@@ -71,3 +71,12 @@ def per_label(check: Check) -> Check:
 def text(*, null: bool = False) -> Check:
     return Check("a non-empty string" + (" or null" if null else ""),
                  lambda v: (isinstance(v, str) and v.strip() != "") or (null and v is None))
+
+
+CHARACTER_NAMES = {"tab": "\t", "\\t": "\t", "space": " "}  # for command lines, where a tab is awkward
+
+
+def character(*, null: bool = False) -> Check:
+    """One character (a space too), or tab / space by name."""
+    return Check("one character, tab or space" + (" or null" if null else ""),
+                 lambda v: (isinstance(v, str) and (len(v) == 1 or v in CHARACTER_NAMES)) or (null and v is None))

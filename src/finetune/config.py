@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from finetune.config_values import flatten
 from finetune.errors import FinetuneError
-from finetune.schema import validate
+from finetune.schema import known_keys, validate
 
 ROOT_ENV = "FINETUNE_ROOT"
 PARAMS_FILE = "params.yaml"
@@ -44,6 +44,15 @@ def check_group_choices(conf_dir: Path, overrides: list[str]) -> None:
             sys.exit(2)
 
 
+def open_section_overrides(conf_dir: Path, overrides: list[str]) -> list[str]:
+    """The overrides with `++` before a key of an open section that conf/ does not set
+    (`train.max_steps=3`): Hydra would refuse it as a new key, and finetune.training checks
+    the name against the TrainingArguments dataclass."""
+    known = known_keys(str(Path(conf_dir).resolve()))
+    return [f"++{override}" if override.split("=", 1)[0] not in known and "=" in override
+            and override.split(".", 1)[0] in OPEN_SECTIONS else override for override in overrides]
+
+
 def compose(root: str | Path, overrides: list[str] | None = None,
             workdir: str | Path | None = None) -> DictConfig:
     """Compose the config as a stage would, without running Hydra's app (tests, notebooks).
@@ -56,7 +65,8 @@ def compose(root: str | Path, overrides: list[str] | None = None,
     root = Path(root).resolve()
     os.environ[ROOT_ENV] = str(root)
     with initialize_config_dir(version_base="1.3", config_dir=str(root / "conf")):
-        cfg = hydra_compose("config", overrides=list(overrides or []), return_hydra_config=True)
+        overrides = open_section_overrides(root / "conf", list(overrides or []))
+        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
     work = str(Path(workdir).resolve()) if workdir else str(root)
     with open_dict(cfg):
         del cfg["hydra"]  # outside a Hydra app ${hydra:...} cannot resolve

@@ -19,7 +19,14 @@ from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from finetune import distributed
-from finetune.config import PARAMS_FILE, ROOT_ENV, check_group_choices, validate, with_workspace_params
+from finetune.config import (
+    PARAMS_FILE,
+    ROOT_ENV,
+    check_group_choices,
+    open_section_overrides,
+    validate,
+    with_workspace_params,
+)
 from finetune.errors import FinetuneError
 from finetune.pipeline.stage_table import BY_SCRIPT, stage_config
 from finetune.schema import known_keys, suggestion
@@ -45,8 +52,11 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         validate(cfg, root / "conf")
         return stage_config(cfg, table_row) if table_row else cfg
 
-    check = functools.partial(check_group_choices, root / "conf")
-    return functools.wraps(func)(hydra_command(func, root, "config", prepare, check))
+    def arguments(overrides: list[str]) -> list[str]:
+        check_group_choices(root / "conf", overrides)
+        return open_section_overrides(root / "conf", overrides)
+
+    return functools.wraps(func)(hydra_command(func, root, "config", prepare, arguments))
 
 
 def command(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
@@ -58,8 +68,9 @@ def command(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
 
 def hydra_command(func: Callable[[DictConfig], Any], root: Path, config_name: str,
                   prepare: Callable[[DictConfig, Any], DictConfig],
-                  check_overrides: Callable[[list[str]], None] | None = None) -> Callable[[], Any]:
-    """`func` run by Hydra on conf/<config_name>.yaml, its config passed through `prepare` first.
+                  arguments: Callable[[list[str]], list[str]] | None = None) -> Callable[[], Any]:
+    """`func` run by Hydra on conf/<config_name>.yaml, its config passed through `prepare` first;
+    `arguments` checks and rewrites the command line's arguments before Hydra parses them.
 
     Errors the user can act on (FinetuneError) are printed as one line and exit with status 1;
     Hydra's own (a bad override) exit with 2. SIGTERM ends the run as Ctrl-C does (KILLED in MLflow).
@@ -70,8 +81,8 @@ def hydra_command(func: Callable[[DictConfig], Any], root: Path, config_name: st
         from hydra.types import RunMode
 
         os.environ[ROOT_ENV] = str(root)
-        if check_overrides is not None:
-            check_overrides(sys.argv[1:])
+        if arguments is not None:
+            sys.argv[1:] = arguments(sys.argv[1:])
         signal.signal(signal.SIGTERM, _terminate)
         full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
         os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors to us rather than printing them itself

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ROLES = ("train", "validation", "test")  # a metrics file's sections: the scores on each split measured
+from finetune.data.splits import ROLES as ROLES  # a metrics file's sections: the scores on each split measured
 
 
 def reported(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,11 @@ def resolve_source(model_cfg: DictConfig) -> str:
     if model_cfg.source == "hub":
         return str(model_cfg.hub_id)
     if model_cfg.source == "path":
-        return str(Path(model_cfg.path).expanduser())
+        folder = Path(model_cfg.path).expanduser()
+        if not folder.is_dir():
+            raise FinetuneError(f"model.path: {'is a file, not a folder' if folder.exists() else 'folder not found'}: "
+                                f"{folder}")
+        return str(folder)
     raise FinetuneError(f"model '{model_cfg.name}': source '{model_cfg.source}' has no pretrained weights")
 
 

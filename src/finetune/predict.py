@@ -4,10 +4,13 @@ line's texts or an input file.
     finetune-predict exports/sentiment-minilm "What a film" "Dull and long"
     finetune-predict exports/ner-minilm --input news.txt --output entities.jsonl
     finetune-predict exports/qa-minilm --question "Who wrote it?" --context "Ann Lee wrote it in 1990."
+    finetune-predict exports/mrpc-minilm "He left early." --text-pair "He did not stay long."
     finetune-predict models:/sentiment-minilm@champion --input reviews.csv --backend onnx
 
-Prints one JSON line per input (or writes them to --output, with a progress bar). Errors are one
-line naming the file, row and field, with exit status 1 (2 for bad arguments).
+Prints one JSON line per input (or writes them to --output, with a progress bar), its `id` the
+input's own or its line (row) number. An empty input is an error unless --skip-empty leaves it
+out (the other ids stay). Errors are one line naming the file, row and field, with exit status 1
+(2 for bad arguments).
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from finetune.precision import PRECISIONS
 INPUT_FORMATS = (".txt", ".jsonl", ".csv")
 
 
-def read_inputs(path: Path) -> list[dict[str, Any]]:
-    """Records from a .txt (one text per non-empty line), .jsonl (one object per line) or .csv
-    (a header row naming the fields) file."""
+def read_inputs(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, record) for every input of a .txt (one text a line), .jsonl (one object a line) or
+    .csv (a header row naming the fields) file; a record without an `id` gets its line (row) number."""
     suffix = path.suffix.lower()
     if suffix not in INPUT_FORMATS:
         raise DataError(path, f"unknown input format '{suffix}' (use {', '.join(INPUT_FORMATS)})")
@@ -38,13 +41,16 @@ def read_inputs(path: Path) -> list[dict[str, Any]]:
         raise DataError(path, "no such file") from None
     except UnicodeDecodeError as error:
         raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
+    lines = text.rstrip().splitlines()  # blank lines at the end are no inputs; others are empty ones
     if suffix == ".txt":
-        return [{"text": line} for line in text.splitlines() if line.strip()]
+        return [(f"line {number}", {"id": str(number), "text": line}) for number, line in enumerate(lines, start=1)]
     if suffix == ".csv":
-        return [dict(row) for row in csv.DictReader(text.splitlines())]
+        return [(f"row {number}", {"id": str(number), **row})
+                for number, row in enumerate(csv.DictReader(text.splitlines()), start=1)]
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
+            records.append((f"line {number}", {"id": str(number)}))
             continue
         try:
             record = json.loads(line)
@@ -52,8 +58,21 @@ def read_inputs(path: Path) -> list[dict[str, Any]]:
             raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
-        records.append(record)
+        records.append((f"line {number}", {"id": str(number), **record}))
     return records
+
+
+def without_empty(inputs: list[tuple[str, dict[str, Any]]], path: Path, skip: bool) -> list[dict[str, Any]]:
+    """The records holding any text besides their id (an empty line, `{"text": ""}` holds none);
+    an empty one is an error unless `skip`."""
+    kept = []
+    for where, record in inputs:
+        if any(value is not None and str(value).strip() for key, value in record.items() if key != "id"):
+            kept.append(record)
+        elif not skip:
+            raise DataError(path, "an empty input has no prediction: fill it in, or give --skip-empty to leave "
+                            "empty inputs out (the others keep their ids)", where=where)
+    return kept
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,6 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="an export folder (exports/<task>-<model>) or models:/<name>@<alias>")
     parser.add_argument("texts", nargs="*", help="texts to predict on (classification, NER)")
     parser.add_argument("--input", type=Path, help="a .txt, .jsonl or .csv file of inputs")
+    parser.add_argument("--skip-empty", action="store_true",
+                        help="leave out the empty inputs of --input (the others keep their line or row ids)")
+    parser.add_argument("--text-pair", action="append", default=None, metavar="TEXT",
+                        help="sentence-pair models: the second text of each text, in order (once per text)")
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of printing them")
     parser.add_argument("--question", help="question answering: the question (with --context)")
     parser.add_argument("--context", help="question answering: the context the answer is taken from")
@@ -79,6 +102,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--question and --context go together")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.text_pair is not None and len(args.text_pair) != len(args.texts):
+        parser.error(f"--text-pair: give one for each text ({len(args.texts)} texts, {len(args.text_pair)} pairs)")
     return args
 
 
@@ -110,18 +135,23 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     hf_logging.set_verbosity_error()
 
     if args.input is not None:
-        records, source = read_inputs(args.input), str(args.input)
+        records, source = without_empty(read_inputs(args.input), args.input, args.skip_empty), str(args.input)
         if not records:
             raise DataError(args.input, "no inputs in the file")
     elif args.question is not None:
         records, source = [{"question": args.question, "context": args.context}], "--question/--context"
     else:
         records, source = [{"text": text} for text in args.texts], "the command line"
+        for record, pair in zip(records, args.text_pair or [], strict=False):
+            record["text_pair"] = pair
     folder, scratch = resolve_source(args.model)
     try:
         codec = codec_of(folder)
         if args.texts and "text" not in codec.input_fields:
             raise FinetuneError(f"{args.model} answers questions: give --question and --context")
+        if args.texts and ("text_pair" in codec.input_fields) != (args.text_pair is not None):
+            raise FinetuneError(f"{args.model} reads sentence pairs: give --text-pair for each text"
+                                if args.text_pair is None else f"{args.model} reads one text: leave out --text-pair")
         codec.inputs(records, source)  # every record checked before seconds go into loading weights
         predictor = Predictor(folder, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                               threads=args.threads)

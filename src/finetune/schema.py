@@ -61,7 +61,7 @@ RULES: dict[str, Check] = {
     "data.max_eval_samples": COUNT,
     "data.sample_seed": integer(0),
     "data.num_proc": integer(1, also=("auto",)),
-    "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "conll", "squad"),
+    "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "xlsx", "conll", "squad"),
     "data.eval_split": text(),
     "data.split.strategy": one_of(*STRATEGIES),
     "data.split.folds": integer(2),

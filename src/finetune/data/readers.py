@@ -1,7 +1,12 @@
 """Readers for table-shaped files: each row comes with where it stands in its file.
 
-Formats: csv, tsv, json (an array of objects, or JSON Lines), jsonl, parquet; any of them
-may be gzip-compressed (`.gz`). Errors name the file and the line (or row) at fault.
+Formats: csv, tsv (or any single-character delimiter, `LABEL text` lines included: a delimiter
+split at most `maxsplit` times), json (an array of objects, or JSON Lines), jsonl, parquet, xlsx
+(an Excel workbook's first sheet, or the one named); the text formats may be gzip-compressed
+(`.gz`). Errors name the file and the line (or row) at fault.
+
+What would pass through silently corrupted is refused: a NUL byte in a field (a binary file, or
+UTF-16 read as UTF-8), a column name that appears twice in a header (or a JSON object).
 
 Text is UTF-8 unless `data.encoding` says otherwise; a leading UTF-8 byte-order mark (what Excel
 writes, and GLUE's MRPC dev.tsv has) is dropped. Undecodable bytes, a truncated gzip stream or a
@@ -24,9 +29,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from finetune.checks import CHARACTER_NAMES
 from finetune.errors import DataError, FinetuneError
 
-TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx")
+NUL_BYTE = ("a NUL byte in the text: a binary file, or one in another encoding (UTF-16?) read as UTF-8; "
+            "set data.encoding")
 QUOTING = {"csv": True, "tsv": False}  # `"`-quoted fields by default
 Record = tuple[str, dict[str, Any]]  # (where in the file, e.g. "line 12", row)
 
@@ -40,6 +48,8 @@ def detect_format(path: str | Path, given: str | None = None) -> str:
         suffixes.pop()
     if not suffixes:
         raise DataError(path, "cannot tell the format without an extension; set data.format")
+    if suffixes[-1] == "xls":
+        raise DataError(path, "the old Excel format (.xls) is not read: save the sheet as .xlsx or CSV")
     ext = {"txt": "conll", "conll": "conll", "iob": "conll", "bio": "conll"}.get(suffixes[-1], suffixes[-1])
     return ext
 
@@ -93,22 +103,50 @@ def undecodable(path: str | Path, codec: str, error: UnicodeDecodeError) -> Data
 
 
 def read_records(path: str | Path, fmt: str, *, quoting: bool | None = None, columns: list[str] | None = None,
-                 encoding: str | None = None) -> Iterator[Record]:
+                 encoding: str | None = None, delimiter: str | None = None, maxsplit: int | None = None,
+                 sheet: str | None = None) -> Iterator[Record]:
     """Yield (where, row) for every row of a table file.
 
-    CSV/TSV only: `quoting` (None: the format's default, QUOTING) and `columns`, the names of a
-    file without a header row (None: the first line is the header). `encoding` (None: UTF-8) is
-    that of text formats.
+    Delimited text (csv, tsv) only: `quoting` (None: the format's default, QUOTING), `delimiter`
+    (None: the format's), `maxsplit` (split each line at most this many times, without quoting:
+    `LABEL text` lines) and `columns`, the names of a file without a header row (None: the first
+    line is the header; also an Excel sheet's). `encoding` (None: UTF-8) is that of text formats,
+    `sheet` the Excel sheet (None: the first).
     """
     if fmt not in TABLE_FORMATS:
-        raise DataError(path, f"format '{fmt}' is not a table format ({', '.join(TABLE_FORMATS)})")
+        raise DataError(path, f"format '{fmt}' is not a table format ({', '.join(TABLE_FORMATS)}); set data.format")
+    if columns:
+        duplicated_name(columns, "data.columns")
     if fmt in QUOTING:
-        quoted = QUOTING[fmt] if quoting is None else quoting
-        yield from _read_delimited(path, "\t" if fmt == "tsv" else ",", quoted, columns, encoding)
+        separator = CHARACTER_NAMES.get(delimiter or "", delimiter) or ("\t" if fmt == "tsv" else ",")
+        if maxsplit is not None:
+            rows = _read_split_lines(path, separator, maxsplit, columns, encoding)
+        else:
+            quoted = QUOTING[fmt] if quoting is None else quoting
+            rows = _read_delimited(path, separator, quoted, columns, encoding)
     elif fmt == "parquet":
-        yield from _read_parquet(path)
+        rows = _read_parquet(path)
+    elif fmt == "xlsx":
+        rows = _read_xlsx(path, columns, sheet)
     else:
-        yield from (_read_json if fmt == "json" else _read_jsonl)(path, encoding)
+        rows = (_read_json if fmt == "json" else _read_jsonl)(path, encoding)
+    for where, row in rows:
+        for name, value in row.items():
+            if isinstance(value, str) and "\x00" in value:
+                raise DataError(path, NUL_BYTE, where=where, field=name)
+        yield where, row
+
+
+def duplicated_name(names: list[Any], source: str, path: str | Path | None = None, where: str | None = None) -> None:
+    """A DataError (a FinetuneError for a config key) when a column name appears twice."""
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            problem = f"column '{name}' appears twice (columns {seen[name]} and {position}): rename one"
+            if path is None:
+                raise FinetuneError(f"{source}: {problem}")
+            raise DataError(path, f"{source}: {problem}", where=where)
+        seen[name] = position
 
 
 def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
@@ -118,15 +156,42 @@ def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         if not reader.fieldnames:
             raise DataError(path, "empty file: no header row", where="line 1")
+        if not columns:
+            duplicated_name(reader.fieldnames, "the header", path, "line 1")
         width = len(reader.fieldnames)
         line = 0 if columns else 1
         for row in reader:
             start, line = line + 1, reader.line_num
             if None in row or (len(row) == width and any(v is None for v in row.values())):
                 found = width + len(row.get(None, [])) if None in row else sum(v is not None for v in row.values())
-                raise DataError(path, f"expected {width} columns {reader.fieldnames}, found {found}",
-                                where=f"line {start}")
+                raise DataError(path, f"expected {width} columns {reader.fieldnames}, found {found}"
+                                + (MAXSPLIT_HINT if found > width else ""), where=f"line {start}")
             yield f"line {start}", row
+
+
+MAXSPLIT_HINT = " (the delimiter inside the last field? data.maxsplit splits each line at most that many times)"
+
+
+def _read_split_lines(path: str | Path, delimiter: str, maxsplit: int, columns: list[str] | None = None,
+                      encoding: str | None = None) -> Iterator[Record]:
+    """Lines split at the first `maxsplit` delimiters (no quoting); blank lines are skipped."""
+    header = list(columns) if columns else None
+    with open_text(path, encoding) as handle:
+        for number, text in enumerate(handle, start=1):
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                continue
+            fields = text.split(delimiter, maxsplit)
+            if header is None:
+                duplicated_name(fields, "the header", path, f"line {number}")
+                header = fields
+                continue
+            if len(fields) != len(header):
+                raise DataError(path, f"expected {len(header)} fields {header} split at {delimiter!r}, "
+                                f"found {len(fields)}", where=f"line {number}")
+            yield f"line {number}", dict(zip(header, fields, strict=True))
+    if header is None:
+        raise DataError(path, "empty file: no header row", where="line 1")
 
 
 def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Record]:
@@ -135,7 +200,9 @@ def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Recor
             if not text.strip():
                 continue
             try:
-                row = json.loads(text.rstrip("\r\n"))
+                row = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique_keys)
+            except DuplicateKey as error:
+                raise DataError(path, f"key '{error}' appears twice in one object", where=f"line {number}") from None
             except json.JSONDecodeError as error:
                 raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})",
                                 where=f"line {number}") from None
@@ -143,6 +210,17 @@ def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Recor
                 raise DataError(path, f"expected a JSON object, found {type(row).__name__}",
                                 where=f"line {number}")
             yield f"line {number}", row
+
+
+class DuplicateKey(ValueError):
+    """A JSON object holding one key twice (json keeps the last silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) < len(pairs):
+        raise DuplicateKey(next(key for i, (key, _) in enumerate(pairs) if key in dict(pairs[:i])))
+    return row
 
 
 def load_json(path: str | Path, encoding: str | None = None) -> Any:
@@ -179,6 +257,47 @@ def _read_parquet(path: str | Path) -> Iterator[Record]:
         raise DataError(path, f"not a valid Parquet file ({str(error).splitlines()[0][:160]})") from None
     for number, row in enumerate(table.to_pylist(), start=1):
         yield f"row {number}", row
+
+
+def _read_xlsx(path: str | Path, columns: list[str] | None = None, sheet: str | None = None) -> Iterator[Record]:
+    """An Excel sheet's rows (`row N` as Excel numbers them); fully empty rows are skipped."""
+    import zipfile
+
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    open_raw(path).close()
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError) as error:
+        raise DataError(path, f"not a valid .xlsx workbook ({str(error).splitlines()[0][:160]})") from None
+    try:
+        if sheet is not None and sheet not in book.sheetnames:
+            raise DataError(path, f"data.sheet: no sheet '{sheet}' (sheets: {', '.join(book.sheetnames)})")
+        rows = (book[sheet] if sheet is not None else book.worksheets[0]).iter_rows(values_only=True)
+        header, first = (list(columns), 1) if columns else (None, 2)
+        if header is None:
+            cells = list(next(rows, ()))
+            while cells and cells[-1] is None:
+                cells.pop()
+            if not cells:
+                raise DataError(path, "empty sheet: no header row", where="row 1")
+            if None in cells:
+                raise DataError(path, f"empty header cell in column {cells.index(None) + 1}", where="row 1")
+            header = [str(cell) for cell in cells]
+            duplicated_name(header, "the header", path, "row 1")
+        width = len(header)
+        for number, values in enumerate(rows, start=first):
+            values = list(values)
+            if all(value is None or value == "" for value in values):
+                continue
+            if any(value is not None for value in values[width:]):
+                raise DataError(path, f"expected {width} columns {header}, found a value in column "
+                                f"{max(i for i, v in enumerate(values) if v is not None) + 1}", where=f"row {number}")
+            values += [None] * (width - len(values))
+            yield f"row {number}", dict(zip(header, values[:width], strict=True))
+    finally:
+        book.close()
 
 
 def require_field(path: str | Path, where: str, row: dict[str, Any], field: str) -> Any:

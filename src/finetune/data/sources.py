@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.data.readers import detect_format
+from finetune.data.splits import SPLIT, by_split_column
 from finetune.errors import FinetuneError
 from finetune.io import sha256_file
 
@@ -33,13 +34,13 @@ def load_examples(cfg: DictConfig, family: Reader) -> tuple[Splits, dict[str, An
     tried: list[str] = []
     files = {split: Path(path).expanduser() for split, path in (data.files or {}).items() if path}
     if files:
-        return _read_files(family, files, data.format, "files"), _manifest("files", files)
+        return _read_files(family, files, data), _manifest("files", files)
     if data.mirror:
         mirror = Path(data.dir).expanduser()
         files = {split: mirror / rel for split, rel in data.mirror.items()}
         missing = [str(path) for path in files.values() if not path.exists()]
         if not missing:
-            return _read_files(family, files, data.format, "mirror"), _manifest("mirror", files)
+            return _read_files(family, files, data), _manifest("mirror", files)
         tried.append(f"mirror: {', '.join(missing)} not found (set FINETUNE_DATA_DIR or data.dir)")
     else:
         tried.append("mirror: this task has no data.mirror layout")
@@ -54,8 +55,22 @@ def load_examples(cfg: DictConfig, family: Reader) -> tuple[Splits, dict[str, An
                         + "; ".join(tried) + ". Give files with data.files.train=... data.files.validation=...")
 
 
-def _read_files(family: Reader, files: dict[str, Path], fmt: str | None, source: str) -> Splits:
-    return {split: family.read(path, detect_format(path, fmt), split) for split, path in files.items()}
+def _read_files(family: Reader, files: dict[str, Path], data: DictConfig) -> Splits:
+    """Each split from its file; with `data.split_column`, each file read once and its rows given
+    to the splits the column names (a file given once holds all three)."""
+    if data.get("split_column") is None:
+        return {split: family.read(path, detect_format(path, data.format), split) for split, path in files.items()}
+    rows = []
+    for path in {path.resolve(): path for path in files.values()}.values():
+        read = family.read(path, detect_format(path, data.format), "train")
+        if read and read[0].get(SPLIT) is None:
+            raise FinetuneError(f"data.split_column: {path} is a format without columns (or a family that reads "
+                                "no split column); give one file per split with data.files.<split>")
+        rows += read
+    values = data.get("split_values")
+    values = OmegaConf.to_container(values, resolve=True) if OmegaConf.is_config(values) else values
+    source = ", ".join(sorted({str(path) for path in files.values()}))
+    return by_split_column(rows, data.split_column, values, source)
 
 
 def _manifest(source: str, files: dict[str, Path]) -> dict[str, Any]:

@@ -17,20 +17,59 @@ gets the missing ones carved from its train split by `data.split.strategy`:
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from finetune.errors import FinetuneError
 
 Splits = dict[str, list[dict[str, Any]]]
 STRATEGIES = ("given", "random_fraction", "first_n", "kfold")
 GROUP = "_group"  # an example's value of `data.split.group_column`, read by the split only
+SPLIT = "_split"  # an example's value of `data.split_column`: the role it is given to
+ROLES = ("train", "validation", "test")
+# what a split column's value means when data.split_values is null (compared case-insensitively)
+ROLE_NAMES = {"train": ["train"], "validation": ["validation", "valid", "val", "dev"], "test": ["test"]}
 
 
 Key = Callable[[dict[str, Any]], Hashable]
+
+
+def by_split_column(rows: list[dict[str, Any]], column: str, values: dict[str, Any] | None, source: str) -> Splits:
+    """The rows of a file holding several splits, each given to the role its `column` value names.
+
+    `values` maps each role to its value (or list of values), e.g. {train: TRAIN, validation: TRIAL,
+    test: TEST}; None: ROLE_NAMES. Values match case-insensitively. A value that no role claims, or
+    a role given whose value no row holds, is an error listing the values found.
+    """
+    names = ROLE_NAMES if values is None else values
+    unknown = [role for role in names if role not in ROLES]
+    if unknown:
+        raise FinetuneError(f"data.split_values: '{unknown[0]}' is not a split (the splits: {', '.join(ROLES)})")
+    role_of: dict[str, str] = {}
+    for role, given in names.items():
+        for value in given if isinstance(given, (list, tuple)) or OmegaConf.is_list(given) else [given]:
+            claimed = role_of.setdefault(str(value).lower(), role)
+            if claimed != role:
+                raise FinetuneError(f"data.split_values: '{value}' is given to both {claimed} and {role}")
+    found = Counter(str(row[SPLIT]) for row in rows)
+    listed = ", ".join(f"{value!r} ({count:,} rows)" for value, count in found.items())
+    hint = (f"; map the values to train, validation and test with data.split_values="
+            f"{{train: {next(iter(found), 'TRAIN')}, validation: ..., test: ...}}")
+    unclaimed = [value for value in found if value.lower() not in role_of]
+    if unclaimed:
+        raise FinetuneError(f"{source}: column '{column}' holds {unclaimed[0]!r}, which names no split "
+                            f"(values found: {listed}){hint if values is None else ''}")
+    splits: Splits = {}
+    for row in rows:
+        splits.setdefault(role_of[str(row[SPLIT]).lower()], []).append(row)
+    absent = [role for role in names if role not in splits] if values is not None else []
+    if absent:
+        raise FinetuneError(f"data.split_values: no row of {source} has the value {names[absent[0]]!r} "
+                            f"for {absent[0]} in column '{column}' (values found: {listed})")
+    return {role: splits[role] for role in ROLES if role in splits}
 
 
 def apply_split_strategy(splits: Splits, split_cfg: DictConfig, stratum: Key | None = None,

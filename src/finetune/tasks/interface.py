@@ -322,7 +322,8 @@ def require_text(record: dict[str, Any], field: str, source: str, row: int) -> s
     """`record[field]` as a non-empty string, else a DataError naming source, row and field."""
     value = record.get(field)
     if value is None:
-        raise DataError(source, f"missing field (found: {', '.join(map(str, record)) or 'nothing'})",
+        found = [str(key) for key in record if key != "id"]
+        raise DataError(source, f"missing field (found: {', '.join(found) or 'nothing'})",
                         row=row, field=field)
     if not isinstance(value, str):
         raise DataError(source, f"expected a string, got {type(value).__name__}", row=row, field=field)

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from finetune.checks import boolean, one_of, text
+from finetune.checks import boolean, character, integer, one_of, text
 from finetune.data.readers import detect_format, read_records, require_field
-from finetune.data.splits import GROUP
+from finetune.data.splits import GROUP, SPLIT
 from finetune.errors import DataError, FinetuneError
 from finetune.intervals import Resampled, ratio
 from finetune.label_issues import issue_rows
@@ -43,6 +43,9 @@ class Sources(interface.Sources):
     id_column: str | None = setting("data.id_column")
     columns: list[str] | None = setting("data.columns")
     quoting: bool | None = setting("data.quoting", boolean(also=(None,)))
+    delimiter: str | None = setting("data.delimiter", character(null=True))
+    maxsplit: int | None = setting("data.maxsplit", integer(1, also=(None,)))
+    sheet: str | None = setting("data.sheet", text(null=True))
     encoding: str = setting("data.encoding", text())
     split_column: str | None = setting("data.split_column")
     group_column: str | None = setting("data.split.group_column")  # rows sharing it stay in one split
@@ -68,6 +71,8 @@ class LabelRecipe(Recipe):
     sources: Sources
     #: metrics `score` returns that may be the primary one; the first is the default
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "f1", "precision", "recall")
+    #: whether a label is a class, by name or id (a regression target is a number)
+    named_labels: ClassVar[bool] = True
 
     def __init__(self, codec: LabelCodec, options: Options, sources: Sources | None = None):
         super().__init__(codec, options, sources)
@@ -84,10 +89,11 @@ class LabelRecipe(Recipe):
         text_columns = {"text": sources.text_column} | (
             {"text_pair": self.codec.settings.text_pair_column} if self.codec.pairs else {})
         examples = []
-        for where, row in read_records(path, detect_format(path, fmt), quoting=sources.quoting,
-                                       columns=sources.columns or None, encoding=sources.encoding):
-            if sources.split_column is not None and str(require_field(path, where, row, sources.split_column)) != split:
-                continue
+        rows = read_records(path, detect_format(path, fmt), quoting=sources.quoting, columns=sources.columns or None,
+                            encoding=sources.encoding, delimiter=sources.delimiter, maxsplit=sources.maxsplit,
+                            sheet=sources.sheet)
+        for where, row in rows:
+            split_value = str(require_field(path, where, row, sources.split_column)) if sources.split_column else None
             texts = {}
             for field, column in text_columns.items():
                 texts[field] = require_field(path, where, row, column)
@@ -99,7 +105,8 @@ class LabelRecipe(Recipe):
             ident = row.get(sources.id_column) if sources.id_column else None
             group = require_field(path, where, row, sources.group_column) if sources.group_column else None
             examples.append({"id": str(ident if ident is not None else len(examples)), **texts,
-                             "label": self.read_label(path, where, row), GROUP: group, "_where": f"{path}, {where}"})
+                             "label": self.read_label(path, where, row), GROUP: group, SPLIT: split_value,
+                             "_where": f"{path}, {where}"})
         return examples
 
     def read_label(self, path: Path, where: str, row: dict[str, Any]) -> Any:
@@ -142,6 +149,7 @@ class LabelRecipe(Recipe):
     def label_set(self, splits: dict[str, Examples]) -> list[str]:
         if self.sources.labels:
             return [str(label) for label in self.sources.labels]
+        one_kind(splits["train"], {}, self.sources.label_column)
         found = {str(example["label"]) for example in splits["train"]}
         numbers = [as_number(label) for label in found]
         if all(n is not None for n in numbers) and any(not n.is_integer() for n in numbers):
@@ -157,6 +165,8 @@ class LabelRecipe(Recipe):
 
     def encode_labels(self, examples: Examples, split: str) -> Examples:
         index = {label: i for i, label in enumerate(self.labels or [])}
+        if self.named_labels:
+            one_kind(examples, index, self.sources.label_column)
         for example in examples:
             example["label"] = self.encode_label(example["label"], index, example["_where"])
         return examples
@@ -312,6 +322,7 @@ class LabelSetRecipe(LabelRecipe):
             return [str(label) for label in self.sources.labels]
         if self.sources.label_columns:
             return [str(column) for column in self.sources.label_columns]
+        one_kind(splits["train"], {}, self.sources.label_column)
         return sorted({str(label) for example in splits["train"] for label in example["label"]})
 
     def label_feature(self) -> Any:
@@ -440,6 +451,7 @@ class NumberRecipe(LabelRecipe):
     """One number per text or pair (GLUE STS-B similarity 0-5, ratings): mean squared error."""
 
     metric_names = ("pearson", "spearman", "mse", "mae")
+    named_labels = False
 
     def stratum(self, example: dict[str, Any]) -> Any:
         return None
@@ -532,6 +544,23 @@ def label_id(value: Any, index: dict[str, int], where: str, field: str) -> int:
     if number is not None and number.is_integer() and 0 <= number < len(index):
         return int(number)  # an integer id into the configured label names
     raise DataError(where, f"label {value!r} is not in the label set {list(index)}", field=field)
+
+
+def one_kind(examples: Examples, index: dict[str, int], field: str) -> None:
+    """A DataError where a label column mixes label names with integer ids (`pos`, `neg`, `0`, `1`
+    would otherwise be four classes, or two classes each from two sources)."""
+    first: dict[str, tuple[Any, str]] = {}
+    for example in examples:
+        values = example["label"] if isinstance(example["label"], list) else [example["label"]]
+        for value in values:
+            number = None if str(value) in index else as_number(value)
+            kind = "an id" if number is not None and number.is_integer() else "a name"
+            first.setdefault(kind, (value, example.get("_where", "")))
+            if len(first) == 2:
+                (name, at_name), (ident, at_id) = first["a name"], first["an id"]
+                raise DataError(example.get("_where", ""), "the labels mix names and integer ids "
+                                f"({name!r} at {at_name}, {ident!r} at {at_id}): write every label one way "
+                                "(or list all of them as classes in task.labels)", field=field)
 
 
 def explicit_weights(spec: Any, labels: list[str] | None) -> list[float]:

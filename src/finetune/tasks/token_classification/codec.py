@@ -28,6 +28,7 @@ from finetune.tasks.interface import (
     softmax,
     truncated_flags,
 )
+from finetune.tasks.token_classification.conll import iob1_to_iob2
 
 IGNORE = -100  # label id the loss ignores (specials, continuation sub-tokens)
 # Words of free text, close to CoNLL-2003's tokenization: abbreviations (U.S.), words with inner
@@ -128,7 +129,8 @@ class TagCodec(Codec):
                 text, spans = join_words(tokens)
             probs = softmax(row / self.settings.temperature)
             positions = first_positions(word_ids, len(tokens))
-            tags = ["O" if at is None else names[int(probs[at].argmax())] for at in positions]
+            # an `I-X` argmax that starts an entity is written `B-X`: valid IOB2, the same entities
+            tags = iob1_to_iob2(["O" if at is None else names[int(probs[at].argmax())] for at in positions])
             confidence = [None if at is None else float(probs[at].max()) for at in positions]
             entities = [{"type": kind, "text": text[spans[first][0]:spans[last][1]], "start": spans[first][0],
                          "end": spans[last][1],

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.data.readers import open_text, read_records, require_field
+from finetune.data.readers import NUL_BYTE, open_text, read_records, require_field
 from finetune.errors import DataError, FinetuneError
 
 log = logging.getLogger("finetune")
@@ -49,6 +49,7 @@ class Sentence:
     file: str
     where: str                      # the sentence's place: "line 12" or "row 3"
     lines: list[int] | None = None  # the line of every token (CoNLL files)
+    split: str | None = None        # the row's value of `data.split_column` (table files)
 
     def token_where(self, index: int) -> str:
         """Where token `index` stands: its line, or the row and the token's position."""
@@ -157,6 +158,8 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0,
     with open_text(path, encoding) as handle:
         for number, raw in enumerate(handle, start=1):
             text = raw.rstrip("\r\n")
+            if "\x00" in text:
+                raise DataError(path, NUL_BYTE, where=f"line {number}")
             if not text.strip():
                 flush()
                 continue
@@ -189,15 +192,14 @@ def read_conll(path: str | Path, *, tag_column: int = -1, token_column: int = 0,
 def read_tagged_records(path: str | Path, fmt: str, *, tokens_field: str = "tokens", tags_field: str = "tags",
                         tag_names: Sequence[str] | None = None, tag_scheme: str = "iob2",
                         on_bad_tag: str = "fail", split_column: str | None = None,
-                        split: str | None = None, encoding: str | None = None) -> list[Sentence]:
+                        encoding: str | None = None) -> list[Sentence]:
     """Sentences of a JSON/JSONL (or any table) file whose rows hold `tokens` and `tags` lists.
 
     Integer tags are looked up in `tag_names` (the configured `task.labels`).
     """
     sentences = []
     for where, row in read_records(path, fmt, encoding=encoding):
-        if split_column is not None and str(require_field(path, where, row, split_column)) != split:
-            continue
+        split = str(require_field(path, where, row, split_column)) if split_column is not None else None
         tokens = require_field(path, where, row, tokens_field)
         tags = require_field(path, where, row, tags_field)
         for name, value in ((tokens_field, tokens), (tags_field, tags)):
@@ -209,7 +211,7 @@ def read_tagged_records(path: str | Path, fmt: str, *, tokens_field: str = "toke
         if not all(isinstance(t, str) and t.strip() for t in tokens):
             raise DataError(path, "every token must be a non-empty string", where=where, field=tokens_field)
         names = _tag_names(path, where, tags, tag_names, tags_field)
-        sentences.append(Sentence([str(t) for t in tokens], names, str(path), where))
+        sentences.append(Sentence([str(t) for t in tokens], names, str(path), where, split=split))
     return normalize(sentences, path, tag_scheme, on_bad_tag)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from finetune.checks import integer, one_of, text
+from finetune.data.splits import SPLIT
 from finetune.errors import DataError, FinetuneError
 from finetune.intervals import Resampled, ratio
 from finetune.tasks import interface
@@ -58,13 +59,13 @@ class TagRecipe(Recipe):
             sentences = read_tagged_records(
                 path, fmt, tokens_field=sources.tokens_column, tags_field=sources.tags_column,
                 tag_names=list(sources.labels) if sources.labels else None, tag_scheme=scheme, on_bad_tag=on_bad,
-                split_column=sources.split_column, split=split, encoding=sources.encoding)
+                split_column=sources.split_column, encoding=sources.encoding)
         else:
             # conll, and whatever else a tagged corpus file is called in practice: .tsv (WNUT),
             # .iob, eng.train / eng.testa (a tab-separated *table* cannot hold token lists anyway).
             sentences = read_conll(path, tag_column=sources.tag_column, token_column=sources.token_column,
                                    tag_scheme=scheme, on_bad_tag=on_bad, encoding=sources.encoding)
-        return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, "_where": s}
+        return [{"id": str(i), "tokens": s.tokens, "tags": s.tags, SPLIT: s.split, "_where": s}
                 for i, s in enumerate(sentences)]
 
     def from_hub(self, dataset: Any, split: str) -> Examples:
