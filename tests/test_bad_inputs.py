@@ -162,7 +162,7 @@ READERS = [
          rows_file("seven.jsonl", headlines(4) + '{"headline": "x y", "is_sarcastic": 7}\n')),
     Case("text is a number", "download.py", [], "field 'headline': expected text, got int",
          rows_file("number.jsonl", headlines(2) + '{"headline": 5, "is_sarcastic": 0}\n')),
-    Case("unknown extension", "download.py", CSV, "format 'xlsx'", rows_file("sheet.xlsx", "x")),
+    Case("unknown extension", "download.py", CSV, "format 'ods'", rows_file("sheet.ods", "x")),
     Case("no extension", "download.py", CSV, "set data.format", rows_file("noext", headlines(3))),
     Case("bad data.format", "download.py", ["data.format=excel"], "data.format"),
     Case("file not found", "download.py", ["data.files.train=/nonexistent/headlines.jsonl"], "file not found"),
@@ -246,13 +246,75 @@ OUTPUTS_CASES = [
     Case("pickle weights only", "export.py", [], "safetensors",
          damage=lambda w: (w / f"models/{PAIR}/model.safetensors").rename(w / f"models/{PAIR}/pytorch_model.bin")),
     Case("model folder missing", "tokenize_data.py", ["model=local", "model.path=/nonexistent"],
-         "model 'local': cannot load /nonexistent"),
+         "model.path: folder not found: /nonexistent"),
     Case("model folder not given", "tokenize_data.py", ["model=local"], "model.path"),
     Case("model folder without weights", "tokenize_data.py", ["model=local"], "model 'local': cannot load",
          lambda work: [f"model.path={folder(work, 'empty-model')}"]),
 ]
 
-CASES = READERS + CONFIG + OUTPUTS_CASES
+def sheet_file(name: str, rows: list[list]) -> Callable[[Path], list[str]]:
+    def setup(work: Path) -> list[str]:
+        import openpyxl
+
+        book = openpyxl.Workbook()
+        for row in rows:
+            book.active.append(row)
+        (work / "bad").mkdir(exist_ok=True)
+        book.save(work / "bad" / name)
+        return [f"data.files.train={work / 'bad' / name}", "data.split.first_n=2"]
+    return setup
+
+
+def split_csv(values: list[str]) -> str:
+    rows = headline_rows(len(values))
+    return "headline,is_sarcastic,set\n" + "".join(f"{r['headline']},{r['is_sarcastic']},{value}\n"
+                                                    for r, value in zip(rows, values, strict=True))
+
+
+SPLIT_FILE = split_csv(["TRAIN"] * 6 + ["TRIAL"] * 2 + ["TEST"] * 2)
+SPLIT_ARGS = [*CSV, "data.split_column=set", "data.split.strategy=given"]
+MIXED_LABELS = ["sarcastic", "not_sarcastic", "sarcastic", "0", "1", "0", "1", "0"]
+MIXED = "headline,is_sarcastic\n" + "".join(f"{r['headline']},{label}\n"
+                                             for r, label in zip(headline_rows(8), MIXED_LABELS, strict=True))
+# Input that a reader used to pass through silently corrupted, and the shapes of own data
+OWN_DATA = [
+    Case("NUL byte in a csv field", "download.py", CSV, "line 3, field 'headline': a NUL byte",
+         rows_file("nul.csv", headline_csv(1) + "totally\x00 new study,1\n")),
+    Case("NUL byte in a conll line", "download.py", NER, "line 1: a NUL byte", ner_file(b"pat\x00ient")),
+    Case("duplicated csv header", "download.py", CSV, "line 1: the header: column 'headline' appears twice",
+         rows_file("dup.csv", "headline,headline,is_sarcastic\na,b,1\n")),
+    Case("duplicated data.columns", "download.py", [*CSV, "data.columns=[headline,headline]"],
+         "data.columns: column 'headline' appears twice", rows_file("cols.tsv", "a\tb\n")),
+    Case("duplicated json key", "download.py", [], "line 3: key 'headline' appears twice",
+         rows_file("dup.jsonl", headlines(2) + '{"headline": "a", "headline": "b", "is_sarcastic": 1}\n')),
+    Case("labels mix names and ids", "download.py", [*CSV, "data.split.first_n=6"],
+         "field 'is_sarcastic': the labels mix names and integer ids", rows_file("mixed.csv", MIXED)),
+    Case("labels from data mix names and ids", "download.py", [*CSV, "data.split.first_n=6", "task.labels=null"],
+         "the labels mix names and integer ids", rows_file("mixed.csv", MIXED)),
+    Case("split value names no split", "download.py", SPLIT_ARGS,
+         "column 'set' holds 'TRIAL', which names no split (values found: 'TRAIN' (6 rows), 'TRIAL' (2 rows), "
+         "'TEST' (2 rows)); map the values", rows_file("splits.csv", SPLIT_FILE)),
+    Case("split_values value absent", "download.py", [*SPLIT_ARGS, "data.split_values={train: TRAIN, validation: DEV, "
+                                                      "test: TEST}"],
+         "data.split_values: no row of", rows_file("splits.csv", split_csv(["TRAIN"] * 8 + ["TEST"] * 2))),
+    Case("split_values unknown role", "download.py", [*SPLIT_ARGS, "data.split_values={training: TRAIN}"],
+         "data.split_values: 'training' is not a split", rows_file("splits.csv", SPLIT_FILE)),
+    Case("maxsplit line without delimiter", "download.py",
+         ["data.format=csv", "data.delimiter=space", "data.maxsplit=1", "data.columns=[is_sarcastic,headline]"],
+         "line 2: expected 2 fields", rows_file("lines.label", "1 totally new study\nofficially\n")),
+    Case("delimiter of two characters", "download.py", ["data.delimiter=ab"], "data.delimiter: expected one character"),
+    Case("ragged row hints at maxsplit", "download.py", [*CSV, "data.delimiter=space"], "data.maxsplit",
+         rows_file("spaces.csv", "is_sarcastic headline\n1 totally new study\n")),
+    Case("not an xlsx workbook", "download.py", CSV, "not a valid .xlsx workbook", rows_file("sheet.xlsx", "x")),
+    Case("old excel format", "download.py", CSV, "the old Excel format (.xls)", rows_file("sheet.xls", "x")),
+    Case("xlsx sheet not found", "download.py", [*CSV, "data.sheet=Reviews"], "data.sheet: no sheet 'Reviews'",
+         sheet_file("book.xlsx", [["headline", "is_sarcastic"], ["a b", 1], ["c d", 0], ["e f", 1]])),
+    Case("xlsx duplicated header", "download.py", CSV, "row 1: the header: column 'headline' appears twice",
+         sheet_file("dup.xlsx", [["headline", "headline", "is_sarcastic"], ["a", "b", 1]])),
+    Case("misspelled TrainingArguments field", "train.py", ["train.max_stepz=3"], "did you mean 'max_steps'"),
+]
+
+CASES = READERS + CONFIG + OUTPUTS_CASES + OWN_DATA
 
 
 @dataclass

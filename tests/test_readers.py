@@ -117,3 +117,53 @@ def test_headerless_file_with_column_names(tmp_path):
     assert next(records)[0] == "line 2"
     with pytest.raises(DataError, match=r"a.tsv, line 3: expected 3 columns \['text', 'labels', 'id'\], found 1"):
         next(records)
+
+
+def test_any_delimiter_and_label_text_lines(tmp_path):
+    semicolons = tmp_path / "a.csv"
+    semicolons.write_text('text;label\n"a; b";pos\n')
+    assert [row for _, row in read_records(semicolons, "csv", delimiter=";")] == [{"text": "a; b", "label": "pos"}]
+    lines = tmp_path / "train.label"
+    lines.write_text("DESC:manner How did serfdom develop in Russia ?\n\nNUM:date When was Ike born ?\n")
+    rows = list(read_records(lines, "csv", delimiter="space", maxsplit=1, columns=["label", "text"]))
+    assert rows == [("line 1", {"label": "DESC:manner", "text": "How did serfdom develop in Russia ?"}),
+                    ("line 3", {"label": "NUM:date", "text": "When was Ike born ?"})]
+    tabs = tmp_path / "b.tsv"
+    tabs.write_text("label\ttext\n1\ta\tb\n")  # one split: the rest of the line is the text, tabs and all
+    assert rows_of_split(tabs, maxsplit=1) == [{"label": "1", "text": "a\tb"}]
+
+
+def rows_of_split(path: Path, **options) -> list[dict]:
+    return [row for _, row in read_records(path, "tsv", **options)]
+
+
+def test_excel_sheets_by_name_with_row_numbers(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = "notes"
+    book.active.append(["ignored"])
+    sheet = book.create_sheet("reviews")
+    for row in (["text", "label", None], ["good film", "pos"], [None, None], ["bad film", 0]):
+        sheet.append(row)
+    path = tmp_path / "book.xlsx"
+    book.save(path)
+    assert detect_format(path) == "xlsx"
+    assert list(read_records(path, "xlsx", sheet="reviews")) == [("row 2", {"text": "good film", "label": "pos"}),
+                                                                 ("row 4", {"text": "bad film", "label": 0})]
+    with pytest.raises(DataError, match=r"data.sheet: no sheet 'other' \(sheets: notes, reviews\)"):
+        list(read_records(path, "xlsx", sheet="other"))
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("nul.csv", b"text,label\nok,1\nb\x00ad,0\n", "nul.csv, line 3, field 'text': a NUL byte"),
+    ("nul.jsonl", b'{"text": "b\\u0000ad"}\n', "nul.jsonl, line 1, field 'text': a NUL byte"),
+    ("dup.csv", b"text,label,text\na,1,b\n", "line 1: the header: column 'text' appears twice (columns 1 and 3)"),
+    ("dup.jsonl", b'{"text": "a"}\n{"text": "a", "label": 1, "label": 0}\n', "dup.jsonl, line 2: key 'label' appears"),
+])
+def test_silent_corruption_is_refused(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError) as error:
+        rows_of(path, detect_format(path))
+    assert message in str(error.value)

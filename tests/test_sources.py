@@ -69,3 +69,15 @@ def test_stage_script_prints_bad_input_as_one_line_and_writes_nothing(tmp_path):
     assert result.stderr.strip() == f"error: {bad}, line 2: malformed JSON (Expecting ',' delimiter at column 39)"
     raw = REPO / "data" / "raw"
     assert not raw.exists() or not [p for p in raw.iterdir() if p.name.startswith(".")], "no half-written output"
+
+
+def test_one_file_given_once_holds_every_split(tmp_path):
+    table = tmp_path / "all.csv"
+    table.write_text("text,label,set\na,pos,TRAIN\nb,neg,TRIAL\nc,neg,TRAIN\nd,pos,TEST\n")
+    cfg = compose(REPO, ["task=sentiment", "model=tiny", f"data.files.train={table}", "data.split_column=set",
+                         "data.id_column=null", "data.split_values={train: TRAIN, validation: TRIAL, test: TEST}"],
+                  workdir=tmp_path)
+    splits, _ = load_examples(cfg, recipe(cfg))
+    assert {role: [e["text"] for e in rows] for role, rows in splits.items()} == {
+        "train": ["a", "c"], "validation": ["b"], "test": ["d"]}
+    assert [e["id"] for e in splits["train"]] == ["0", "2"]  # row positions in the one file

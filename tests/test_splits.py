@@ -6,7 +6,7 @@ import pytest
 from datasets import Dataset
 from omegaconf import OmegaConf
 
-from finetune.data.splits import apply_split_strategy, subsample
+from finetune.data.splits import SPLIT, apply_split_strategy, by_split_column, subsample
 from finetune.errors import FinetuneError
 
 
@@ -110,3 +110,35 @@ def test_subsample_is_a_seeded_shuffle_then_head():
     assert subsample(data, None, 42)["id"] == data["id"]
     assert subsample(data, 500, 42)["id"] == data["id"]
     assert subsample(data, "all", 42)["id"] == data["id"]
+
+
+def rows_with(values: list) -> list[dict]:
+    return [{"id": str(i), SPLIT: str(value)} for i, value in enumerate(values)]
+
+
+def test_split_column_names_match_in_any_case_and_dev_is_validation():
+    splits = by_split_column(rows_with(["Train", "DEV", "train", "TEST"]), "set", None, "f.csv")
+    assert {role: [r["id"] for r in rows] for role, rows in splits.items()} == {
+        "train": ["0", "2"], "validation": ["1"], "test": ["3"]}
+
+
+def test_split_values_map_a_column_of_its_own_values():
+    rows = rows_with(["TRAIN", "TRIAL", "TEST", "EXTRA", "TRAIN"])
+    splits = by_split_column(rows, "set", {"train": ["TRAIN", "extra"], "validation": "TRIAL", "test": "TEST"}, "f")
+    assert [r["id"] for r in splits["train"]] == ["0", "3", "4"] and len(splits["validation"]) == 1
+    numbered = by_split_column(rows_with([0, 1, 2, 0]), "fold", {"train": 0, "validation": 1, "test": 2}, "f")
+    assert [len(rows) for rows in numbered.values()] == [2, 1, 1]
+
+
+@pytest.mark.parametrize(("values", "mapping", "message"), [
+    (["TRAIN", "TRIAL", "TEST"], None, "f.csv: column 'set' holds 'TRIAL', which names no split (values found: "
+                                       "'TRAIN' (1 row), 'TRIAL' (1 row), 'TEST' (1 row)); map the values"),
+    (["TRAIN", "TEST"], {"train": "TRAIN", "validation": "DEV", "test": "TEST"},
+     "data.split_values: no row of f.csv has the value 'DEV' for validation in column 'set'"),
+    (["a"], {"train": "a", "test": "A"}, "data.split_values: 'A' is given to both train and test"),
+    (["a"], {"dev": "a"}, "data.split_values: 'dev' is not a split"),
+])
+def test_split_column_errors_list_the_values_found(values, mapping, message):
+    with pytest.raises(FinetuneError) as error:
+        by_split_column(rows_with(values), "set", mapping, "f.csv")
+    assert message in str(error.value)

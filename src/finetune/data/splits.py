@@ -55,7 +55,7 @@ def by_split_column(rows: list[dict[str, Any]], column: str, values: dict[str, A
             if claimed != role:
                 raise FinetuneError(f"data.split_values: '{value}' is given to both {claimed} and {role}")
     found = Counter(str(row[SPLIT]) for row in rows)
-    listed = ", ".join(f"{value!r} ({count:,} rows)" for value, count in found.items())
+    listed = ", ".join(f"{value!r} ({count:,} row{'s' * (count != 1)})" for value, count in found.items())
     hint = (f"; map the values to train, validation and test with data.split_values="
             f"{{train: {next(iter(found), 'TRAIN')}, validation: ..., test: ...}}")
     unclaimed = [value for value in found if value.lower() not in role_of]
