@@ -31,17 +31,35 @@ OPEN_SECTIONS = ("train",)  # any TrainingArguments field may be added (checked 
 
 
 def check_group_choices(conf_dir: Path, overrides: list[str]) -> None:
-    """Reject `task=foo` / `model=foo` naming no config file, in one line (Hydra's is long)."""
+    """Reject `task=foo` / `model=foo` naming no config file, in one line (Hydra's is long). A
+    folder given with `--config-dir` (a user's presets, as `<folder>/task/<name>.yaml`) counts too."""
+    extra = extra_config_dirs(overrides)
+    folders = [conf_dir, *extra]
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
         if not sep or key not in CONFIG_GROUPS_CHECKED or "," in value or "(" in value:
             continue
-        known = sorted(p.stem for p in (conf_dir / key).glob("*.yaml"))
+        known = sorted({p.stem for folder in folders for p in (folder / key).glob("*.yaml")})
         if value not in known:
-            print(f"error: unknown {key} '{value}' (known: {', '.join(known)}); "
-                  f"add conf/{key}/{value}.yaml to define it", file=sys.stderr)
+            where = " or ".join([f"conf/{key}/{value}.yaml", *(f"{folder}/{key}/{value}.yaml" for folder in extra)])
+            print(f"error: unknown {key} '{value}' (known: {', '.join(known)}); add {where} to define it",
+                  file=sys.stderr)
             sys.exit(2)
+
+
+def extra_config_dirs(arguments: list[str]) -> list[Path]:
+    """The folders of Hydra's `--config-dir DIR` / `-cd DIR` arguments; a missing one is an error."""
+    folders = []
+    for i, argument in enumerate(arguments):
+        name, sep, value = argument.partition("=")
+        if name in ("--config-dir", "-cd"):
+            folder = Path(value if sep else (arguments[i + 1] if i + 1 < len(arguments) else "")).expanduser()
+            if not folder.is_dir():
+                print(f"error: --config-dir: folder not found: {folder}", file=sys.stderr)
+                sys.exit(2)
+            folders.append(folder)
+    return folders
 
 
 def open_section_overrides(conf_dir: Path, overrides: list[str]) -> list[str]:
@@ -101,7 +119,7 @@ def with_workspace_params(cfg: DictConfig, params_path: str | Path, overrides: l
             raise FinetuneError(f"{params_path}: '{key}' is not a config key (see conf/ for the known keys)")
     with open_dict(cfg):
         merged = OmegaConf.merge(cfg, params)
-        for key, value in _value_overrides(overrides):
+        for key, value in value_overrides(overrides):
             OmegaConf.update(merged, key, value, merge=True, force_add=True)
     OmegaConf.set_struct(merged, True)
     return merged
@@ -110,7 +128,7 @@ def with_workspace_params(cfg: DictConfig, params_path: str | Path, overrides: l
 _MISSING = object()
 
 
-def _value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+def value_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     """(key, value) of the command line's value overrides; config group choices are skipped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

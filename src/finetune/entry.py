@@ -25,10 +25,11 @@ from finetune.config import (
     check_group_choices,
     open_section_overrides,
     validate,
+    value_overrides,
     with_workspace_params,
 )
 from finetune.errors import FinetuneError
-from finetune.pipeline.stage_table import BY_SCRIPT, stage_config
+from finetune.pipeline.stage_table import BY_SCRIPT, stage_config, unheard
 from finetune.schema import known_keys, suggestion
 
 
@@ -46,10 +47,14 @@ def stage(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     def prepare(cfg: DictConfig, hydra_cfg: Any) -> DictConfig:
         from hydra.types import RunMode
 
-        cfg = with_workspace_params(cfg, root / PARAMS_FILE, list(hydra_cfg.overrides.task))
+        overrides = list(hydra_cfg.overrides.task)
+        cfg = with_workspace_params(cfg, root / PARAMS_FILE, overrides)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             cfg = with_sweep_settings(cfg, hydra_cfg)
         validate(cfg, root / "conf")
+        running = [table_row.name] if table_row else list(cfg.pipeline.stages)
+        for line in unheard([key for key, _ in value_overrides(overrides)], running, chained=table_row is None):
+            print(line, file=sys.stderr)
         return stage_config(cfg, table_row) if table_row else cfg
 
     def arguments(overrides: list[str]) -> list[str]:

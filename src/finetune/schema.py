@@ -67,6 +67,7 @@ RULES: dict[str, Check] = {
     "data.split.folds": integer(2),
     "data.split.fold": integer(0),
     "data.split.validation_fraction": number(0, 1, low_open=True, high_open=True),
+    "data.split.test_fraction": number(0, 1, low_open=True, high_open=True, also=(None,)),
     "data.split.first_n": integer(1),
     "data.split.seed": integer(0),
     "evaluate.confidence_level": number(0, 1, low_open=True, high_open=True),

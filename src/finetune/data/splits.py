@@ -6,7 +6,8 @@ the best checkpoint, early stopping, thresholds, the temperature, sweeps, the re
 gets the missing ones carved from its train split by `data.split.strategy`:
 
 - given: the source's own splits, as they are.
-- random_fraction: a seeded `validation_fraction` of train becomes validation.
+- random_fraction: a seeded `validation_fraction` of train becomes validation; with
+  `test_fraction` set and no test split given, a seeded share of train becomes test first.
 - first_n: the first `first_n` train rows are the training pool, the rest the test split; then a
   seeded `validation_fraction` of the pool becomes validation (the tutorials' sarcasm split).
 - kfold: train is cut into `folds` seeded folds (stratified by label where the family has one,
@@ -101,6 +102,9 @@ def apply_split_strategy(splits: Splits, split_cfg: DictConfig, stratum: Key | N
             raise FinetuneError(f"data.split.first_n={n} must lie between 1 and {len(train) - 1} "
                                 f"(the train split has {len(train)} rows)")
         train, carved["test"] = train[:n], train[n:]
+    if strategy == "random_fraction" and split_cfg.get("test_fraction") and "test" not in splits:
+        train, carved["test"] = fraction_split(train, float(split_cfg.test_fraction), seed + 1, group,
+                                               "data.split.test_fraction")
     if strategy == "kfold":
         if pool not in (None, "all") and int(pool) < len(train):
             kept = sorted(random.Random(seed).sample(range(len(train)), int(pool)))
@@ -112,11 +116,11 @@ def apply_split_strategy(splits: Splits, split_cfg: DictConfig, stratum: Key | N
     return {**splits, "train": train, **carved}
 
 
-def fraction_split(rows: list[dict[str, Any]], fraction: float, seed: int,
-                   group: Key | None = None) -> tuple[list, list]:
+def fraction_split(rows: list[dict[str, Any]], fraction: float, seed: int, group: Key | None = None,
+                   key: str = "data.split.validation_fraction") -> tuple[list, list]:
     """(kept, held): a seeded `fraction` of the rows' groups held out, each side in source order."""
     if not 0 < fraction < 1:
-        raise FinetuneError(f"data.split.validation_fraction must lie in (0, 1), got {fraction}")
+        raise FinetuneError(f"{key} must lie in (0, 1), got {fraction}")
     groups = grouped(rows, group)
     keys = list(groups)
     random.Random(seed).shuffle(keys)

@@ -27,6 +27,11 @@ def download(cfg: DictConfig) -> dict[str, Any]:
     splits = apply_split_strategy(splits, cfg.data.split, family.stratum, family.group,
                                   pool=cfg.data.max_train_samples)
     require_examples(splits, manifest, cfg.task.name)
+    if cfg.data.eval_split not in splits:  # found now rather than after training
+        raise FinetuneError(f"data.eval_split: the evaluate stage reports '{cfg.data.eval_split}', which task "
+                            f"'{cfg.task.name}' lacks (its splits: {', '.join(splits)}); give data.files."
+                            f"{cfg.data.eval_split}, a split column, or carve it with data.split.strategy="
+                            "random_fraction data.split.test_fraction=0.1")
     labels = family.label_set(splits)
     family = family.with_labels(labels)
     for split, examples in splits.items():

@@ -64,6 +64,55 @@ SCRIPTS = {stage.name: stage.script for stage in STAGES}
 PRODUCERS = {output: stage.name for stage in STAGES for output in stage.writes}
 
 
+# The stages that act on a key, where not every stage given its section does (the longest listed
+# prefix decides; a key not listed is acted on by every stage that reads its section). A family's
+# codec settings are fixed at tokenize, its source options read at download, its other options by
+# the stages after tokenize.
+EVAL_SIDE = ("train", "evaluate", "export")
+ACTS_ON = {
+    "data": ("download",),  # where examples come from, how they are read and split
+    "data.max_train_samples": ("download", "tokenize"),  # download: the pool k-fold cuts
+    "data.max_eval_samples": ("tokenize",),
+    "data.sample_seed": ("tokenize",),
+    "data.max_length": ("tokenize",),
+    "data.num_proc": ("tokenize",),
+    "data.eval_split": ("evaluate",),
+    "task.name": ("download", "tokenize", *EVAL_SIDE),  # names every output
+    "task.family": ("download", "tokenize", *EVAL_SIDE),
+    "train": ("train",),
+    **{f"train.{key}": EVAL_SIDE for key in ("per_device_eval_batch_size", "max_batch_tokens", "torch_threads",
+                                              "bf16")},
+}
+
+
+def acting_stages(key: str) -> tuple[str, ...]:
+    """The stages whose outputs a config key changes (`data.max_eval_samples`: tokenize)."""
+    from finetune.tasks import family_keys
+
+    listed = {key: ("download", "tokenize") for key in family_keys("settings")} \
+        | {key: ("download",) for key in family_keys("sources")} | {key: EVAL_SIDE for key in family_keys("options")} \
+        | ACTS_ON
+    parts = key.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in listed:
+            stages = listed[".".join(parts[:n])]
+            return tuple(name for name in stages if parts[0] in BY_NAME[name].reads)
+    return tuple(stage.name for stage in STAGES if parts[0] in stage.reads)
+
+
+def unheard(keys: list[str], running: list[str], chained: bool) -> list[str]:
+    """A warning for each key that none of the `running` stages acts on, naming the stages that do
+    (`chained`: the stages of stages/pipeline.py's `pipeline.stages`, else one stage script)."""
+    warnings = []
+    for key in keys:
+        acting = acting_stages(key) if key.split(".")[0] not in ALWAYS else ()
+        if acting and not set(acting) & set(running):
+            where = "and pipeline.stages does not run it" if chained else \
+                f"not {running[0]} (give it to that stage, or run them all with stages/pipeline.py)"
+            warnings.append(f"warning: {key} has no effect here: {', '.join(acting)} reads it, {where}")
+    return warnings
+
+
 def stage_config(cfg: DictConfig, stage: Stage) -> DictConfig:
     """`cfg` with only the sections `stage` reads (paths resolved first, as they name the pair)."""
     paths = OmegaConf.to_container(cfg.paths, resolve=True)

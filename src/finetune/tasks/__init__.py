@@ -55,13 +55,19 @@ def load_codec(spec: dict[str, Any], where: str) -> Codec:
     return module.codec_class(settings)(settings, spec["labels"])
 
 
-def config_rules() -> dict[str, Check | None]:
-    """Every family's config keys with the checks of their values."""
-    rules: dict[str, Check | None] = {}
+def family_keys(kind: str) -> dict[str, Check | None]:
+    """Every family's config keys of one kind, with the checks of their values: `settings` (its
+    codec's, fixed at tokenize), `sources` (how the download stage reads) or `options`."""
+    keys: dict[str, Check | None] = {}
     for name in FAMILIES:
         module = family_module(name, "finetune.tasks.FAMILIES")
-        rules |= config_keys(module.Settings)
-        for cls in module.recipes():
-            rules |= config_keys(cls.Sources) | config_keys(cls.Options)
-    return rules
+        if kind == "settings":
+            keys |= config_keys(module.Settings)
+        for cls in module.recipes() if kind != "settings" else []:
+            keys |= config_keys(getattr(cls, kind.capitalize()))
+    return keys
 
+
+def config_rules() -> dict[str, Check | None]:
+    """Every family's config keys with the checks of their values."""
+    return family_keys("settings") | family_keys("sources") | family_keys("options")

@@ -554,8 +554,9 @@ def one_kind(examples: Examples, index: dict[str, int], field: str) -> None:
         values = example["label"] if isinstance(example["label"], list) else [example["label"]]
         for value in values:
             number = None if str(value) in index else as_number(value)
-            is_id = number is not None and number.is_integer() and (not index or 0 <= number < len(index))
-            kind = "an id" if is_id else "a name"  # an id out of range is for label_id to name
+            if number is not None and number.is_integer() and index and not 0 <= number < len(index):
+                continue  # no label at all: label_id says so
+            kind = "an id" if number is not None and number.is_integer() else "a name"
             first.setdefault(kind, (value, example.get("_where", "")))
             if len(first) == 2:
                 (name, at_name), (ident, at_id) = first["a name"], first["an id"]
