@@ -29,3 +29,45 @@ def test_seeds_run_apart_and_return_their_mean_validation_value(tmp_path):
     configs = [(tmp_path / f"seed-{seed}" / "models" / "sarcasm-tiny" / "config.yaml").read_text() for seed in (1, 2)]
     assert "seed: 1\n" in configs[0] and "seed: 2\n" in configs[1]
     assert not Path(tmp_path / "models").exists(), "each seed writes below its own folder"
+
+
+def test_own_data_is_one_preset_file_and_one_command(tmp_path):
+    """A user's set: one file of `LABEL text` lines, one preset outside the repository, one command."""
+    from tests.conftest import run_stage
+
+    lines = tmp_path / "headlines.label"
+    lines.write_text("".join(f"{'sarcastic' if row['is_sarcastic'] else 'plain'} {row['headline']}\n"
+                             for row in headline_rows(160)))
+    presets = tmp_path / "presets" / "task"
+    presets.mkdir(parents=True)
+    (presets / "headlines.yaml").write_text(f"""\
+# @package _global_
+defaults:
+  - /family/classification
+  - _self_
+task:
+  name: headlines
+  labels: null
+data:
+  files: {{train: {lines}}}
+  format: csv
+  delimiter: space
+  maxsplit: 1
+  columns: [label, text]
+  split: {{strategy: random_fraction, validation_fraction: 0.2, test_fraction: 0.2}}
+  max_length: 32
+train:
+  num_train_epochs: 3
+  learning_rate: 1.0e-3
+  per_device_train_batch_size: 8
+  disable_tqdm: true
+""")
+    done = run_stage("pipeline.py", "--config-dir", str(tmp_path / "presets"), "task=headlines", "model=tiny",
+                     "tracking.enabled=false", cwd=tmp_path, uri="file:///nowhere")
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = read_json(tmp_path / "metrics" / "headlines-tiny.json")
+    raw = read_json(tmp_path / "data" / "raw" / "headlines" / "manifest.json")
+    assert raw["labels"] == ["plain", "sarcastic"] and raw["rows"] == {"train": 102, "test": 32, "validation": 26}
+    assert metrics["test"]["n_eval"] == 32 and 0 <= metrics["test"]["accuracy"] <= 1
+    predicted = (tmp_path / "predictions" / "headlines-tiny" / "predictions.jsonl").read_text().splitlines()
+    assert len(predicted) == 32

@@ -89,3 +89,28 @@ def test_credentials_never_reach_written_config_or_params(repo):
     assert "s3cret" not in str(params) and "hf_abc123" not in str(params)
     assert redacted_override("tracking.uri=https://u:p@host/x") == "tracking.uri=https://***@host/x"
     assert redacted_override("train.learning_rate=1e-3") == "train.learning_rate=1e-3"
+
+
+def test_training_arguments_fields_need_no_plus(repo):
+    cfg = compose(repo, ["task=sarcasm", "model=tiny", "train.max_steps=3", "train.lr_scheduler_type=constant"])
+    assert cfg.train.max_steps == 3 and cfg.train.lr_scheduler_type == "constant"
+
+
+def write_preset(folder: Path, name: str, body: str) -> Path:
+    (folder / "task").mkdir(parents=True, exist_ok=True)
+    path = folder / "task" / f"{name}.yaml"
+    path.write_text("# @package _global_\ndefaults:\n  - /family/classification\n  - _self_\n" + body)
+    return path
+
+
+def test_a_preset_outside_the_repository_with_config_dir(repo, tmp_path):
+    presets = tmp_path / "presets"
+    write_preset(presets, "reviews", "task:\n  name: reviews\n  labels: null\n")
+    done = subprocess.run([sys.executable, str(repo / "stages" / "download.py"), "--config-dir", str(presets),
+                           "task=reviewz"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == (
+        f"error: unknown task 'reviewz' (known: goemotions, mrpc, ner, qa, reviews, sarcasm, sentiment, stsb); "
+        f"add conf/task/reviewz.yaml or {presets}/task/reviewz.yaml to define it\n")
+    done = subprocess.run([sys.executable, str(repo / "stages" / "download.py"), "--config-dir", str(tmp_path / "no"),
+                           "task=reviews"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == f"error: --config-dir: folder not found: {tmp_path / 'no'}\n"

@@ -39,6 +39,14 @@ def test_random_fraction_is_seeded_disjoint_and_complete():
     assert first["validation"] != other["validation"]
 
 
+def test_random_fraction_carves_a_test_split_from_a_single_source():
+    out = apply_split_strategy({"train": rows(100)}, strategy(strategy="random_fraction", test_fraction=0.2))
+    assert [len(out[role]) for role in ("train", "validation", "test")] == [72, 8, 20]
+    assert len(set(ids(out["train"])) | set(ids(out["validation"])) | set(ids(out["test"]))) == 100
+    given = {"train": rows(100), "test": rows(5)}  # a given test split stays as it is
+    assert apply_split_strategy(given, strategy(strategy="random_fraction", test_fraction=0.2))["test"] == rows(5)
+
+
 def test_first_n_reports_the_tail_and_validates_on_a_share_of_the_head():
     out = apply_split_strategy({"train": rows(30)}, strategy(strategy="first_n", first_n=20))
     assert ids(out["test"]) == [str(i) for i in range(20, 30)]
