@@ -312,7 +312,8 @@ OWN_DATA = [
     Case("xlsx duplicated header", "download.py", CSV, "row 1: the header: column 'headline' appears twice",
          sheet_file("dup.xlsx", [["headline", "headline", "is_sarcastic"], ["a", "b", 1]])),
     Case("no split to report", "download.py", ["data.split.strategy=random_fraction"],
-         "data.eval_split: the evaluate stage reports 'test', which task 'sarcasm' lacks (its splits: train, validation)"),
+         "data.eval_split: the evaluate stage reports 'test', which task 'sarcasm' lacks (its splits: train, "
+         "validation)"),
     Case("misspelled TrainingArguments field", "train.py", ["train.max_stepz=3"], "did you mean 'max_steps'"),
 ]
 

@@ -63,8 +63,9 @@ train:
   disable_tqdm: true
 """)
     done = run_stage("pipeline.py", "--config-dir", str(tmp_path / "presets"), "task=headlines", "model=tiny",
-                     "tracking.enabled=false", cwd=tmp_path, uri="file:///nowhere")
+                     "tracking.enabled=false", "train.max_steps=30", cwd=tmp_path, uri="file:///nowhere")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert read_json(tmp_path / "models" / "headlines-tiny" / "train_summary.json")["global_step"] == 30
     metrics = read_json(tmp_path / "metrics" / "headlines-tiny.json")
     raw = read_json(tmp_path / "data" / "raw" / "headlines" / "manifest.json")
     assert raw["labels"] == ["plain", "sarcastic"] and raw["rows"] == {"train": 102, "test": 32, "validation": 26}

@@ -81,3 +81,20 @@ def test_one_file_given_once_holds_every_split(tmp_path):
     assert {role: [e["text"] for e in rows] for role, rows in splits.items()} == {
         "train": ["a", "c"], "validation": ["b"], "test": ["d"]}
     assert [e["id"] for e in splits["train"]] == ["0", "2"]  # row positions in the one file
+
+
+def test_an_excel_workbook_with_a_split_column_of_its_own_values(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in (["Sentence", "Quality", "Set"], ["a b", 1, "Train"], ["c d", 0, "Train"], ["e f", 1, "Dev"],
+                ["g h", 0, "Test"]):
+        book.active.append(row)
+    book.save(tmp_path / "pairs.xlsx")
+    cfg = compose(REPO, ["task=sentiment", "model=tiny", f"data.files.train={tmp_path / 'pairs.xlsx'}",
+                         "data.split_column=Set", "data.id_column=null", "data.text_column=Sentence",
+                         "data.label_column=Quality", "data.mirror={}"], workdir=tmp_path)
+    splits, manifest = load_examples(cfg, recipe(cfg))
+    assert {role: [(e["text"], e["label"]) for e in rows] for role, rows in splits.items()} == {
+        "train": [("a b", 1), ("c d", 0)], "validation": [("e f", 1)], "test": [("g h", 0)]}
+    assert [entry["split"] for entry in manifest["files"]] == ["train"]

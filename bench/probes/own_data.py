@@ -39,6 +39,12 @@ from common import provenance, provenance_text  # noqa: E402
 HEADER = "# @package _global_\ndefaults:\n  - /family/{family}\n  - _self_\n"
 
 
+def tsv_rows(path: Path) -> list[list[str]]:
+    """The fields of a GLUE TSV's rows, header left out (quoting off: their strings hold lone `"`)."""
+    with open(path, encoding="utf-8-sig") as handle:
+        return [line.rstrip("\n").split("\t") for line in handle][1:]
+
+
 def emotions(out: Path) -> str:
     """GoEmotions as CSV with one 0/1 column per emotion (the SemEval E-c layout)."""
     names = (DATA / "goemotions" / "emotions.txt").read_text().split()
@@ -74,11 +80,7 @@ def paraphrases(out: Path) -> str:
     """MRPC in one Excel workbook: a `Set` column says Train / Dev / Test (Dev: 400 seeded train rows)."""
     import openpyxl
 
-    def rows(name: str) -> list[list[str]]:
-        with open(DATA / "glue" / "mrpc" / name, encoding="utf-8-sig") as handle:
-            return [line.rstrip("\n").split("\t") for line in handle][1:]
-
-    train, test = rows("train.tsv"), rows("dev.tsv")
+    train, test = tsv_rows(DATA / "glue" / "mrpc" / "train.tsv"), tsv_rows(DATA / "glue" / "mrpc" / "dev.tsv")
     dev = set(random.Random(0).sample(range(len(train)), 400))
     book = openpyxl.Workbook()
     sheet = book.active
@@ -133,11 +135,7 @@ train:
 
 def relatedness(out: Path) -> str:
     """STS-B in SICK's layout: one TSV, a relatedness score per pair, SemEval_set TRAIN / TRIAL / TEST."""
-    def rows(name: str) -> list[list[str]]:
-        with open(DATA / "glue" / "stsb" / name, encoding="utf-8") as handle:
-            return [line.rstrip("\n").split("\t") for line in handle][1:]
-
-    train, test = rows("train.tsv"), rows("dev.tsv")
+    train, test = tsv_rows(DATA / "glue" / "stsb" / "train.tsv"), tsv_rows(DATA / "glue" / "stsb" / "dev.tsv")
     trial = set(random.Random(0).sample(range(len(train)), 500))
     with open(out / "relatedness.txt", "w", encoding="utf-8") as handle:
         handle.write("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tSemEval_set\n")

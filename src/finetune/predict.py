@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "faster and its outputs within the family's tolerance (cached per machine, model, shape)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # texts and --text-pair interleaved
     given = sum([bool(args.texts), args.input is not None, args.question is not None or args.context is not None])
     if given != 1:
         parser.error("give texts, or --input FILE, or --question with --context (exactly one of them)")

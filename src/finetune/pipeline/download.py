@@ -59,6 +59,7 @@ def require_examples(splits: dict[str, list[Any]], manifest: dict[str, Any], tas
     """A one-line error naming the source of the first split without examples."""
     for split, examples in splits.items():
         if not examples:
-            files = [f["path"] for f in manifest["files"] if f["split"] == split]
+            files = [f["path"] for f in manifest["files"] if f["split"] == split] or \
+                sorted({f["path"] for f in manifest["files"]})  # one file holding every split
             raise FinetuneError(f"split '{split}' of task '{task}' has no examples "
                                 f"({manifest['source']}: {', '.join(files) or 'the Hub'})")
