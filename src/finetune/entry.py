@@ -163,7 +163,8 @@ def with_sweep_settings(cfg: DictConfig, hydra_cfg: Any) -> DictConfig:
 
     settings = job_settings(hydra_cfg)
     with open_dict(cfg):
-        cfg.paths.inputs = cfg.paths.root  # a job reads the workspace's outputs, writes in its own folder
+        if not any(o.lstrip("+").startswith("paths.inputs=") for o in hydra_cfg.overrides.task):
+            cfg.paths.inputs = cfg.paths.root  # a job reads the workspace's outputs, writes in its own folder
         cfg.tracking.run_name = f"{cfg.paths.pair}-{settings['job']}"
         if "parent_run_id" in settings:
             cfg.tracking.sweep_id = settings["sweep_id"]
