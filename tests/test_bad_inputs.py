@@ -314,6 +314,14 @@ OWN_DATA = [
     Case("no split to report", "download.py", ["data.split.strategy=random_fraction"],
          "data.eval_split: the evaluate stage reports 'test', which task 'sarcasm' lacks (its splits: train, "
          "validation)"),
+    Case("jsonl nested too deep", "download.py", [], "line 3: JSON nested deeper than Python's reader can follow",
+         rows_file("deep.jsonl", headlines(2) + '{"headline": ' + "[" * 100_000 + "]" * 100_000 + "}\n")),
+    Case("squad json nested too deep", "download.py", QA, "deep.json: JSON nested deeper",
+         rows_file("deep.json", '{"data": ' + "[" * 100_000 + "]" * 100_000 + "}")),
+    Case("empty list for data.columns", "download.py", ["data.columns=[]"],
+         "data.columns: an empty list; give at least one value (or null for the default)"),
+    Case("empty list for pipeline.stages", "pipeline.py", ["pipeline.stages=[]"], "pipeline.stages: an empty list"),
+    Case("empty list for task.labels", "train.py", ["task.labels=[]"], "task.labels: an empty list"),
     Case("misspelled TrainingArguments field", "train.py", ["train.max_stepz=3"], "did you mean 'max_steps'"),
 ]
 

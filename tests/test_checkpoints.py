@@ -187,3 +187,22 @@ def test_a_repro_killed_mid_training_leaves_no_output_and_the_next_one_completes
     assert ran_stages(again.stdout)[-3:] == ["train@sarcasm-tiny", "evaluate@sarcasm-tiny", "export@sarcasm-tiny"]
     assert "Data and pipelines are up to date" in sh("dvc", "status", cwd=project).stdout
     assert not checkpoints.exists()
+
+
+def test_an_unreadable_newest_checkpoint_resumes_from_the_one_before(tmp_path):
+    """A crash while the newest trainer_state.json was written leaves it cut: the older whole
+    checkpoint is resumed from, not every checkpoint deleted."""
+    from finetune.checkpoints import RESUME, STATE, scratch
+    from finetune.io import write_json
+
+    folder = tmp_path / ".checkpoints" / "pair"
+    for step in (4, 8):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"weights")
+    write_json(folder / RESUME, {"fingerprint": "f1", "run_id": "r1"})
+    write_json(folder / "checkpoint-4" / STATE, {"log_history": [{"step": 4, "loss": 0.5}]})
+    (folder / "checkpoint-8" / STATE).write_text('{"log_history": [{"step": 4, "lo')  # cut mid-write
+    with scratch(folder, "f1") as work:
+        assert work.resume_from == folder / "checkpoint-4" and work.run_id == "r1"
+        assert work.log_history == [{"step": 4, "loss": 0.5}]
+        assert not (folder / "checkpoint-8").exists() and (folder / "checkpoint-4" / "model.safetensors").exists()

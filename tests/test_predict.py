@@ -169,3 +169,17 @@ def test_empty_inputs_are_an_error_or_skipped_keeping_ids(tiny_exports, capsys, 
     records.write_text('{"text": "totally new study"}\n{"text": " "}\n{"id": "x", "text": "totally nation man"}\n')
     code, lines, _ = run_cli(capsys, export, "--input", records, "--skip-empty")
     assert code == 0 and [json.loads(line)["id"] for line in lines] == ["1", "x"]
+
+
+def test_inputs_as_long_as_documents_and_nested_too_deep(tmp_path):
+    from finetune.errors import DataError
+    from finetune.predict import read_inputs
+
+    document = "word " * 60_000
+    table = tmp_path / "long.csv"
+    table.write_text(f'id,text\nr1,"{document}"\n')
+    assert read_inputs(table) == [("row 1", {"id": "r1", "text": document})]
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"text": "fine"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=r"deep.jsonl, line 2: JSON nested deeper than Python's reader can follow"):
+        read_inputs(deep)

@@ -167,3 +167,13 @@ def test_silent_corruption_is_refused(tmp_path, name, content, message):
     with pytest.raises(DataError) as error:
         rows_of(path, detect_format(path))
     assert message in str(error.value)
+
+
+def test_a_field_as_long_as_a_document_is_read_whole(tmp_path):
+    """The csv module refuses fields over 128 KiB unless told: a long document is normal data."""
+    document = "word " * 60_000
+    for name, text in (("long.csv", f'text,label\n"{document}",pos\nshort,neg\n'),
+                       ("long.tsv", f"text\tlabel\n{document}\tpos\nshort\tneg\n")):
+        path = tmp_path / name
+        path.write_text(text)
+        assert [row["text"] for row in rows_of(path, detect_format(path))] == [document, "short"]

@@ -140,3 +140,44 @@ def test_a_team_server_takes_a_pair_and_a_sweep(tmp_path):
         server.wait(timeout=60)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/health", timeout=2)
+
+
+def test_a_busy_store_is_asked_again_not_taken_for_a_lost_run(tmp_path):
+    """A resumed train run and `finetune.offline sync` ask whether a run exists; a store locked for
+    longer than MLflow's own 20 s busy wait must not read as "no" (a second run of one training)."""
+    import sqlite3
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from finetune import offline
+
+    database = tmp_path / "server.db"
+    remote = MlflowClient(f"sqlite:///{database}")
+    run_id = remote.create_run(remote.create_experiment("pairs")).info.run_id
+    local = MlflowClient(f"sqlite:///{tmp_path / 'offline.db'}")
+    local_run = local.get_run(local.create_run(local.create_experiment("pairs")).info.run_id)
+    local_run = SimpleNamespace(info=local_run.info, data=SimpleNamespace(tags={offline.SERVER_RUN: run_id}))
+    locked = threading.Event()
+
+    def hold_the_lock() -> None:
+        connection = sqlite3.connect(database, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(22)
+        connection.execute("COMMIT")
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    locked.wait()
+    answers: dict[str, object] = {}
+    asking = [threading.Thread(target=lambda: answers.update(exists=tracking.run_exists(remote, run_id))),
+              threading.Thread(target=lambda: answers.update(target=offline._target_run(local, remote, local_run)))]
+    for thread in asking:
+        thread.start()
+    for thread in [*asking, holder]:
+        thread.join()
+    assert answers == {"exists": True, "target": run_id}
+    assert len(remote.search_runs([remote.get_experiment_by_name("pairs").experiment_id])) == 1  # no second run
+    assert tracking.run_exists(remote, "0" * 32) is False  # the store's own "not found" is a no

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import time
@@ -27,6 +28,7 @@ from finetune import distributed
 from finetune.errors import FinetuneError
 from finetune.io import read_json, write_json
 
+log = logging.getLogger("finetune")
 RESUME = "resume.json"        # {fingerprint, run_id} of the run the checkpoints belong to
 STATE = "trainer_state.json"  # written last into a checkpoint: its presence means the checkpoint is whole
 
@@ -84,9 +86,12 @@ def _resume_state(folder: Path, fingerprint: str) -> Scratch | None:
     whole = [path for path in folder.glob("checkpoint-*") if (path / STATE).is_file()]
     if not whole:
         return Scratch(folder, fingerprint, run_id=saved.get("run_id"))
-    newest = max(whole, key=lambda path: int(path.name.rsplit("-", 1)[1]))
-    try:
-        history = read_json(newest / STATE).get("log_history", [])
-    except (OSError, ValueError):
-        return None
-    return Scratch(folder, fingerprint, newest, saved.get("run_id"), history)
+    for newest in sorted(whole, key=lambda path: int(path.name.rsplit("-", 1)[1]), reverse=True):
+        try:
+            history = read_json(newest / STATE)["log_history"]
+        except (OSError, ValueError, KeyError, TypeError):  # cut by a crash: the older ones are still whole
+            log.warning("%s: unreadable %s; resuming from the checkpoint before it", newest, STATE)
+            shutil.rmtree(newest, ignore_errors=True)
+            continue
+        return Scratch(folder, fingerprint, newest, saved.get("run_id"), history)
+    return Scratch(folder, fingerprint, run_id=saved.get("run_id"))

@@ -87,12 +87,11 @@ def sync(store: str = DEFAULT_STORE) -> list[tuple[str, str, str]]:
 
 def _target_run(local: Any, remote: Any, run: Any) -> str:
     """The server run that `run` continues if the server has it, else a new one in its experiment."""
+    from finetune.tracking import run_exists
+
     continued = run.data.tags.get(SERVER_RUN)
-    if continued:
-        try:
-            return remote.get_run(continued).info.run_id
-        except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST: the server lost it, make a new one
-            pass
+    if continued and run_exists(remote, continued):  # a new run only where the server says it lost it
+        return continued
     name = local.get_experiment(run.info.experiment_id).name
     found = remote.get_experiment_by_name(name)
     experiment = found.experiment_id if found else remote.create_experiment(name)

@@ -16,12 +16,12 @@ out (the other ids stay). Errors are one line naming the file, row and field, wi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from finetune.data.readers import TOO_DEEP, dict_reader
 from finetune.errors import DataError, FinetuneError
 from finetune.inference import BACKENDS
 from finetune.precision import PRECISIONS
@@ -46,7 +46,7 @@ def read_inputs(path: Path) -> list[tuple[str, dict[str, Any]]]:
         return [(f"line {number}", {"id": str(number), "text": line}) for number, line in enumerate(lines, start=1)]
     if suffix == ".csv":
         return [(f"row {number}", {"id": str(number), **row})
-                for number, row in enumerate(csv.DictReader(text.splitlines()), start=1)]
+                for number, row in enumerate(dict_reader(text.splitlines()), start=1)]
     records = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -54,6 +54,8 @@ def read_inputs(path: Path) -> list[tuple[str, dict[str, Any]]]:
             continue
         try:
             record = json.loads(line)
+        except RecursionError:
+            raise DataError(path, TOO_DEEP, where=f"line {number}") from None
         except json.JSONDecodeError as error:
             raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
         if not isinstance(record, dict):

@@ -100,6 +100,8 @@ def validate(cfg: DictConfig, conf_dir: str | Path) -> None:
         # a known key set to a mapping (task.label_map={B-MISC: O}) holds keys of the user's own
         if not any(".".join(parts[:n]) in known for n in range(1, len(parts) + 1)) and not key.startswith(OPEN):
             raise FinetuneError(f"'{key}' is not a config key: no stage reads it{suggestion(key, conf_dir)}")
+        if values[key] == []:  # `task.labels=[]`, `pipeline.stages=[]` would read as "none" or as "unset"
+            raise FinetuneError(f"{key}: an empty list; give at least one value (or null for the default)")
     for key, check in (RULES | config_rules()).items():
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is _ABSENT:

@@ -212,7 +212,7 @@ def _opened(cfg: DictConfig, uri: str, run_id: str | None, tags: dict[str, str])
                 connect(uri)
                 use_experiment(mlflow, cfg.tracking.experiment)
                 _end_stray_run(mlflow)
-                if run_id is not None and _exists(mlflow, run_id):
+                if run_id is not None and run_exists(mlflow, run_id):
                     retrying(mlflow.start_run, run_id=run_id)
                 else:
                     retrying(mlflow.start_run, run_name=cfg.tracking.run_name, tags=tags)
@@ -267,11 +267,18 @@ def _write(name: str, *args: Any, **kwargs: Any) -> Any:
         return None
 
 
-def _exists(mlflow: Any, run_id: str) -> bool:
+def run_exists(client: Any, run_id: str) -> bool:
+    """Whether the store holds `run_id` (`client`: the mlflow module or an MlflowClient). Only the
+    store's own "does not exist" is a no: a busy store is asked again (`retrying`) and any other
+    failure is raised, never taken for a lost run (which would start a second run of one training)."""
+    from mlflow.exceptions import MlflowException
+
     try:
-        mlflow.get_run(run_id)
-    except Exception:  # noqa: BLE001 - RESOURCE_DOES_NOT_EXIST, or a run id of another store
-        return False
+        retrying(client.get_run, run_id)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
     return True
 
 

@@ -35,6 +35,7 @@ from finetune.errors import DataError, FinetuneError
 TABLE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx")
 NUL_BYTE = ("a NUL byte in the text: a binary file, or one in another encoding (UTF-16?) read as UTF-8; "
             "set data.encoding")
+TOO_DEEP = "JSON nested deeper than Python's reader can follow (a broken or generated file?)"
 QUOTING = {"csv": True, "tsv": False}  # `"`-quoted fields by default
 Record = tuple[str, dict[str, Any]]  # (where in the file, e.g. "line 12", row)
 
@@ -152,8 +153,8 @@ def duplicated_name(names: list[Any], source: str, path: str | Path | None = Non
 def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
                     columns: list[str] | None = None, encoding: str | None = None) -> Iterator[Record]:
     with open_text(path, encoding) as handle:
-        reader = csv.DictReader(handle, fieldnames=columns, delimiter=delimiter,
-                                quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        reader = dict_reader(handle, fieldnames=columns, delimiter=delimiter,
+                             quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         if not reader.fieldnames:
             raise DataError(path, "empty file: no header row", where="line 1")
         if not columns:
@@ -167,6 +168,12 @@ def _read_delimited(path: str | Path, delimiter: str, quoted: bool = True,
                 raise DataError(path, f"expected {width} columns {reader.fieldnames}, found {found}"
                                 + (MAXSPLIT_HINT if found > width else ""), where=f"line {start}")
             yield f"line {start}", row
+
+
+def dict_reader(lines: Any, **options: Any) -> csv.DictReader:
+    """csv.DictReader without the csv module's 128 KiB cap on a field: a field may be a whole document."""
+    csv.field_size_limit(2**31 - 1)
+    return csv.DictReader(lines, **options)
 
 
 MAXSPLIT_HINT = " (the delimiter inside the last field? data.maxsplit splits each line at most that many times)"
@@ -203,6 +210,8 @@ def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Recor
                 row = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique_keys)
             except DuplicateKey as error:
                 raise DataError(path, f"key '{error}' appears twice in one object", where=f"line {number}") from None
+            except RecursionError:
+                raise DataError(path, TOO_DEEP, where=f"line {number}") from None
             except json.JSONDecodeError as error:
                 raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})",
                                 where=f"line {number}") from None
@@ -228,6 +237,8 @@ def load_json(path: str | Path, encoding: str | None = None) -> Any:
     with open_text(path, encoding) as handle:
         try:
             return json.load(handle)
+        except RecursionError:
+            raise DataError(path, TOO_DEEP) from None
         except json.JSONDecodeError as error:
             raise DataError(path, f"malformed JSON ({error.msg})",
                             where=f"line {error.lineno} column {error.colno}") from None

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.data.readers import detect_format, load_json, open_text, read_records
+from finetune.data.readers import TOO_DEEP, detect_format, load_json, open_text, read_records
 from finetune.errors import DataError, FinetuneError
 
 log = logging.getLogger("finetune")
@@ -181,9 +181,11 @@ def _parse_cell(path: str | Path, where: str, cell: str) -> Any:
         return json.loads(cell)
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise DataError(path, TOO_DEEP, where=where) from None
     try:
         return ast.literal_eval(cell)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
         raise DataError(path, "'answers' is neither JSON nor a Python literal", where=where) from None
 
 
