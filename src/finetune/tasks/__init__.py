@@ -7,6 +7,7 @@ A family package defines `Settings` (its codec's), `codec_class(settings)` and
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 from typing import Any
@@ -55,9 +56,11 @@ def load_codec(spec: dict[str, Any], where: str) -> Codec:
     return module.codec_class(settings)(settings, spec["labels"])
 
 
+@functools.cache
 def family_keys(kind: str) -> dict[str, Check | None]:
     """Every family's config keys of one kind, with the checks of their values: `settings` (its
-    codec's, fixed at tokenize), `sources` (how the download stage reads) or `options`."""
+    codec's, fixed at tokenize), `sources` (how the download stage reads) or `options`. Cached:
+    read it, never change it."""
     keys: dict[str, Check | None] = {}
     for name in FAMILIES:
         module = family_module(name, "finetune.tasks.FAMILIES")
