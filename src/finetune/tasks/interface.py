@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from datasets.fingerprint import generate_random_fingerprint
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.checks import Check, integer, text
@@ -297,8 +298,11 @@ def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc:
         processes = cores if len(examples) >= PARALLEL_FROM else 1
     else:
         processes = max(1, int(num_proc))
+    # An in-memory dataset is never cached, yet `map` would hash `encode` (the whole tokenizer's
+    # vocabulary) for its fingerprint: the largest fixed cost of one served prediction.
+    fingerprint = None if examples.cache_files else generate_random_fingerprint()
     return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
-                        num_proc=processes if processes > 1 else None)
+                        num_proc=processes if processes > 1 else None, new_fingerprint=fingerprint)
 
 
 def logits_of(outputs: Any) -> np.ndarray:
