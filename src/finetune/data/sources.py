@@ -30,29 +30,36 @@ class Reader(Protocol):
 
 def load_examples(cfg: DictConfig, family: Reader) -> tuple[Splits, dict[str, Any]]:
     """Read every split of the task's data from the first source that serves it."""
-    data = cfg.data
-    tried: list[str] = []
-    files = {split: Path(path).expanduser() for split, path in (data.files or {}).items() if path}
-    if files:
-        return _read_files(family, files, data), _manifest("files", files)
-    if data.mirror:
-        mirror = Path(data.dir).expanduser()
-        files = {split: mirror / rel for split, rel in data.mirror.items()}
-        missing = [str(path) for path in files.values() if not path.exists()]
-        if not missing:
-            return _read_files(family, files, data), _manifest("mirror", files)
-        tried.append(f"mirror: {', '.join(missing)} not found (set FINETUNE_DATA_DIR or data.dir)")
-    else:
-        tried.append("mirror: this task has no data.mirror layout")
-    if data.hub:
+    located, tried = locate_files(cfg)
+    if located is not None:
+        source, files = located
+        return _read_files(family, files, cfg.data), manifest_of(source, files)
+    if cfg.data.hub:
         try:
-            return _read_hub(family, data.hub)
+            return _read_hub(family, cfg.data.hub)
         except FinetuneError as error:
             tried.append(f"hub: {error}")
     else:
         tried.append("hub: this task names no Hub dataset (data.hub)")
     raise FinetuneError(f"no data source for task '{cfg.task.name}': data.files is empty; "
                         + "; ".join(tried) + ". Give files with data.files.train=... data.files.validation=...")
+
+
+def locate_files(cfg: DictConfig) -> tuple[tuple[str, dict[str, Path]] | None, list[str]]:
+    """("files" or "mirror", the file of each split) when user files or the mirror serve the task,
+    else None; and why each source that does not was passed over."""
+    data = cfg.data
+    files = {split: Path(path).expanduser() for split, path in (data.files or {}).items() if path}
+    if files:
+        return ("files", files), []
+    if not data.mirror:
+        return None, ["mirror: this task has no data.mirror layout"]
+    mirror = Path(data.dir).expanduser()
+    files = {split: mirror / rel for split, rel in data.mirror.items()}
+    missing = [str(path) for path in files.values() if not path.exists()]
+    if missing:
+        return None, [f"mirror: {', '.join(missing)} not found (set FINETUNE_DATA_DIR or data.dir)"]
+    return ("mirror", files), []
 
 
 def _read_files(family: Reader, files: dict[str, Path], data: DictConfig) -> Splits:
@@ -73,7 +80,7 @@ def _read_files(family: Reader, files: dict[str, Path], data: DictConfig) -> Spl
     return by_split_column(rows, data.split_column, values, source)
 
 
-def _manifest(source: str, files: dict[str, Path]) -> dict[str, Any]:
+def manifest_of(source: str, files: dict[str, Path]) -> dict[str, Any]:
     hashes: dict[str, str] = {}
     entries = []
     for split, path in files.items():

@@ -17,11 +17,11 @@ gets the missing ones carved from its train split by `data.split.strategy`:
 
 from __future__ import annotations
 
-import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from finetune.errors import FinetuneError
@@ -81,94 +81,121 @@ def apply_split_strategy(splits: Splits, split_cfg: DictConfig, stratum: Key | N
     `group` its group, whose examples never straddle two splits (None, or a None group: its own);
     `pool` the number of train rows k-fold cuts (a seeded sample; None or "all": every row).
     """
+    train = splits.get("train", [])
+    strata = ranked([stratum(row) for row in train]) if stratum and split_cfg.strategy == "kfold" else None
+    plan = carve(len(train), split_cfg, set(splits), strata, group_ids(train, group), pool)
+    if plan is None:
+        return splits
+    return {**splits, **{role: [train[i] for i in rows] for role, rows in plan.items()}}
+
+
+def carve(size: int, split_cfg: DictConfig, given: set[str], strata: np.ndarray | None = None,
+          groups: np.ndarray | None = None, pool: int | str | None = None) -> dict[str, np.ndarray] | None:
+    """The train rows (indices, in source order) of each role that `data.split.strategy` makes
+    from a train split of `size` rows, train's own included; None when it keeps the source's splits.
+
+    `strata`: each row's class as a small integer (k-fold deals each class evenly); `groups`: each
+    row's group as an integer (rows of one group stay together; None: every row its own).
+    """
     strategy = split_cfg.strategy
     if strategy not in STRATEGIES:
         raise FinetuneError(f"unknown data.split.strategy '{strategy}' ({', '.join(STRATEGIES)})")
     if strategy == "given":
-        return splits
-    if "train" not in splits:
-        raise FinetuneError(f"split strategy '{strategy}' needs a train split; found {sorted(splits)}")
-    if "validation" in splits:
+        return None
+    if "train" not in given:
+        raise FinetuneError(f"split strategy '{strategy}' needs a train split; found {sorted(given)}")
+    if "validation" in given:
         raise FinetuneError(f"split strategy '{strategy}' would replace the source's own validation split; "
                             "use data.split.strategy=given")
-    train, seed = splits["train"], int(split_cfg.seed)
-    carved: Splits = {}
+    seed = int(split_cfg.seed)
+    train = np.arange(size)
+    carved: dict[str, np.ndarray] = {}
     if strategy == "first_n":
-        if "test" in splits:
+        if "test" in given:
             raise FinetuneError("split strategy 'first_n' would replace the source's own test split; "
                                 "use data.split.strategy=random_fraction")
         n = int(split_cfg.first_n)
-        if not 0 < n < len(train):
-            raise FinetuneError(f"data.split.first_n={n} must lie between 1 and {len(train) - 1} "
-                                f"(the train split has {len(train)} rows)")
+        if not 0 < n < size:
+            raise FinetuneError(f"data.split.first_n={n} must lie between 1 and {size - 1} "
+                                f"(the train split has {size} rows)")
         train, carved["test"] = train[:n], train[n:]
-    if strategy == "random_fraction" and split_cfg.get("test_fraction") and "test" not in splits:
-        train, carved["test"] = fraction_split(train, float(split_cfg.test_fraction), seed + 1, group,
-                                               "data.split.test_fraction")
+    if strategy == "random_fraction" and split_cfg.get("test_fraction") and "test" not in given:
+        held = held_out(_of(groups, train), float(split_cfg.test_fraction), seed + 1, "data.split.test_fraction")
+        train, carved["test"] = train[~held], train[held]
     if strategy == "kfold":
         if pool not in (None, "all") and int(pool) < len(train):
-            kept = sorted(random.Random(seed).sample(range(len(train)), int(pool)))
-            train = [train[i] for i in kept]
-        train, carved["validation"] = fold_split(train, int(split_cfg.folds), int(split_cfg.fold), seed, stratum,
-                                                 group)
+            train = np.sort(np.random.default_rng(seed).choice(train, int(pool), replace=False))
+        folds, fold = int(split_cfg.folds), int(split_cfg.fold)
+        assigned = fold_of(_of(groups, train), folds, fold, seed, None if strata is None else strata[train])
+        train, carved["validation"] = train[assigned != fold], train[assigned == fold]
     else:
-        train, carved["validation"] = fraction_split(train, float(split_cfg.validation_fraction), seed, group)
-    return {**splits, "train": train, **carved}
+        held = held_out(_of(groups, train), float(split_cfg.validation_fraction), seed)
+        train, carved["validation"] = train[~held], train[held]
+    return {"train": train, **carved}
 
 
-def fraction_split(rows: list[dict[str, Any]], fraction: float, seed: int, group: Key | None = None,
-                   key: str = "data.split.validation_fraction") -> tuple[list, list]:
-    """(kept, held): a seeded `fraction` of the rows' groups held out, each side in source order."""
+def _of(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | int | None:
+    """`values` of `rows`; without values (every row its own group), the number of rows."""
+    return len(rows) if values is None else values[rows]
+
+
+def held_out(groups: np.ndarray | int, fraction: float, seed: int,
+             key: str = "data.split.validation_fraction") -> np.ndarray:
+    """Which rows a seeded `fraction` of their groups holds out (a boolean mask); `groups`: each
+    row's group, or the number of rows where each is its own."""
     if not 0 < fraction < 1:
         raise FinetuneError(f"{key} must lie in (0, 1), got {fraction}")
-    groups = grouped(rows, group)
-    keys = list(groups)
-    random.Random(seed).shuffle(keys)
-    held_keys = set(keys[:max(1, round(len(keys) * fraction))])
-    held = {i for key in held_keys for i in groups[key]}
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+    count, inverse = _groups(groups)
+    order = np.random.default_rng(seed).permutation(count)
+    chosen = np.zeros(count, dtype=bool)
+    chosen[order[:max(1, round(count * fraction))]] = True
+    return chosen if inverse is None else chosen[inverse]
 
 
-def fold_split(rows: list[dict[str, Any]], folds: int, fold: int, seed: int, stratum: Key | None = None,
-               group: Key | None = None) -> tuple[list, list]:
-    """(train, validation) for fold `fold` of `folds`: see `fold_of`."""
+def _groups(groups: np.ndarray | int) -> tuple[int, np.ndarray | None]:
+    """(number of groups, each row's group index); None for rows that are their own groups."""
+    if isinstance(groups, (int, np.integer)):
+        return int(groups), None
+    names, inverse = np.unique(groups, return_inverse=True)
+    return len(names), inverse
+
+
+def fold_of(groups: np.ndarray | int, folds: int, fold: int, seed: int,
+            strata: np.ndarray | None = None) -> np.ndarray:
+    """Each row's fold: groups shuffled with `seed`, then dealt round-robin within each stratum
+    (a group's stratum is its first row's), so every fold holds each class in about its share."""
     if folds < 2:
         raise FinetuneError(f"data.split.folds must be 2 or more, got {folds}")
     if not 0 <= fold < folds:
         raise FinetuneError(f"data.split.fold={fold} must lie between 0 and {folds - 1} (data.split.folds={folds})")
-    assigned = fold_of(rows, folds, seed, stratum, group)
-    if len(set(assigned)) < folds:
-        raise FinetuneError(f"data.split.folds={folds}: the train split has only {len(set(assigned))} groups of rows")
-    return ([r for r, f in zip(rows, assigned, strict=True) if f != fold],
-            [r for r, f in zip(rows, assigned, strict=True) if f == fold])
+    if isinstance(groups, (int, np.integer)):
+        names, first, groups = np.arange(groups), np.arange(groups), np.arange(groups)
+    else:
+        names, first, groups = np.unique(groups, return_index=True, return_inverse=True)
+    group_strata = np.zeros(len(names), dtype=np.int64) if strata is None else strata[first]
+    rng, dealt, start = np.random.default_rng(seed), np.zeros(len(names), dtype=np.int64), 0
+    for name in np.unique(group_strata):
+        members = rng.permutation(np.flatnonzero(group_strata == name))
+        dealt[members] = (start + np.arange(len(members))) % folds
+        start += len(members)  # the next stratum continues the deal, so fold sizes stay even
+    if len(names) < folds:
+        raise FinetuneError(f"data.split.folds={folds}: the train split has only {len(names)} groups of rows")
+    return dealt[groups]
 
 
-def fold_of(rows: list[dict[str, Any]], folds: int, seed: int, stratum: Key | None = None,
-            group: Key | None = None) -> list[int]:
-    """Each row's fold: groups shuffled with `seed`, then dealt round-robin within each stratum
-    (a group's stratum is its first row's), so every fold holds each class in about its share."""
-    groups = grouped(rows, group)
-    by_stratum: dict[Hashable, list[Hashable]] = defaultdict(list)
-    for key, members in groups.items():
-        by_stratum[stratum(rows[members[0]]) if stratum else None].append(key)
-    rng, assigned, start = random.Random(seed), [0] * len(rows), 0
-    for name in sorted(by_stratum, key=str):
-        keys = by_stratum[name]
-        rng.shuffle(keys)
-        for position, key in enumerate(keys):
-            for i in groups[key]:
-                assigned[i] = (start + position) % folds
-        start += len(keys)  # the next stratum continues the deal, so fold sizes stay even
-    return assigned
+def group_ids(rows: list[dict[str, Any]], group: Key | None = None) -> np.ndarray | None:
+    """Each row's group as an integer (a row without a group is its own); None without `group`."""
+    if group is None:
+        return None
+    ids: dict[Hashable, int] = {}
+    return np.asarray([ids.setdefault(("row", i) if (key := group(row)) is None else ("group", key), len(ids))
+                       for i, row in enumerate(rows)], dtype=np.int64)
 
 
-def grouped(rows: list[dict[str, Any]], group: Key | None = None) -> dict[Hashable, list[int]]:
-    """Row indices per group (a row without a group is its own), in order of first appearance."""
-    groups: dict[Hashable, list[int]] = {}
-    for i, row in enumerate(rows):
-        key = group(row) if group else None
-        groups.setdefault(("row", i) if key is None else ("group", key), []).append(i)
-    return groups
+def ranked(values: list[Hashable]) -> np.ndarray:
+    """Each value's rank among the distinct values sorted as text (a stratum's small integer)."""
+    order = {value: i for i, value in enumerate(sorted(set(values), key=str))}
+    return np.asarray([order[value] for value in values], dtype=np.int64)
 
 
 def subsample(dataset: Any, max_samples: int | str | None, seed: int) -> Any:

@@ -188,6 +188,11 @@ class Recipe(ABC):
     def read(self, path: Path, fmt: str, split: str) -> Examples:
         """Read and validate one source file into canonical examples (DataError on bad rows)."""
 
+    def layout(self) -> Any:
+        """Where this recipe's fields stand in a table it can read column-wise (a
+        `finetune.data.columnar.Layout`: the download stage's Arrow path), or None: row by row."""
+        return None
+
     @abstractmethod
     def from_hub(self, dataset: Any, split: str) -> Examples:
         """Canonical examples from a split loaded with `datasets.load_dataset`."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from finetune.checks import boolean, character, integer, one_of, text
+from finetune.data.columnar import Layout
 from finetune.data.readers import detect_format, read_records, require_field
 from finetune.data.splits import GROUP, SPLIT
 from finetune.errors import DataError, FinetuneError
@@ -108,6 +109,15 @@ class LabelRecipe(Recipe):
                              "label": self.read_label(path, where, row), GROUP: group, SPLIT: split_value,
                              "_where": f"{path}, {where}"})
         return examples
+
+    def layout(self) -> Layout | None:
+        sources = self.sources
+        if sources.maxsplit is not None or sources.sheet is not None or sources.group_column:
+            return None  # lines split by hand, a workbook, groups: read row by row
+        pair = {"text_pair": self.codec.settings.text_pair_column} if self.codec.pairs else {}
+        return Layout({"text": sources.text_column, **pair}, sources.label_column, sources.id_column,
+                      sources.split_column, sources.columns or None, sources.quoting, sources.delimiter,
+                      sources.encoding)
 
     def read_label(self, path: Path, where: str, row: dict[str, Any]) -> Any:
         """The raw label of one source row (checked and encoded later by `encode_labels`)."""
@@ -313,6 +323,9 @@ class LabelSetRecipe(LabelRecipe):
         if isinstance(value, str):
             return [part.strip() for part in value.split(sources.label_delimiter or ",") if part.strip()]
         return list(value) if isinstance(value, list) else [value]
+
+    def layout(self) -> None:
+        return None  # a label list, a delimited cell or 0/1 columns: read row by row
 
     def stratum(self, example: dict[str, Any]) -> Any:
         return None  # label sets are too many to stratify by
