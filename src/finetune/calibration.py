@@ -55,6 +55,7 @@ class Choice:
     cost_s: float | None = None  # a one-off cost of the candidate (compilation)
     measured_s: float = 0.0  # seconds the measurement took (0 when read from the cache)
     noise: float = MIN_NOISE  # the measurement's own relative spread
+    pick: str | None = None  # a choice among several ways: the one taken (the inference backend)
 
     def summary(self, name: str) -> dict[str, Any]:
         """Flat fields for a run summary: `<name>`, `<name>_<side>_tokens_per_s`, `<name>_cost_s`."""
@@ -110,7 +111,7 @@ def _stored(entry: dict[str, Any] | None) -> Choice | None:
     if not entry or entry.get("version") != VERSION:
         return None  # never measured, or by an older calibration
     return Choice(entry["use"], entry["reason"] + " (cached)", entry.get("rates", {}), entry.get("cost_s"),
-                  noise=entry.get("noise", MIN_NOISE))
+                  noise=entry.get("noise", MIN_NOISE), pick=entry.get("pick"))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -350,6 +351,43 @@ def inference_bf16(model: Any, batch: dict[str, Any], tolerance: float) -> Choic
                       output_distance(model, rows), tolerance, started)
 
     return _logged("bf16 (inference)", cached(_key("infer-bf16", model, [rows], tolerance), measure))
+
+
+def inference_backend(model: Any, backends: dict[str, Callable[[dict[str, Any]], list[Any]]],
+                      batch: dict[str, Any], tolerance: float) -> Choice:
+    """The fastest of `backends` (name -> callable on numpy batches; the first is the PyTorch fp32
+    reference) on batches like `batch`, among those whose first output stays within `tolerance` of
+    the reference's (relative distance); the reference unless another beats it beyond the noise."""
+    import numpy as np
+
+    rows = {name: array[:INFERENCE_ROWS] for name, array in batch.items()}
+    names = list(backends)
+
+    def measure() -> Choice:
+        started = time.perf_counter()
+        slow = [name for name, run in backends.items() if getattr(run, "bf16", False)]
+        if slow and (ratio := bf16_matmul_ratio()) > HOPELESS:  # not worth a warm-up: bf16 is emulated here
+            log.info("inference backend: %s left out: a bf16 matrix product takes %.0fx an fp32 one here",
+                     ", ".join(slow), ratio)
+            names[:] = [name for name in names if name not in slow]
+        reference = backends[names[0]](rows)[0]
+        scale = max(float(np.linalg.norm(reference)), 1e-12)
+        distance = {name: float(np.linalg.norm(backends[name](rows)[0] - reference)) / scale for name in names[1:]}
+        within = [names[0], *[name for name in names[1:] if distance[name] <= tolerance]]
+        sides = [Side(name, lambda inputs, run=backends[name]: run(inputs)) for name in within]
+        noise = time_sides(sides, [rows]) if len(sides) > 1 else MIN_NOISE
+        tokens = int(rows["attention_mask"].sum())
+        rates = {side.name: tokens / side.round_s for side in sides if side.rounds_s}
+        best = max(rates, key=rates.__getitem__)
+        if best != names[0] and rates[best] <= rates[names[0]] * (1 + noise):
+            best = names[0]
+        why = (f"{best}: {rates[best] / rates[names[0]]:.2f}x {names[0]} (noise {noise:.0%}); distance to "
+               f"{names[0]}: " + ", ".join(f"{name} {d:.3g}" for name, d in distance.items())
+               + f" (tolerance {tolerance:g})")
+        return Choice(best != names[0], why, rates, measured_s=time.perf_counter() - started, noise=noise, pick=best)
+
+    key = _key("infer-backend:" + "+".join(names), model, [rows], tolerance)
+    return _logged("inference backend", cached(key, measure))
 
 
 # -- torch.compile ---------------------------------------------------------------------------

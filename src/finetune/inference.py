@@ -4,7 +4,8 @@ predict command and the served MLflow model.
 `Predictor` needs an export folder alone (weights, tokenizer, `finetune.json`): the family and its
 settings come from that file, so predictions never depend on conf/, DVC state or the repository.
 Backends: PyTorch (fp32, or bf16 autocast where it is measured faster), ONNX Runtime on `model.onnx`
-or on the int8-quantised `model.int8.onnx`.
+or on the int8-quantised `model.int8.onnx`, or `auto`: the fastest of those the export holds,
+timed here on the first batch, within the family's tolerance of PyTorch fp32.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from finetune.tasks.interface import Codec, Prediction
 ARTIFACT = "export"  # the export folder's name among a registered MLflow model's artifacts
 SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-BACKENDS = ("torch", *ONNX_FILES)
+BACKENDS = ("auto", "torch", *ONNX_FILES)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 PAD_LOGIT = -100.0  # value of the positions a shorter feature's token outputs are padded with
 
@@ -76,6 +77,27 @@ class OnnxBackend:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, {name: batch[name] for name in self.inputs})
+
+
+class AutoBackend:
+    """Whichever of an export's backends runs fastest here, measured on the first batch within the
+    family's tolerance of PyTorch fp32 (finetune.calibration.inference_backend; cached per machine,
+    model and shape); the others are let go once it is known. `choice` says what was found."""
+
+    def __init__(self, model: Any, backends: dict[str, Callable[[dict[str, np.ndarray]], list[np.ndarray]]],
+                 tolerance: float):
+        self.model, self.backends, self.tolerance = model, backends, tolerance
+        self.choice: Any = None
+        self.chosen: Callable[[dict[str, np.ndarray]], list[np.ndarray]] | None = None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.chosen is None:
+            from finetune.calibration import inference_backend
+
+            self.choice = inference_backend(self.model, self.backends, batch, self.tolerance)
+            self.chosen = self.backends[self.choice.pick]
+            self.backends = {}
+        return self.chosen(batch)
 
 
 def model_inputs(model: Any) -> list[str]:
@@ -172,12 +194,19 @@ class Predictor:
             import torch
 
             torch.set_num_threads(threads)
-        if backend == "torch":
-            import transformers
-
-            auto = getattr(transformers, self.codec.auto_model)
-            model = _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
-            self.backend = TorchBackend(model, self.codec.outputs, precision, self.codec.bf16_tolerance)
+        tolerance = self.codec.bf16_tolerance
+        if backend == "auto":
+            model = self._torch_model()
+            candidates = {"torch-fp32": TorchBackend(model, self.codec.outputs, "fp32")}
+            if precision != "fp32":
+                candidates["torch-bf16"] = TorchBackend(model, self.codec.outputs, "bf16")
+            for name, file in ONNX_FILES.items():
+                if (self.folder / file).exists():
+                    candidates[name] = _load(self.folder, name, lambda file=file: OnnxBackend(self.folder / file,
+                                                                                              threads))
+            self.backend: Any = AutoBackend(model, candidates, tolerance)
+        elif backend == "torch":
+            self.backend = TorchBackend(self._torch_model(), self.codec.outputs, precision, tolerance)
         else:
             path = self.folder / ONNX_FILES[backend]
             if not path.exists():
@@ -185,13 +214,27 @@ class Predictor:
                                     + (" and export.quantize=true" if backend == "onnx-int8" else ""))
             self.backend = _load(self.folder, backend, lambda: OnnxBackend(path, threads))
 
+    def _torch_model(self) -> Any:
+        import transformers
+
+        auto = getattr(transformers, self.codec.auto_model)
+        return _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
+
     def predict(self, records: list[dict[str, Any]], source: str = "<input>",
                 progress: bool = False) -> list[Prediction]:
         """One prediction per record (`{"text": ...}`, or `{"question": ..., "context": ...}` for QA)."""
+        return self.predict_inputs(self.codec.inputs(records, source), progress)
+
+    def predict_inputs(self, examples: list[dict[str, Any]], progress: bool = False) -> list[Prediction]:
+        """Predictions on checked inputs (`Codec.inputs`), in order; their ids need not be unique
+        (a file's own ids, several requests batched together)."""
         from datasets import Dataset
 
-        examples = Dataset.from_list(self.codec.inputs(records, source))
-        return self.predict_examples(examples, progress)
+        numbered = Dataset.from_list([{**example, "id": str(i)} for i, example in enumerate(examples)])
+        predictions = self.predict_examples(numbered, progress)
+        for prediction, example in zip(predictions, examples, strict=True):
+            prediction["id"] = example["id"]
+        return predictions
 
     def predict_examples(self, examples: Any, progress: bool = False) -> list[Prediction]:
         """Predictions on canonical examples (a Dataset, gold fields ignored)."""

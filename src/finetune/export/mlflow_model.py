@@ -2,7 +2,13 @@
 
 `mlflow models serve -m models:/<task>-<model>@champion --env-manager local` answers
 `POST /invocations` with `{"dataframe_records": [{"text": ...}]}` (QA: question + context).
-FINETUNE_BACKEND (torch, onnx, onnx-int8) picks the backend of a served model; torch by default.
+The server's environment tunes it:
+
+- FINETUNE_BACKEND: auto (the default: the fastest the export holds, measured on the first request),
+  torch, onnx or onnx-int8;
+- FINETUNE_BATCH_WAIT_MS: concurrent requests are answered by one model call (finetune.batching):
+  how long the first waits for others to join it (default 2; bench/results/serving.md measures it);
+- FINETUNE_MAX_BATCH: the most texts one call takes (default 64; 0 answers each request on its own).
 """
 
 from __future__ import annotations
@@ -17,9 +23,14 @@ from finetune.inference import ARTIFACT
 
 class ExportedModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
+        from finetune.batching import Batcher
         from finetune.inference import Predictor
 
-        self.predictor = Predictor(context.artifacts[ARTIFACT], backend=os.environ.get("FINETUNE_BACKEND", "torch"))
+        self.predictor = Predictor(context.artifacts[ARTIFACT], backend=os.environ.get("FINETUNE_BACKEND", "auto"))
+        largest = int(os.environ.get("FINETUNE_MAX_BATCH", "64"))
+        wait_s = float(os.environ.get("FINETUNE_BATCH_WAIT_MS", "2")) / 1000
+        self.answer = (Batcher(self.predictor.predict_inputs, wait_s=wait_s, max_items=largest) if largest > 0
+                       else self.predictor.predict_inputs)
 
     # No type hints here: MLflow would read them as a schema of its own instead of the logged signature.
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
@@ -29,7 +40,8 @@ class ExportedModel(mlflow.pyfunc.PythonModel):
         from finetune.errors import FinetuneError
 
         records = model_input.to_dict("records") if hasattr(model_input, "to_dict") else list(model_input)
-        try:
-            return self.predictor.predict(records, source="request")
+        try:  # each request's records are checked on their own, before they join a batch
+            inputs = self.predictor.codec.inputs(records, "request")
         except FinetuneError as error:  # a bad record: HTTP 400 with our one line, not a stack trace
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        return self.answer(inputs)
