@@ -178,8 +178,28 @@ def test_inputs_as_long_as_documents_and_nested_too_deep(tmp_path):
     document = "word " * 60_000
     table = tmp_path / "long.csv"
     table.write_text(f'id,text\nr1,"{document}"\n')
-    assert read_inputs(table) == [("row 1", {"id": "r1", "text": document})]
+    assert list(read_inputs(table)) == [("row 1", {"id": "r1", "text": document})]
     deep = tmp_path / "deep.jsonl"
     deep.write_text('{"text": "fine"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     with pytest.raises(DataError, match=r"deep.jsonl, line 2: JSON nested deeper than Python's reader can follow"):
-        read_inputs(deep)
+        list(read_inputs(deep))
+
+
+def test_an_input_file_streams_in_chunks_checked_whole_first(tiny_exports, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("finetune.predict.CHUNK", 4)  # 11 inputs: three chunks
+    export = tiny_exports["sarcasm"].paths.export
+    texts = [f"{'totally' if i % 2 else 'officially'} local report {i}" for i in range(11)]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:10]) + '{"txt": "late"}\n')
+    out = tmp_path / "out.jsonl"
+    out.write_text("the previous good output\n")
+    code, _, err = run_cli(capsys, export, "--input", path, "--output", out)
+    assert code == 1 and err == f"error: {path}, row 11, field 'text': missing field (found: txt)\n"
+    assert out.read_text() == "the previous good output\n"  # checked before anything is written
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    code, _, err = run_cli(capsys, export, "--input", path, "--output", out)
+    assert code == 0 and "input/s" in err and err.rstrip().endswith("wrote 11 predictions to " + str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [str(i) for i in range(1, 12)]
+    code, lines, _ = run_cli(capsys, export, *texts)
+    assert [json.loads(line)["label"] for line in lines] == [r["label"] for r in rows]

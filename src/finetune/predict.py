@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,54 +28,73 @@ from finetune.inference import BACKENDS
 from finetune.precision import PRECISIONS
 
 INPUT_FORMATS = (".txt", ".jsonl", ".csv")
+CHUNK = 4096  # records read, predicted and written at a time: an input file of any size in bounded memory
 
 
-def read_inputs(path: Path) -> list[tuple[str, dict[str, Any]]]:
+def read_inputs(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, record) for every input of a .txt (one text a line), .jsonl (one object a line) or
-    .csv (a header row naming the fields) file; a record without an `id` gets its line (row) number."""
+    .csv (a header row naming the fields) file, read as a stream; a record without an `id` gets
+    its line (row) number. Blank lines at the end of the file are no inputs; others are empty ones."""
     suffix = path.suffix.lower()
     if suffix not in INPUT_FORMATS:
         raise DataError(path, f"unknown input format '{suffix}' (use {', '.join(INPUT_FORMATS)})")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(path, "no such file") from None
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
-    lines = text.rstrip().splitlines()  # blank lines at the end are no inputs; others are empty ones
-    if suffix == ".txt":
-        return [(f"line {number}", {"id": str(number), "text": line}) for number, line in enumerate(lines, start=1)]
-    if suffix == ".csv":
-        return [(f"row {number}", {"id": str(number), **row})
-                for number, row in enumerate(dict_reader(text.splitlines()), start=1)]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            records.append((f"line {number}", {"id": str(number)}))
-            continue
+    if not path.is_file():
+        raise DataError(path, "no such file")
+    with open(path, encoding="utf-8-sig", newline="" if suffix == ".csv" else None) as handle:
         try:
-            record = json.loads(line)
-        except RecursionError:
-            raise DataError(path, TOO_DEEP, where=f"line {number}") from None
-        except json.JSONDecodeError as error:
-            raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
-        if not isinstance(record, dict):
-            raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
-        records.append((f"line {number}", {"id": str(number), **record}))
-    return records
+            if suffix == ".csv":
+                for number, row in enumerate(dict_reader(handle), start=1):
+                    yield f"row {number}", {"id": str(number), **row}
+                return
+            blank: list[int] = []  # blank lines count as inputs only once a later line holds one
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    blank.append(number)
+                    continue
+                for empty in blank:
+                    yield f"line {empty}", {"id": str(empty)} | ({"text": ""} if suffix == ".txt" else {})
+                blank = []
+                yield f"line {number}", {"id": str(number), **_record(path, line, number, suffix)}
+        except UnicodeDecodeError as error:
+            raise DataError(path, f"not UTF-8 text (byte {error.start})") from None
 
 
-def without_empty(inputs: list[tuple[str, dict[str, Any]]], path: Path, skip: bool) -> list[dict[str, Any]]:
+def _record(path: Path, line: str, number: int, suffix: str) -> dict[str, Any]:
+    if suffix == ".txt":
+        return {"text": line}
+    try:
+        record = json.loads(line)
+    except RecursionError:
+        raise DataError(path, TOO_DEEP, where=f"line {number}") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
+    if not isinstance(record, dict):
+        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
+    return record
+
+
+def without_empty(inputs: Iterable[tuple[str, dict[str, Any]]], path: Path, skip: bool) -> Iterator[dict[str, Any]]:
     """The records holding any text besides their id (an empty line, `{"text": ""}` holds none);
     an empty one is an error unless `skip`."""
-    kept = []
     for where, record in inputs:
         if any(value is not None and str(value).strip() for key, value in record.items() if key != "id"):
-            kept.append(record)
+            yield record
         elif not skip:
             raise DataError(path, "an empty input has no prediction: fill it in, or give --skip-empty to leave "
                             "empty inputs out (the others keep their ids)", where=where)
-    return kept
+
+
+def chunks(records: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The records CHUNK at a time."""
+    chunk: list[dict[str, Any]] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,23 +132,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        predictions = run(args)
+        if args.output is None:
+            for prediction in run(args):
+                print(json.dumps(prediction, ensure_ascii=False))
+            return 0
+        from finetune.io import atomic_file
+
+        written = 0
+        with atomic_file(args.output, encoding="utf-8") as handle:  # no half-written file on an error
+            for prediction in run(args):
+                handle.write(json.dumps(prediction, ensure_ascii=False) + "\n")
+                written += 1
     except FinetuneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    lines = [json.dumps(p, ensure_ascii=False) for p in predictions]
-    if args.output is None:
-        print("\n".join(lines))
-    else:
-        from finetune.io import atomic_file
-
-        with atomic_file(args.output, encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
-        print(f"wrote {len(lines)} predictions to {args.output}", file=sys.stderr)
+    print(f"wrote {written} predictions to {args.output}", file=sys.stderr)
     return 0
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def run(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The predictions, chunk by chunk: an --input file is checked whole in one streaming pass
+    before any weights load, then read again and predicted CHUNK records at a time."""
     from transformers.utils import logging as hf_logging
 
     from finetune.inference import Predictor, codec_of, resolve_source
@@ -137,15 +161,20 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     hf_logging.set_verbosity_error()
 
     if args.input is not None:
-        records, source = without_empty(read_inputs(args.input), args.input, args.skip_empty), str(args.input)
-        if not records:
-            raise DataError(args.input, "no inputs in the file")
-    elif args.question is not None:
-        records, source = [{"question": args.question, "context": args.context}], "--question/--context"
+        source = str(args.input)
+
+        def records() -> Iterator[dict[str, Any]]:
+            return without_empty(read_inputs(args.input), args.input, args.skip_empty)
     else:
-        records, source = [{"text": text} for text in args.texts], "the command line"
-        for record, pair in zip(records, args.text_pair or [], strict=False):
-            record["text_pair"] = pair
+        if args.question is not None:
+            given, source = [{"question": args.question, "context": args.context}], "--question/--context"
+        else:
+            given, source = [{"text": text} for text in args.texts], "the command line"
+            for record, pair in zip(given, args.text_pair or [], strict=False):
+                record["text_pair"] = pair
+
+        def records() -> Iterator[dict[str, Any]]:
+            return iter(given)
     folder, scratch = resolve_source(args.model)
     try:
         codec = codec_of(folder)
@@ -154,13 +183,31 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.texts and ("text_pair" in codec.input_fields) != (args.text_pair is not None):
             raise FinetuneError(f"{args.model} reads sentence pairs: give --text-pair for each text"
                                 if args.text_pair is None else f"{args.model} reads one text: leave out --text-pair")
-        codec.inputs(records, source)  # every record checked before seconds go into loading weights
+        total = 0
+        for chunk in chunks(records()):  # every record checked before seconds go into loading weights
+            codec.inputs(chunk, source, first=total + 1)
+            total += len(chunk)
+        if not total:
+            raise DataError(args.input, "no inputs in the file")
         predictor = Predictor(folder, backend=args.backend, precision=args.precision, batch_size=args.batch_size,
                               threads=args.threads)
-        return predictor.predict(records, source=source, progress=args.output is not None)
+        bar = progress(total, enabled=args.output is not None)
+        done = 0
+        for chunk in chunks(records()):
+            yield from predictor.predict_inputs(codec.inputs(chunk, source, first=done + 1))
+            done += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
     finally:
         if scratch is not None:
             scratch.cleanup()
+
+
+def progress(total: int, enabled: bool) -> Any:
+    """A bar over the inputs with its rate (predictions/s) and time left."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predict", unit="input", disable=not enabled, file=sys.stderr)
 
 
 if __name__ == "__main__":

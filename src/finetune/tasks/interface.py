@@ -124,16 +124,17 @@ class Codec(ABC):
         """This codec with some settings replaced (e.g. decoding values tuned on validation)."""
         return type(self)(dataclasses.replace(self.settings, **values), self.labels)
 
-    def inputs(self, records: list[dict[str, Any]], source: str) -> Examples:
+    def inputs(self, records: list[dict[str, Any]], source: str, first: int = 1) -> Examples:
         """Canonical examples without gold fields from user records (the predict side): each of
-        `input_fields` as a non-empty string, plus the record's `id` (else its row number).
+        `input_fields` as a non-empty string, plus the record's `id` (else its row number, counted
+        from `first`: a chunk of a longer input).
 
         A record lacking one of `input_fields`, or with an empty one, is a DataError naming
         `source`, the record's row and the field.
         """
         return [{"id": str(record.get("id", row)),
                  **{field: require_text(record, field, source, row) for field in self.input_fields}}
-                for row, record in enumerate(records, start=1)]
+                for row, record in enumerate(records, start=first)]
 
     @abstractmethod
     def tokenize(self, examples: Any, tokenizer: Any, num_proc: int | str = 1) -> tuple[Any, dict[str, Any]]:

@@ -52,10 +52,10 @@ class TagCodec(Codec):
     Settings = Settings
     settings: Settings
 
-    def inputs(self, records: list[dict[str, Any]], source: str) -> Examples:
+    def inputs(self, records: list[dict[str, Any]], source: str, first: int = 1) -> Examples:
         """Free text (`text`, split into words here) or a pre-split word list (`tokens`)."""
         examples = []
-        for row, record in enumerate(records, start=1):
+        for row, record in enumerate(records, start=first):
             if isinstance(record.get("tokens"), list) and "text" not in record:
                 tokens = [str(token) for token in record["tokens"]]
                 text, offsets = join_words(tokens)
