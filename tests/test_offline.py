@@ -133,3 +133,47 @@ def test_a_server_killed_mid_run_loses_nothing(work):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_an_export_that_loses_the_server_registers_on_sync(work, monkeypatch):
+    from mlflow import MlflowClient
+
+    from finetune.config import compose
+    from finetune.export import registry
+    from finetune.offline import FAST_FAILURE
+    from finetune.pipeline.export import export
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_mlflow_server(work, port)
+    try:
+        for script in ("train.py", "evaluate_model.py"):
+            ran = stage(script, work, base)
+            _, err = ran.communicate(timeout=600)
+            assert ran.returncode == 0, err[-3000:]
+        log_model = registry.log_model
+
+        def server_lost(*args, **kwargs):  # the server dies between the export's health check and its registry call
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+            return log_model(*args, **kwargs)
+
+        monkeypatch.setattr(registry, "log_model", server_lost)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", base)
+        for key, value in FAST_FAILURE.items():
+            monkeypatch.setenv(key, value)
+        cfg = compose(REPO, [a for a in args(work) if not a.startswith("paths.")], workdir=work)
+        assert export(cfg)["registry"] == {"pending": True}
+        assert (work / "exports" / PAIR / "model.safetensors").exists()
+
+        server = start_mlflow_server(work, port)
+        done = sync(work)
+        assert done.returncode == 0, done.stderr
+        [run] = server_runs(base, EXPERIMENT)
+        version = MlflowClient(base).get_model_version(PAIR, "1")  # the gate decided there, as at export
+        assert version.run_id == run["info"]["run_id"] and version.tags["eval_split"].startswith("validation")
+        assert f"registry: {PAIR} v1 " in done.stdout and version.tags["promotion_reason"] in done.stdout
+        assert "nothing to sync" in sync(work).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

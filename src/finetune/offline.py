@@ -11,6 +11,8 @@ continues there, if any). Once the server is back:
 copies each such run to its server: params and metric points the server run lacks, tags,
 artifacts and the final status, into the run it continues (a run cut off mid-training, or the
 train run that an offline evaluate belongs to) or a new run, then tags the local run `synced_run_id`.
+An export made offline registers its model there too, with its promotion gate (`significant`
+keeps the champion: the paired comparison needs the server's champion at export time).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from finetune.errors import FinetuneError
 
 SYNC_TO, SERVER_RUN, SYNCED = "sync_to", "server_run_id", "synced_run_id"
+REGISTER = "register_on_sync"  # an export's registry request made while the server was unreachable (JSON)
 DEFAULT_STORE = "sqlite:///mlflow-offline.db"
 PROBE_SECONDS = 3.0
 # A server call that fails gives up after a few seconds instead of MLflow's default of minutes of retries.
@@ -80,6 +83,8 @@ def sync(store: str = DEFAULT_STORE) -> list[tuple[str, str, str]]:
         remote = MlflowClient(server)
         target = _target_run(local, remote, run)
         _copy(local, remote, run, target)
+        if REGISTER in run.data.tags:
+            _register(server, target, run)
         local.set_tag(run.info.run_id, SYNCED, target)
         done.append((run.info.run_name, server, target))
     return done
@@ -96,6 +101,25 @@ def _target_run(local: Any, remote: Any, run: Any) -> str:
     found = remote.get_experiment_by_name(name)
     experiment = found.experiment_id if found else remote.create_experiment(name)
     return remote.create_run(experiment, start_time=run.info.start_time, run_name=run.info.run_name).info.run_id
+
+
+def _register(server: str, target: str, run: Any) -> None:
+    """The export stage's registry request, on the server, in the run it belongs to there."""
+    import json
+
+    import mlflow
+
+    from finetune.export import registry
+
+    request = json.loads(run.data.tags[REGISTER])
+    mlflow.set_tracking_uri(server)
+    mlflow.start_run(run_id=target)
+    try:
+        decision = registry.register(request)
+    finally:
+        mlflow.end_run(run.info.status)
+    print(f"registry: {request['name']} v{decision['version']} "
+          f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: {decision['reason']}")
 
 
 def _copy(local: Any, remote: Any, run: Any, target: str) -> None:

@@ -173,6 +173,19 @@ def run_record(cfg: DictConfig) -> dict[str, Any]:
             "store": "offline" if offline else "configured"}
 
 
+def in_offline_store(cfg: DictConfig) -> bool:
+    """Whether the active run lives in the offline store (the server was unreachable)."""
+    return run_record(cfg)["store"] == "offline"
+
+
+def went_offline(error: BaseException) -> bool:
+    """Whether `error` is the tracking server going away; if so the run has moved to the offline store."""
+    if _session is None or _session.server is None or not offline.is_outage(error):
+        return False
+    _go_offline(error)
+    return True
+
+
 @dataclass
 class _Session:
     """The active run, and what moving it to the offline store takes: every write since it opened."""

@@ -30,6 +30,19 @@ def log_model(export_dir: Path, name: str, family_fields: tuple[str, ...]) -> An
         pip_requirements=_requirements())
 
 
+def register(request: dict[str, Any]) -> dict[str, Any]:
+    """Log `request["export"]` as a new version of `request["name"]` and decide its promotion
+    (the other keys are `promote`'s); the export stage's request, or one the offline sync replays."""
+    export = Path(request["export"])
+    if not export.is_dir():
+        raise FinetuneError(f"{export}: the export folder to register is gone "
+                            f"(run `dvc repro export@{request['name']}`)")
+    info = log_model(export, request["name"], tuple(request["fields"]))
+    decision = {key: request[key] for key in ("metric", "value", "split", "greater_is_better", "policy",
+                                              "beats_baseline", "comparison")}
+    return promote(request["name"], info.registered_model_version, **decision)
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 

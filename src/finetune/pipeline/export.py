@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
-            from finetune.export import registry
 
             tracking.set_tags({"exported_to": str(out)})
             if spec["onnx"]:
@@ -51,17 +51,36 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             if cfg.tracking.log_model:
                 comparison = (against_champion(cfg, family, examples[gate], out, gate_data)
                               if cfg.export.promotion == "significant" else None)
-                info = registry.log_model(out, cfg.paths.pair, family.codec.input_fields)
-                spec["registry"] = registry.promote(
-                    cfg.paths.pair, info.registered_model_version, family.primary_metric,
-                    float(metrics[gate][family.primary_metric]), gate_data, family.greater_is_better,
-                    str(cfg.export.promotion), beats_baseline=metrics[gate].get("beats_baseline"),
-                    comparison=comparison)
-                decision = spec["registry"]
-                print(f"registry: {cfg.paths.pair} v{decision['version']} "
-                      f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: "
-                      f"{decision['reason']}")
+                spec["registry"] = register(cfg, {
+                    "export": str(out.resolve()), "fields": list(family.codec.input_fields), "name": cfg.paths.pair,
+                    "metric": family.primary_metric, "value": float(metrics[gate][family.primary_metric]),
+                    "split": gate_data, "greater_is_better": family.greater_is_better,
+                    "policy": str(cfg.export.promotion), "beats_baseline": metrics[gate].get("beats_baseline"),
+                    "comparison": comparison})
     return spec
+
+
+def register(cfg: DictConfig, request: dict[str, Any]) -> dict[str, Any]:
+    """Register the export as a new version and run the promotion gate; while the tracking server
+    is unreachable (down when the stage began, or lost in the middle), the request is kept on the
+    offline run and `python -m finetune.offline sync` registers it on the server."""
+    from finetune import offline
+    from finetune.export import registry
+
+    if not tracking.in_offline_store(cfg):
+        try:
+            decision = registry.register(request)
+        except Exception as error:  # noqa: BLE001 - only a lost server is taken over: the rest is raised
+            if not tracking.went_offline(error):
+                raise
+        else:
+            print(f"registry: {request['name']} v{decision['version']} "
+                  f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: {decision['reason']}")
+            return decision
+    tracking.set_tags({offline.REGISTER: json.dumps(request)})
+    print(f"registry: {request['name']} is registered on the tracking server by `python -m finetune.offline sync` "
+          "once it is reachable", file=sys.stderr)
+    return {"pending": True}
 
 
 def against_champion(cfg: DictConfig, family: Recipe, examples: Any, out: Path, split: str) -> dict[str, float] | None:
