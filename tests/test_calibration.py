@@ -164,7 +164,11 @@ def test_compile_is_not_priced_for_a_run_shorter_than_pricing_it(tmp_path, monke
     choice = calibration.training_compile(tiny_bert(), [batch(seed=s) for s in range(2)], 20, bf16=False)
     assert not choice.use and "not priced" in choice.reason and "20 steps" in choice.reason
     assert time.perf_counter() - started < calibration.COMPILE_PRICE_GUESS_S / 4, "nothing was compiled"
-    assert not (tmp_path / "calibration.json").exists()
+    [key] = json.loads((tmp_path / "calibration.json").read_text())
+    assert "|train-eager-fp32|" in key
+    monkeypatch.setattr(calibration, "time_sides", lambda *_, **__: pytest.fail("timed again"))
+    again = calibration.training_compile(tiny_bert(), [batch(seed=s) for s in range(2)], 20, bf16=False)
+    assert again.reason == choice.reason, "the eager rate is read from the cache: no step is timed twice"
 
 
 def test_a_long_run_prices_compile_once_and_short_runs_then_use_the_price(tmp_path, monkeypatch):

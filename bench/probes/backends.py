@@ -66,7 +66,11 @@ def fused(export: Path, scratch: Path) -> dict[str, Path]:
                            hidden_size=config.hidden_size)
     paths = {"onnx-fused": scratch / "model.fused.onnx", "onnx-fused-int8": scratch / "model.fused.int8.onnx"}
     model.save_model_to_file(str(paths["onnx-fused"]))
-    quantize_dynamic(str(paths["onnx-fused"]), str(paths["onnx-fused-int8"]), weight_type=QuantType.QInt8)
+    import onnx
+
+    # fused ops (com.microsoft domain) lack shape inference: say the activations are fp32
+    quantize_dynamic(str(paths["onnx-fused"]), str(paths["onnx-fused-int8"]), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return paths | {"fused_ops": {k: v for k, v in model.get_fused_operator_statistics().items() if v}}
 
 

@@ -36,6 +36,7 @@ log = logging.getLogger("finetune")
 VERSION = 2  # bump when what is measured changes: older cached decisions are then measured again
 ROUNDS = 2  # timed rounds per side, after a warm-up (each pass costs real steps: keep them few)
 INFERENCE_ROWS = 16  # inference is timed on the first batch's first rows: the per-row speed is what counts
+MIN_ROUND_S = 0.1  # an inference backend's timed round repeats its batch to last about this long
 MIN_NOISE = 0.03  # a side must beat the other by at least this relative margin
 HOPELESS = 2.0  # a side this many times slower than the baseline (plus SLACK_S in a warm-up) is not timed
 SLACK_S = 1.0  # a warm-up's one-off set-up (new kernels) must not count a short side out
@@ -375,8 +376,10 @@ def inference_backend(model: Any, backends: dict[str, Callable[[dict[str, Any]],
         distance = {name: float(np.linalg.norm(backends[name](rows)[0] - reference)) / scale for name in names[1:]}
         within = [names[0], *[name for name in names[1:] if distance[name] <= tolerance]]
         sides = [Side(name, lambda inputs, run=backends[name]: run(inputs)) for name in within]
-        noise = time_sides(sides, [rows]) if len(sides) > 1 else MIN_NOISE
-        tokens = int(rows["attention_mask"].sum())
+        once = _run(sides[0], [rows])  # a small batch runs in milliseconds: time enough of them to see past noise
+        batches = [rows] * max(1, min(50, round(MIN_ROUND_S / max(once, 1e-6))))
+        noise = time_sides(sides, batches) if len(sides) > 1 else MIN_NOISE
+        tokens = int(rows["attention_mask"].sum()) * len(batches)
         rates = {side.name: tokens / side.round_s for side in sides if side.rounds_s}
         best = max(rates, key=rates.__getitem__)
         if best != names[0] and rates[best] <= rates[names[0]] * (1 + noise):
@@ -436,11 +439,15 @@ def pricing_s() -> float:
 
 
 def _eager_rate(model: Any, batches: list[dict[str, Any]], bf16: bool) -> float:
-    """Real tokens/s of eager training steps on these batches (after a warm-up pass)."""
-    side = Side("eager", training_step(twin(model), bf16))
-    with _isolated():
+    """Real tokens/s of eager training steps on these batches (after a warm-up pass), measured once
+    per machine, model, precision and shape: a run too short to price compilation would otherwise
+    time its steps again at every start (a CPU without bf16 units has no bf16 rates to reuse)."""
+    def measure() -> Choice:
+        side = Side("eager", training_step(twin(model), bf16))
         time_sides([side], batches, rounds=1)
-    return real_tokens(batches) / side.round_s
+        return Choice(False, "eager training steps timed", {"eager": real_tokens(batches) / side.round_s})
+
+    return cached(_key(f"train-eager-{'bf16' if bf16 else 'fp32'}", model, batches), measure).rates["eager"]
 
 
 def _compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> Choice:
