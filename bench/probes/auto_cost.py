@@ -103,13 +103,15 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "auto_cost.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# What `auto` costs once its answer is cached", "",
-             f"{provenance_text(result['measured'])}; a CPU without bf16 units simulated (bf16 products reported 100x "
-             "slower). Command: `python bench/probes/auto_cost.py --before REV`. The train stage's `measured_fast_path` "
-             "(MiniLM, 3,000 CoNLL sentences, batch 16): the first call fills an empty cache, the next ones read it.",
+             f"{provenance_text(result['measured'])}; a CPU without bf16 units simulated (bf16 products reported "
+             "100x slower). Command: `python bench/probes/auto_cost.py --before REV`. The train stage's "
+             "`measured_fast_path` (MiniLM, 3,000 CoNLL sentences, batch 16): the first call fills an empty cache, "
+             "the next ones read it.",
              "", "| code | first call s | cached calls s | choices |", "|---|---|---|---|"]
     for name, r in results.items():
         cached = ", ".join(f"{t:.2f}" for t in r["cached_s"])
-        lines.append(f"| {name} | {r['first_s']:.2f} | {cached} | {'; '.join(f'{k}: {v}' for k, v in r['choices'].items())} |")
+        choices = "; ".join(f"{k}: {v}" for k, v in r["choices"].items())
+        lines.append(f"| {name} | {r['first_s']:.2f} | {cached} | {choices} |")
     (args.out / "auto_cost.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

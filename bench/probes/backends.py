@@ -115,7 +115,8 @@ def main() -> None:
                         backends[name](batch)
                     rounds[name].append(time.perf_counter() - start)
             tokens = int(sum(batch["attention_mask"].sum() for batch in data))
-            shapes[shape] = {name: {"median_s": statistics.median(times), "texts_per_s": len(given) / statistics.median(times),
+            shapes[shape] = {name: {"median_s": statistics.median(times),
+                                    "texts_per_s": len(given) / statistics.median(times),
                                     "tokens_per_s": tokens / statistics.median(times), "distance": distance[name],
                                     "rounds_s": times} for name, times in rounds.items()}
             print(shape, {name: round(v["texts_per_s"], 1) for name, v in shapes[shape].items()}, flush=True)
@@ -128,11 +129,12 @@ def main() -> None:
                 predictor = Predictor(export, backend="auto")
                 predictor.predict(sample)
                 assert isinstance(predictor.backend, AutoBackend)
-                auto[attempt] = {"seconds": round(time.perf_counter() - start, 2), "pick": predictor.backend.choice.pick,
-                                 "reason": predictor.backend.choice.reason}
+                choice = predictor.backend.choice
+                auto[attempt] = {"seconds": round(time.perf_counter() - start, 2), "pick": choice.pick,
+                                 "reason": choice.reason}
                 print(attempt, auto[attempt], flush=True)
-    result = {"export": os.path.relpath(export, REPO), "measured": provenance(), "torch_threads": torch.get_num_threads(),
-              "fused_ops": fused_ops, "shapes": shapes, "auto": auto}
+    result = {"export": os.path.relpath(export, REPO), "measured": provenance(),
+              "torch_threads": torch.get_num_threads(), "fused_ops": fused_ops, "shapes": shapes, "auto": auto}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "backends.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / "backends.md").write_text(render(result))
@@ -144,7 +146,8 @@ def render(result: dict) -> str:
     for shape, backends in result["shapes"].items():
         base = backends["torch-fp32"]["median_s"]
         for name, v in backends.items():
-            rows.append([shape, name, f"{v['texts_per_s']:.0f}", f"{base / v['median_s']:.2f}x", f"{v['distance']:.2g}"])
+            rows.append([shape, name, f"{v['texts_per_s']:.0f}", f"{base / v['median_s']:.2f}x",
+                         f"{v['distance']:.2g}"])
     auto = result["auto"]
     return "\n".join([
         "# Inference backends", "",
