@@ -8,7 +8,10 @@ The CSV is `../shared/tools/gen_rows.py N` (text,label; 8-60 random words a row,
 - `datasets`: `datasets.load_dataset("csv", data_files=...)` into an empty cache folder;
 - `download`: `stages/download.py` on the file (Arrow path), 10% carved as validation and 10% as test;
 - `download (rows)`: the same stage forced onto the row readers (up to --row-path-up-to rows);
-- `tokenize`: `stages/tokenize_data.py` (MiniLM's tokenizer, every row, `data.num_proc: auto`).
+- `tokenize`: `stages/tokenize_data.py` (MiniLM's tokenizer, every row, `data.num_proc: auto`);
+- `predict`: `finetune-predict --input rows.csv --output` over every row, with a 2-layer random-init
+  export (model=tiny, trained briefly on the first size's rows): the streaming input and output, not
+  MiniLM's compute (MiniLM predicts a few hundred texts a second here: hours at 10M).
 """
 
 from __future__ import annotations
@@ -47,6 +50,16 @@ def measured(cmd: list[str], env: dict[str, str] | None = None) -> dict:
     return {"wall_s": round(wall, 1), "peak_gb": round(usage.ru_maxrss / 2**20, 2)}
 
 
+def tiny_export(csv: Path, out: Path) -> Path:
+    """A model=tiny export trained for a moment on 2,000 of the rows (what predict streams through)."""
+    subprocess.run([sys.executable, "stages/pipeline.py", *STAGE_ARGS[:1], "model=tiny", *STAGE_ARGS[2:6],
+                    "data.max_train_samples=2000", "data.max_eval_samples=500", f"data.files.train={csv}",
+                    "pipeline.stages=[download,tokenize,train,evaluate,export]", "train.num_train_epochs=1",
+                    "export.onnx=false", "tracking.enabled=false", f"paths.out={out}"],
+                   cwd=REPO, check=True, capture_output=True)
+    return out / "exports" / "sentiment-tiny"
+
+
 def inner(what: str, csv: Path, out: Path) -> None:
     """One measured piece of work, run in this script's own fresh process."""
     if what == "datasets":
@@ -67,6 +80,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--row-path-up-to", type=int, default=1_000_000)
     parser.add_argument("--skip-tokenize", action="store_true")
+    parser.add_argument("--skip-predict", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--inner", nargs=3, metavar=("WHAT", "CSV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -74,6 +88,7 @@ def main() -> None:
         inner(args.inner[0], Path(args.inner[1]), Path(args.inner[2]))
         return
     results = []
+    tiny = None
     for rows in args.rows:
         folder = WORK / str(rows)
         csv = folder / "rows.csv"
@@ -96,6 +111,15 @@ def main() -> None:
             cell[name] = measured(cmd, {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
             print(f"{rows:>10,} rows  {name:<14} {cell[name]['wall_s']:>7.1f} s  {cell[name]['peak_gb']:.2f} GB",
                   flush=True)
+        if not args.skip_predict:
+            if tiny is None:
+                tiny = tiny_export(csv, WORK / "tiny")
+            cell["predict"] = measured([sys.executable, "-m", "finetune.predict", str(tiny), "--input", str(csv),
+                                        "--output", str(folder / "predictions.jsonl")],
+                                       {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true"})
+            print(f"{rows:>10,} rows  {'predict':<14} {cell['predict']['wall_s']:>7.1f} s  "
+                  f"{cell['predict']['peak_gb']:.2f} GB", flush=True)
+            (folder / "predictions.jsonl").unlink()
         results.append(cell)
         shutil.rmtree(folder / "data", ignore_errors=True)
     result = {"measured": provenance(), "cells": results}
@@ -113,15 +137,18 @@ def render(result: dict) -> str:
     for c in result["cells"]:
         ratio = c["download"]["wall_s"] / c["datasets"]["wall_s"]
         rows.append([f"{c['rows']:,}", f"{c['csv_mb']:,} MB", *cell(c.get("datasets")), *cell(c.get("download")),
-                     f"{ratio:.2f}x", *cell(c.get("download_rows")), *cell(c.get("tokenize"))])
+                     f"{ratio:.2f}x", *cell(c.get("download_rows")), *cell(c.get("tokenize")), *cell(c.get("predict"))])
     return "\n".join([
         "# Data stages at scale", "",
         f"{provenance_text(result['measured'])}. Command: `python bench/probes/data_scale.py`; each figure one fresh "
         "process (wall from spawn to exit, peak resident memory). The download stage carves 10% validation and "
         "10% test from the one file; `download (rows)` is the same stage on the row readers (the path bad input "
-        "and formats Arrow cannot read take); tokenize is MiniLM's tokenizer over every row.", "",
+        "and formats Arrow cannot read take); tokenize is MiniLM's tokenizer over every row; predict is "
+        "`finetune-predict --input` over every row with a 2-layer random-init export (the streaming, not MiniLM's "
+        "compute).", "",
         table(["rows", "CSV", "datasets time", "datasets peak", "download time", "download peak", "download / datasets",
-               "rows-path time", "rows-path peak", "tokenize time", "tokenize peak"], rows), ""])
+               "rows-path time", "rows-path peak", "tokenize time", "tokenize peak", "predict time", "predict peak"],
+              rows), ""])
 
 
 if __name__ == "__main__":
