@@ -96,7 +96,7 @@ class AutoBackend:
 
             self.choice = inference_backend(self.model, self.backends, batch, self.tolerance)
             self.chosen = self.backends[self.choice.pick]
-            self.backends = {}
+            self.backends, self.model = {}, None  # the memory of the others goes back
         return self.chosen(batch)
 
 

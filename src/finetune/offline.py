@@ -118,8 +118,7 @@ def _register(server: str, target: str, run: Any) -> None:
         decision = registry.register(request)
     finally:
         mlflow.end_run(run.info.status)
-    print(f"registry: {request['name']} v{decision['version']} "
-          f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: {decision['reason']}")
+    print(registry.summary(request["name"], decision))
 
 
 def _copy(local: Any, remote: Any, run: Any, target: str) -> None:

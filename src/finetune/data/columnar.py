@@ -14,6 +14,7 @@ Excel, `data.maxsplit`, a value it would have to interpret) or any check that fa
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,7 +150,7 @@ def write(scanned: Scanned, fmt_of: Any, layout: Layout, splits: dict[str, np.nd
             codes = pa.array(scanned.codes[start:start + batch.num_rows])
             for index, writer in enumerate(writers):
                 mask = pa.array(here == index)
-                if pc_any(mask):
+                if _any(mask):
                     columns = [lookups[index].take(codes.filter(mask)) if name == "label"
                                else batch.column(name).filter(mask).cast(schema.field(name).type)
                                for name in schema.names]
@@ -163,7 +164,7 @@ def write(scanned: Scanned, fmt_of: Any, layout: Layout, splits: dict[str, np.nd
     write_json(out / "dataset_dict.json", {"splits": list(splits)})
 
 
-def pc_any(mask: Any) -> bool:
+def _any(mask: Any) -> bool:
     import pyarrow.compute as pc
 
     return bool(pc.any(mask).as_py())
@@ -245,7 +246,8 @@ def _delimited(path: Path, stream: Any, fmt: str, layout: Layout) -> Iterator[An
     header = layout.columns
     if not header:
         with open_text(path) as handle:
-            header = dict_reader(handle, delimiter=separator, quoting=0 if quoted else 3).fieldnames
+            header = dict_reader(handle, delimiter=separator,
+                                 quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE).fieldnames
         if not header:
             raise Fallback("no header")
         duplicated_name(header, "the header", path, "line 1")

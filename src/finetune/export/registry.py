@@ -43,6 +43,12 @@ def register(request: dict[str, Any]) -> dict[str, Any]:
     return promote(request["name"], info.registered_model_version, **decision)
 
 
+def summary(name: str, decision: dict[str, Any]) -> str:
+    """The one line a registration prints."""
+    return (f"registry: {name} v{decision['version']} "
+            f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: {decision['reason']}")
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 

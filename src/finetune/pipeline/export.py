@@ -42,7 +42,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.export)
     with tracking.resume_run(cfg, model_dir) as run:
         if run is not None:
-
             tracking.set_tags({"exported_to": str(out)})
             if spec["onnx"]:
                 tracking.log_metrics({"onnx_max_abs_delta": spec["onnx"]["max_abs_delta"]} | (
@@ -74,8 +73,7 @@ def register(cfg: DictConfig, request: dict[str, Any]) -> dict[str, Any]:
             if not tracking.went_offline(error):
                 raise
         else:
-            print(f"registry: {request['name']} v{decision['version']} "
-                  f"{'is now champion' if decision['promoted'] else 'stays out of champion'}: {decision['reason']}")
+            print(registry.summary(request["name"], decision))
             return decision
     tracking.set_tags({offline.REGISTER: json.dumps(request)})
     print(f"registry: {request['name']} is registered on the tracking server by `python -m finetune.offline sync` "
