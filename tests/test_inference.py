@@ -60,6 +60,33 @@ def test_predictor_gives_what_evaluate_scored(tiny_exports, task):
             assert p["probabilities"] == pytest.approx(s["probabilities"], abs=1e-5)
 
 
+def test_auto_backend_measures_each_shape_once_within_tolerance(tiny_exports, tmp_path, monkeypatch):
+    from finetune import calibration
+    from finetune.inference import AutoBackend
+
+    monkeypatch.setenv("FINETUNE_CACHE", str(tmp_path))
+    export = tiny_exports["sarcasm"].paths.export
+    measured = []
+    measure = calibration.inference_backend
+    monkeypatch.setattr(calibration, "inference_backend", lambda *a, **k: measured.append(a[2]["input_ids"].shape)
+                        or measure(*a, **k))
+    auto = Predictor(export, backend="auto")
+    assert isinstance(auto.backend, AutoBackend)
+    assert set(auto.backend.backends) == {"torch-fp32", "torch-bf16", "onnx", "onnx-int8"}
+    one, many = [{"text": "totally local man"}], [{"text": f"officially area report {i}"} for i in range(8)]
+    for records in (one, many, one, many):
+        predicted = auto.predict(records)
+    assert len(measured) == 2 and [shape[0] for shape in measured] == [1, 8], "each shape measured once"
+    assert auto.backend.choice.pick in auto.backend.backends and "tolerance 0.05" in auto.backend.choice.reason
+    reference = Predictor(export, backend="torch", precision="fp32").predict(many)
+    assert [p["label"] for p in predicted] == [p["label"] for p in reference]
+    for p, q in zip(predicted, reference, strict=True):
+        assert p["probabilities"] == pytest.approx(q["probabilities"], abs=0.05)
+    cached = Predictor(export, backend="auto")
+    cached.predict(one)
+    assert cached.backend.choice.reason.endswith("(cached)")
+
+
 @pytest.mark.parametrize("task", ["sarcasm", "ner", "qa"])
 def test_onnx_backends_match_torch(tiny_exports, task):
     cfg = tiny_exports[task]

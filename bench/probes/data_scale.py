@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--row-path-up-to", type=int, default=1_000_000)
     parser.add_argument("--skip-tokenize", action="store_true")
-    parser.add_argument("--skip-predict", action="store_true")
+    parser.add_argument("--predict-up-to", type=int, default=1_000_000,
+                        help="predict only files of at most this many rows (~2,500 rows/s: 10M take over an hour)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--inner", nargs=3, metavar=("WHAT", "CSV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -111,7 +112,7 @@ def main() -> None:
             cell[name] = measured(cmd, {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
             print(f"{rows:>10,} rows  {name:<14} {cell[name]['wall_s']:>7.1f} s  {cell[name]['peak_gb']:.2f} GB",
                   flush=True)
-        if not args.skip_predict:
+        if rows <= args.predict_up_to:
             if tiny is None:
                 tiny = tiny_export(csv, WORK / "tiny")
             cell["predict"] = measured([sys.executable, "-m", "finetune.predict", str(tiny), "--input", str(csv),

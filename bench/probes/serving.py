@@ -177,9 +177,10 @@ def run_setup(name: str, export: Path, code: Path, scratch: Path, seconds: float
     save_model(export, code, folder)
     server, port = serve(folder, env, extra, scratch / name / "server.log")
     try:
-        load(port, server.pid, 4, 1, 2.0, texts)  # warm-up: first calls load kernels, bf16 `auto` times itself
         cells = []
         for clients, per_request in CELLS:
+            # a warm-up at the cell's own load: first calls of a shape load kernels, backend `auto` times it
+            load(port, server.pid, clients, per_request, 2.0, texts)
             cell = load(port, server.pid, clients, per_request, seconds, texts)
             print(f"  {name}: {clients} clients x {per_request} texts: {cell['texts_per_s']} texts/s, "
                   f"p50 {cell['p50_ms']} ms, p99 {cell['p99_ms']} ms, {cell['errors']} errors", flush=True)
@@ -198,7 +199,7 @@ def render(result: dict) -> str:
     lines = [
         "# Serving under load", "",
         f"`mlflow models serve` of `{result['export']}` ({provenance_text(result['measured'])}), load from "
-        f"127.0.0.1 in the same machine, {result['seconds']:.0f} s per cell after a warm-up; short texts "
+        f"127.0.0.1 in the same machine, {result['seconds']:.0f} s per cell after 2 s of the same load; short texts "
         "(sarcasm headlines). Command: `python bench/probes/serving.py"
         + (f" --before {result['before']}" if result.get("before") else "") + "`.", "",
         "| setup | what |", "|---|---|",

@@ -473,12 +473,12 @@ def _compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> C
 # --------------------------------------------------------------------------------------------
 
 def _key(kind: str, model: Any, batches: list[dict[str, Any]], tolerance: float | None = None) -> str:
-    shapes = "+".join(f"{b['input_ids'].shape[0]}x{_bucket(b['input_ids'].shape[1])}" for b in batches[:1])
+    shapes = "+".join(f"{b['input_ids'].shape[0]}x{bucket(b['input_ids'].shape[1])}" for b in batches[:1])
     return "|".join([f"v{VERSION}", kind, machine_key(), model_key(model), f"{len(batches)}:{shapes}",
                      f"tol={tolerance}"])
 
 
-def _bucket(length: int) -> int:
+def bucket(length: int) -> int:
     """Sequence lengths rounded up to a power of two: one cached decision per length range."""
     return 1 << max(0, int(length) - 1).bit_length()
 

@@ -5,7 +5,7 @@ predict command and the served MLflow model.
 settings come from that file, so predictions never depend on conf/, DVC state or the repository.
 Backends: PyTorch (fp32, or bf16 autocast where it is measured faster), ONNX Runtime on `model.onnx`
 or on the int8-quantised `model.int8.onnx`, or `auto`: the fastest of those the export holds,
-timed here on the first batch, within the family's tolerance of PyTorch fp32.
+timed here on the first batch of each shape, within the family's tolerance of PyTorch fp32.
 """
 
 from __future__ import annotations
@@ -80,24 +80,27 @@ class OnnxBackend:
 
 
 class AutoBackend:
-    """Whichever of an export's backends runs fastest here, measured on the first batch within the
-    family's tolerance of PyTorch fp32 (finetune.calibration.inference_backend; cached per machine,
-    model and shape); the others are let go once it is known. `choice` says what was found."""
+    """Whichever of an export's backends runs fastest here on batches of this shape, within the
+    family's tolerance of PyTorch fp32 (finetune.calibration.inference_backend): measured on the
+    first batch of each shape (rows and length, rounded up to powers of two) and cached per
+    machine, model and shape; the fastest for one text is not the fastest for 32. `choice` says
+    what the latest measurement found."""
 
     def __init__(self, model: Any, backends: dict[str, Callable[[dict[str, np.ndarray]], list[np.ndarray]]],
                  tolerance: float):
         self.model, self.backends, self.tolerance = model, backends, tolerance
         self.choice: Any = None
-        self.chosen: Callable[[dict[str, np.ndarray]], list[np.ndarray]] | None = None
+        self.chosen: dict[tuple[int, int], Callable[[dict[str, np.ndarray]], list[np.ndarray]]] = {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if self.chosen is None:
-            from finetune.calibration import inference_backend
+        from finetune.calibration import bucket, inference_backend
 
+        rows, length = batch["input_ids"].shape
+        shape = (bucket(rows), bucket(length))
+        if shape not in self.chosen:
             self.choice = inference_backend(self.model, self.backends, batch, self.tolerance)
-            self.chosen = self.backends[self.choice.pick]
-            self.backends, self.model = {}, None  # the memory of the others goes back
-        return self.chosen(batch)
+            self.chosen[shape] = self.backends[self.choice.pick]
+        return self.chosen[shape](batch)
 
 
 def model_inputs(model: Any) -> list[str]:

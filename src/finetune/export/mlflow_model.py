@@ -4,7 +4,7 @@
 `POST /invocations` with `{"dataframe_records": [{"text": ...}]}` (QA: question + context).
 The server's environment tunes it:
 
-- FINETUNE_BACKEND: auto (the default: the fastest the export holds, measured on the first request),
+- FINETUNE_BACKEND: auto (the default: the fastest the export holds, measured per batch shape),
   torch, onnx or onnx-int8;
 - FINETUNE_BATCH_WAIT_MS: concurrent requests are answered by one model call (finetune.batching):
   how long the first waits for others to join it (default 2; bench/results/serving.md measures it);

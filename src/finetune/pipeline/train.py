@@ -16,7 +16,7 @@ from finetune.config_values import config_yaml, to_container
 from finetune.errors import FinetuneError
 from finetune.io import atomic_dir, atomic_file, sha256_text, write_json
 from finetune.pipeline.common import input_path, load_tokenized
-from finetune.tasks.interface import Recipe
+from finetune.tasks.interface import Recipe, column_total
 
 log = logging.getLogger("finetune")
 SUMMARY = "train_summary.json"
@@ -100,7 +100,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, family:
                    "train_loss": result.training_loss, "train_runtime": result.metrics.get("train_runtime"),
                    "train_samples_per_second": result.metrics.get("train_samples_per_second"),
                    "train_examples": len(features["train"]),
-                   "train_tokens": int(sum(features["train"]["length"])), "bf16": bool(args.bf16),
+                   "train_tokens": column_total(features["train"], "length"), "bf16": bool(args.bf16),
                    "compile": bool(args.torch_compile), "processes": distributed.world_size()}
         for switch, choice in choices.items():
             summary |= choice.summary(switch) | {f"{switch}_choice": choice.reason}

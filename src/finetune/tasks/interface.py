@@ -316,6 +316,13 @@ def logits_of(outputs: Any) -> np.ndarray:
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
+def column_total(dataset: Any, name: str) -> int:
+    """The sum of a numeric (or boolean) column, computed by Arrow: no Python list of every row."""
+    import pyarrow.compute as pc
+
+    return int(pc.sum(dataset.with_format("arrow")[name]).as_py() or 0)
+
+
 def truncated_flags(features: Any) -> list[bool]:
     """Per feature, whether tokenizing cut it (all False for features without the column)."""
     return features["truncated"] if "truncated" in features.column_names else [False] * len(features)

@@ -15,7 +15,7 @@ import numpy as np
 from finetune.checks import number, one_of, per_label, text
 from finetune.errors import FinetuneError
 from finetune.tasks import interface
-from finetune.tasks.interface import Codec, Prediction, logits_of, map_batches, setting, truncated_flags
+from finetune.tasks.interface import Codec, Prediction, column_total, logits_of, map_batches, setting, truncated_flags
 from finetune.temperature import probabilities
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
@@ -75,9 +75,9 @@ class LabelCodec(Codec):
 
         features = map_batches(examples, encode,
                                [c for c in ("text", "text_pair", "label") if c in examples.column_names], num_proc)
-        truncated = int(sum(features["truncated"]))
+        truncated = column_total(features, "truncated")
         return features, {"examples": len(examples), "features": len(features), "truncated": truncated,
-                          "tokens": int(sum(features["length"]))}
+                          "tokens": column_total(features, "length")}
 
     def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:
         logits = logits_of(outputs)

@@ -19,7 +19,7 @@ import numpy as np
 from finetune.checks import boolean, integer, number
 from finetune.errors import FinetuneError
 from finetune.tasks import interface
-from finetune.tasks.interface import Codec, Prediction, map_batches, setting
+from finetune.tasks.interface import Codec, Prediction, column_total, map_batches, setting
 
 log = logging.getLogger("finetune")
 
@@ -119,7 +119,7 @@ class SpanCodec(Codec):
         stats = {"examples": len(examples), "features": len(features), "answers": len(answered),
                  "answers_lost_to_truncation": lost, "truncated": lost, "questions_truncated": len(cut),
                  "multi_window_examples": _multi_window(features["example_id"]),
-                 "tokens": int(sum(features["length"]))}
+                 "tokens": column_total(features, "length")}
         return features, stats
 
     def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:

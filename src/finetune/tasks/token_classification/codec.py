@@ -21,6 +21,7 @@ from finetune.tasks.interface import (
     Codec,
     Examples,
     Prediction,
+    column_total,
     logits_of,
     map_batches,
     require_text,
@@ -101,11 +102,11 @@ class TagCodec(Codec):
 
         features = map_batches(examples, encode, examples.column_names, num_proc)
         stats = {"examples": len(examples), "features": len(features),
-                 "truncated": int(sum(features["truncated"])),
+                 "truncated": column_total(features, "truncated"),
                  "truncated_words": int(sum(features["truncated_words"])),
                  "untokenizable_words": int(sum(features["empty_words"])),
                  "words": int(sum(len(t) for t in examples["tokens"])),
-                 "tokens": int(sum(features["length"]))}
+                 "tokens": column_total(features, "length")}
         features = features.remove_columns(["truncated_words", "empty_words"])
         return features, stats
 
