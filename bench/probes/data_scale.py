@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,22 +33,25 @@ sys.path[:0] = [str(HERE.parent / "helpers"), str(REPO / "src")]
 from common import provenance, provenance_text, table  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "data_scale"
+STEPS = ("datasets", "download", "download_rows", "tokenize", "predict")
 STAGE_ARGS = ["task=sentiment", "model=minilm", "data.split_column=null", "data.id_column=null",
               "data.split.strategy=random_fraction", "data.split.test_fraction=0.1", "data.max_train_samples=null",
               "data.max_eval_samples=null"]
 
 
 def measured(cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    """Wall seconds and peak resident memory of `cmd` in its own process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    errors = process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{errors[-2000:]}")
-    return {"wall_s": round(wall, 1), "peak_gb": round(usage.ru_maxrss / 2**20, 2)}
+    """Wall seconds and peak resident memory of `cmd` in its own process (its log in a file: a
+    progress bar over millions of rows would fill a pipe nobody reads until the end)."""
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                                   stderr=log, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{log.read()[-2000:]}")
+    return {"wall_s": round(wall, 1), "peak_gb": round(usage.ru_maxrss / 2**20, 2), "measured": provenance()}
 
 
 def tiny_export(csv: Path, out: Path) -> Path:
@@ -79,7 +83,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--row-path-up-to", type=int, default=1_000_000)
-    parser.add_argument("--skip-tokenize", action="store_true")
+    parser.add_argument("--beside", help="what else ran during these measurements (their times then compare with "
+                                             "nothing; peak memory still does): kept with each figure")
+    parser.add_argument("--steps", default="datasets,download,download_rows,tokenize,predict",
+                        help="which measurements to run; the others already saved are kept")
     parser.add_argument("--predict-up-to", type=int, default=1_000_000,
                         help="predict only files of at most this many rows (~2,500 rows/s: 10M take over an hour)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -88,7 +95,9 @@ def main() -> None:
     if args.inner:
         inner(args.inner[0], Path(args.inner[1]), Path(args.inner[2]))
         return
-    results = []
+    saved = args.out / "data_scale.json"
+    results = {c["rows"]: c for c in json.loads(saved.read_text())["cells"]} if saved.exists() else {}
+    steps = set(args.steps.split(","))
     tiny = None
     for rows in args.rows:
         folder = WORK / str(rows)
@@ -96,7 +105,8 @@ def main() -> None:
         if not csv.exists():
             folder.mkdir(parents=True, exist_ok=True)
             subprocess.run([sys.executable, str(SHARED / "tools" / "gen_rows.py"), str(rows), str(csv)], check=True)
-        cell = {"rows": rows, "csv_mb": round(csv.stat().st_size / 2**20)}
+        cell = results.setdefault(rows, {"rows": rows})
+        cell["csv_mb"] = round(csv.stat().st_size / 2**20)
         for name, cmd in [
             ("datasets", [sys.executable, __file__, "--inner", "datasets", str(csv), str(folder / "hf")]),
             ("download", [sys.executable, "stages/download.py", *STAGE_ARGS, f"data.files.train={csv}",
@@ -105,43 +115,61 @@ def main() -> None:
             ("tokenize", [sys.executable, "stages/tokenize_data.py", *STAGE_ARGS, f"data.files.train={csv}",
                           f"paths.out={folder}"]),
         ]:
-            if (name == "download_rows" and rows > args.row_path_up_to) or (name == "tokenize" and args.skip_tokenize):
+            if name not in steps or (name == "download_rows" and rows > args.row_path_up_to):
                 continue
             shutil.rmtree(folder / "hf", ignore_errors=True)
             shutil.rmtree(folder / "rows", ignore_errors=True)
-            cell[name] = measured(cmd, {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+            offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+            cell[name] = measured(cmd, offline) | {"beside": args.beside}
             print(f"{rows:>10,} rows  {name:<14} {cell[name]['wall_s']:>7.1f} s  {cell[name]['peak_gb']:.2f} GB",
                   flush=True)
-        if rows <= args.predict_up_to:
+            save(args.out, results)
+        if "predict" in steps and rows <= args.predict_up_to:
             if tiny is None:
                 tiny = tiny_export(csv, WORK / "tiny")
             cell["predict"] = measured([sys.executable, "-m", "finetune.predict", str(tiny), "--input", str(csv),
                                         "--output", str(folder / "predictions.jsonl")],
                                        {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "true"})
+            cell["predict"]["beside"] = args.beside
             print(f"{rows:>10,} rows  {'predict':<14} {cell['predict']['wall_s']:>7.1f} s  "
                   f"{cell['predict']['peak_gb']:.2f} GB", flush=True)
             (folder / "predictions.jsonl").unlink()
-        results.append(cell)
+            save(args.out, results)
         shutil.rmtree(folder / "data", ignore_errors=True)
-    result = {"measured": provenance(), "cells": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_scale.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "data_scale.md").write_text(render(result))
-    print(render(result))
+    print(render(save(args.out, results)))
+
+
+def save(out: Path, cells: dict[int, dict]) -> dict:
+    """The results so far (each figure with its own provenance), as JSON and Markdown."""
+    result = {"cells": [cells[rows] for rows in sorted(cells)]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_scale.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "data_scale.md").write_text(render(result))
+    return result
 
 
 def render(result: dict) -> str:
     def cell(entry: dict | None) -> list[str]:
-        return [f"{entry['wall_s']:.1f} s", f"{entry['peak_gb']:.2f} GB"] if entry else ["—", "—"]
+        if not entry:
+            return ["—", "—"]
+        mark = "*" if entry.get("beside") else ""
+        return [f"{entry['wall_s']:.1f} s{mark}", f"{entry['peak_gb']:.2f} GB"]
+
+    besides = sorted({c[step]["beside"] for c in result["cells"] for step in STEPS if c.get(step, {}).get("beside")})
 
     rows = []
+    machines = sorted({provenance_text(c[step]["measured"]).split(", commit")[0] for c in result["cells"]
+                       for step in STEPS if step in c})
+    commits = sorted({c[step]["measured"]["commit"] for c in result["cells"] for step in STEPS if step in c})
     for c in result["cells"]:
-        ratio = c["download"]["wall_s"] / c["datasets"]["wall_s"]
+        ratio = c["download"]["wall_s"] / c["datasets"]["wall_s"] if "download" in c and "datasets" in c else None
         rows.append([f"{c['rows']:,}", f"{c['csv_mb']:,} MB", *cell(c.get("datasets")), *cell(c.get("download")),
-                     f"{ratio:.2f}x", *cell(c.get("download_rows")), *cell(c.get("tokenize")), *cell(c.get("predict"))])
+                     f"{ratio:.2f}x" if ratio else "—", *cell(c.get("download_rows")), *cell(c.get("tokenize")),
+                     *cell(c.get("predict"))])
     return "\n".join([
         "# Data stages at scale", "",
-        f"{provenance_text(result['measured'])}. Command: `python bench/probes/data_scale.py`; each figure one fresh "
+        f"{'; '.join(machines)} (commits {', '.join(commits)}). Command: `python bench/probes/data_scale.py`; "
+        "each figure one fresh "
         "process (wall from spawn to exit, peak resident memory). The download stage carves 10% validation and "
         "10% test from the one file; `download (rows)` is the same stage on the row readers (the path bad input "
         "and formats Arrow cannot read take); tokenize is MiniLM's tokenizer over every row; predict is "
@@ -149,7 +177,9 @@ def render(result: dict) -> str:
         "compute).", "",
         table(["rows", "CSV", "datasets time", "datasets peak", "download time", "download peak", "download / datasets",
                "rows-path time", "rows-path peak", "tokenize time", "tokenize peak", "predict time", "predict peak"],
-              rows), ""])
+              rows), "",
+        *([f"\\* measured while {'; '.join(besides)} ran too: that time compares with nothing, the peak memory "
+           "still does.", ""] if besides else [])])
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 MLflow's scoring server runs each request's `predict` in a thread of its own, so N concurrent
 requests would be N model calls fighting over the same cores. A `Batcher` queues them instead:
-one worker thread takes the first waiting request, whatever else arrives within `wait_s` (up to
-`max_items` items in all), and answers them all with a single call. The queue is bounded, so a
-flood of requests waits in the server (and its request timeout) rather than in memory.
+one worker thread takes the first waiting request, whatever else is waiting or arrives within
+`wait_s` (up to `max_items` items in all), and answers them all with a single call. The queue is
+bounded, so a flood of requests waits in the server (and its request timeout) rather than in memory.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Batcher(Generic[Item, Result]):
     request of that group with the same error.
     """
 
-    def __init__(self, call: Callable[[list[Item]], list[Result]], wait_s: float = 0.002, max_items: int = 64,
+    def __init__(self, call: Callable[[list[Item]], list[Result]], wait_s: float = 0.0, max_items: int = 64,
                  max_waiting: int = 256):
         self.call, self.wait_s, self.max_items = call, wait_s, max_items
         self._waiting: queue.Queue[tuple[list[Item], Future[list[Result]]]] = queue.Queue(maxsize=max_waiting)
