@@ -42,9 +42,9 @@ SETUPS = {
                             {"FINETUNE_MAX_BATCH": "0", "OMP_NUM_THREADS": "1"}, ["--workers", "2"]),
     "onnx-unbatched": ("ONNX Runtime fp32, one request per model call", {"FINETUNE_MAX_BATCH": "0",
                                                                          "FINETUNE_BACKEND": "onnx"}, []),
-    "batched-2ms": ("concurrent requests in one model call, the first waiting 2 ms for others",
-                    {"FINETUNE_BATCH_WAIT_MS": "2"}, []),
-    "batched": ("concurrent requests in one model call: those queued while the model ran (the default)", {}, []),
+    "batched-0ms": ("concurrent requests in one model call: only those queued while the model ran",
+                    {"FINETUNE_BATCH_WAIT_MS": "0"}, []),
+    "batched": ("concurrent requests in one model call, the first waiting 2 ms for others (the default)", {}, []),
 }
 
 

@@ -7,8 +7,8 @@ The server's environment tunes it:
 - FINETUNE_BACKEND: auto (the default: the fastest the export holds, measured per batch shape),
   torch, onnx or onnx-int8;
 - FINETUNE_BATCH_WAIT_MS: concurrent requests are answered by one model call (finetune.batching):
-  how long the first waits for others to join it (default 0: the requests that queue while the model
-  runs join the next call; bench/results/serving.md measures both);
+  how long the first waits for others to join it (default 2; 0: only the requests that queued while
+  the model ran; bench/results/serving.md measures both);
 - FINETUNE_MAX_BATCH: the most texts one call takes (default 64; 0 answers each request on its own).
 """
 
@@ -29,7 +29,7 @@ class ExportedModel(mlflow.pyfunc.PythonModel):
 
         self.predictor = Predictor(context.artifacts[ARTIFACT], backend=os.environ.get("FINETUNE_BACKEND", "auto"))
         largest = int(os.environ.get("FINETUNE_MAX_BATCH", "64"))
-        wait_s = float(os.environ.get("FINETUNE_BATCH_WAIT_MS", "0")) / 1000
+        wait_s = float(os.environ.get("FINETUNE_BATCH_WAIT_MS", "2")) / 1000
         self.answer = (Batcher(self.predictor.predict_inputs, wait_s=wait_s, max_items=largest) if largest > 0
                        else self.predictor.predict_inputs)
 
