@@ -102,6 +102,7 @@ def test_keys_name_the_machine_the_model_and_the_shape():
     key = calibration._key("train-bf16", tiny_bert(), [batch(8, 24)], 0.05)
     assert calibration.machine_key() in key and "BertForSequenceClassification" in key and "8x32" in key
     assert calibration._key("train-bf16", tiny_bert(1), [batch(8, 20)], 0.05) == key, "weights and length bucket"
+    assert calibration._key("train-bf16", tiny_bert(), [batch(7, 24)], 0.05) == key, "rows bucket"
     assert calibration._key("train-bf16", tiny_bert(), [batch(16, 24)], 0.05) != key
 
 

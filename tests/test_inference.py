@@ -158,3 +158,29 @@ def test_broken_export_folders_are_one_line(tiny_exports, tmp_path):
     shutil.copy(source / "finetune.json", copy / "finetune.json")
     with pytest.raises(FinetuneError, match=r"model.onnx is missing"):
         Predictor(copy, backend="onnx")
+
+
+@pytest.mark.parametrize("select", [None, [3, 0, 2]], ids=["whole", "selected"])
+def test_run_model_pads_every_feature_in_place(select):
+    """Each feature reaches the backend whole and padded, and its output comes back to its own row
+    (also through a `select`, which reads the rows through an indices mapping)."""
+    import numpy as np
+    from datasets import Dataset
+
+    from finetune.inference import run_model
+
+    ids = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15]]
+    features = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(i) for i in ids]})
+    if select:
+        features, ids = features.select(select), [ids[i] for i in select]
+    seen = []
+
+    def backend(batch):
+        seen.append(batch["input_ids"].shape)
+        mask = batch["attention_mask"]
+        assert ((batch["input_ids"] == 0) == (mask == 0)).all(), "padding where the mask says"
+        return [np.stack([(batch["input_ids"] * mask).sum(1), mask.sum(1)], axis=1).astype(np.float32)]
+
+    (outputs,) = run_model(backend, features, pad_id=0, batch_size=2, token_outputs=False)
+    assert outputs.tolist() == [[sum(i), len(i)] for i in ids]
+    assert seen[0][1] == max(len(i) for i in ids), "the longest features go first"

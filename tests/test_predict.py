@@ -85,7 +85,7 @@ def bad_cases(tmp_path: Path, export: str) -> list[tuple[list[str], str]]:
     return [
         ([export, ""], "the command line, row 1, field 'text': empty text"),
         ([export, "--input", bad_jsonl], f"{bad_jsonl}, line 3: an empty input has no prediction"),
-        ([export, "--input", broken_json], f"{broken_json}, line 2: not valid JSON"),
+        ([export, "--input", broken_json], f"{broken_json}, line 2: malformed JSON"),
         ([export, "--input", wrong_field], f"{wrong_field}, row 1, field 'text': missing field (found: review)"),
         ([export, "--input", latin], f"{latin}: not UTF-8 text (byte 3)"),
         ([export, "--input", empty], f"{empty}: no inputs in the file"),

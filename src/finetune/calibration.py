@@ -476,13 +476,14 @@ def _compile_profile(model: Any, batches: list[dict[str, Any]], bf16: bool) -> C
 # --------------------------------------------------------------------------------------------
 
 def _key(kind: str, model: Any, batches: list[dict[str, Any]], tolerance: float | None = None) -> str:
-    shapes = "+".join(f"{b['input_ids'].shape[0]}x{bucket(b['input_ids'].shape[1])}" for b in batches[:1])
+    # rows and length in powers of two: the shapes AutoBackend keeps one decision for
+    shapes = "+".join(f"{bucket(b['input_ids'].shape[0])}x{bucket(b['input_ids'].shape[1])}" for b in batches[:1])
     return "|".join([f"v{VERSION}", kind, machine_key(), model_key(model), f"{len(batches)}:{shapes}",
                      f"tol={tolerance}"])
 
 
 def bucket(length: int) -> int:
-    """Sequence lengths rounded up to a power of two: one cached decision per length range."""
+    """A batch's rows or length rounded up to a power of two: one cached decision per range."""
     return 1 << max(0, int(length) - 1).bit_length()
 
 

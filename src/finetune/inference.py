@@ -119,8 +119,9 @@ def run_model(backend: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feat
     are padded across batches with PAD_LOGIT up to the longest feature.
     """
     columns = [name for name in MODEL_INPUTS if name in features.column_names]
-    data = {name: features[name] for name in columns}
-    lengths = np.array([len(ids) for ids in data["input_ids"]])
+    data = {name: _ragged(features, name) for name in columns}
+    offsets = data["input_ids"][0]
+    lengths = np.diff(offsets)
     order = np.argsort(-lengths, kind="stable")
     longest = int(lengths.max()) if len(lengths) else 0
     results: list[np.ndarray] | None = None
@@ -128,15 +129,15 @@ def run_model(backend: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feat
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
         width = int(lengths[rows].max())
+        inside = np.arange(width)[None, :] < lengths[rows][:, None]
         batch = {}
         for name in columns:
-            fill = pad_id if name == "input_ids" else 0
-            array = np.full((len(rows), width), fill, dtype=np.int64)
-            for r, row in enumerate(rows):
-                array[r, :lengths[row]] = data[name][row]
+            starts, values = data[name][0][rows], data[name][1]
+            array = np.full((len(rows), width), pad_id if name == "input_ids" else 0, dtype=np.int64)
+            array[inside] = values[(starts[:, None] + np.arange(width)[None, :])[inside]]
             batch[name] = array
         if "attention_mask" not in batch:
-            batch["attention_mask"] = (np.arange(width)[None, :] < lengths[rows][:, None]).astype(np.int64)
+            batch["attention_mask"] = inside.astype(np.int64)
         if "token_type_ids" not in batch:
             batch["token_type_ids"] = np.zeros_like(batch["input_ids"])
         outputs = backend(batch)
@@ -151,6 +152,18 @@ def run_model(backend: Callable[[dict[str, np.ndarray]], list[np.ndarray]], feat
         bar.update(len(rows))
     bar.close()
     return tuple(results or ())
+
+
+def _ragged(features: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (offsets, flat values) arrays: row i is values[offsets[i]:offsets[i+1]].
+
+    Read through Arrow: indexing a Dataset row by row costs more than the model's forward pass.
+    """
+    import pyarrow as pa
+
+    column = features.with_format("arrow")[name]
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column.offsets.to_numpy().astype(np.int64), column.values.to_numpy()
 
 
 def _progress(total: int, enabled: bool) -> Any:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from finetune.data.readers import TOO_DEEP, dict_reader
+from finetune.data.readers import dict_reader, json_object
 from finetune.errors import DataError, FinetuneError
 from finetune.inference import BACKENDS
 from finetune.precision import PRECISIONS
@@ -61,17 +61,7 @@ def read_inputs(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _record(path: Path, line: str, number: int, suffix: str) -> dict[str, Any]:
-    if suffix == ".txt":
-        return {"text": line}
-    try:
-        record = json.loads(line)
-    except RecursionError:
-        raise DataError(path, TOO_DEEP, where=f"line {number}") from None
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"not valid JSON ({error.msg})", where=f"line {number}") from None
-    if not isinstance(record, dict):
-        raise DataError(path, f"expected a JSON object, got {type(record).__name__}", where=f"line {number}")
-    return record
+    return {"text": line} if suffix == ".txt" else json_object(path, line, number)
 
 
 def without_empty(inputs: Iterable[tuple[str, dict[str, Any]]], path: Path, skip: bool) -> Iterator[dict[str, Any]]:

@@ -206,19 +206,22 @@ def _read_jsonl(path: str | Path, encoding: str | None = None) -> Iterator[Recor
         for number, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
-            try:
-                row = json.loads(text.rstrip("\r\n"), object_pairs_hook=_unique_keys)
-            except DuplicateKey as error:
-                raise DataError(path, f"key '{error}' appears twice in one object", where=f"line {number}") from None
-            except RecursionError:
-                raise DataError(path, TOO_DEEP, where=f"line {number}") from None
-            except json.JSONDecodeError as error:
-                raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})",
-                                where=f"line {number}") from None
-            if not isinstance(row, dict):
-                raise DataError(path, f"expected a JSON object, found {type(row).__name__}",
-                                where=f"line {number}")
-            yield f"line {number}", row
+            yield f"line {number}", json_object(path, text.rstrip("\r\n"), number)
+
+
+def json_object(path: str | Path, text: str, number: int) -> dict[str, Any]:
+    """Line `number` of a JSON Lines file as an object, or one line naming what is wrong with it."""
+    try:
+        row = json.loads(text, object_pairs_hook=_unique_keys)
+    except DuplicateKey as error:
+        raise DataError(path, f"key '{error}' appears twice in one object", where=f"line {number}") from None
+    except RecursionError:
+        raise DataError(path, TOO_DEEP, where=f"line {number}") from None
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"malformed JSON ({error.msg} at column {error.colno})", where=f"line {number}") from None
+    if not isinstance(row, dict):
+        raise DataError(path, f"expected a JSON object, found {type(row).__name__}", where=f"line {number}")
+    return row
 
 
 class DuplicateKey(ValueError):
