@@ -111,8 +111,8 @@ def main() -> None:
     parser.add_argument("--predict-up-to", type=int, default=1_000_000,
                         help="predict only files of at most this many rows (~2,500 rows/s: 10M take over an hour)")
     parser.add_argument("--limit-gb", type=float,
-                        help="run every step under this hard memory limit (a memory cgroup): a step that needs "
-                             "more fails (or its file pages are dropped and re-read: limit_hits counts it)")
+                        help="run every step but the row path under this hard memory limit (a memory cgroup): a "
+                             "step that needs more fails (its file pages are dropped first: limit_hits counts it)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--inner", nargs=3, metavar=("WHAT", "CSV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,7 +149,8 @@ def main() -> None:
             shutil.rmtree(folder / "hf", ignore_errors=True)
             shutil.rmtree(folder / "rows", ignore_errors=True)
             offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-            cell[name] = measured(cmd, offline, args.limit_gb) | {"beside": args.beside}
+            limit = None if name == "download_rows" else args.limit_gb  # the row path holds the rows by design
+            cell[name] = measured(cmd, offline, limit) | {"beside": args.beside}
             print(f"{rows:>10,} rows  {name:<14} {cell[name]['wall_s']:>7.1f} s  {cell[name]['peak_gb']:.2f} GB",
                   flush=True)
             save(args.out, results)
