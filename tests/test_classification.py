@@ -9,9 +9,10 @@ import pytest
 from datasets import Dataset
 
 from finetune.config import compose
-from finetune.errors import DataError
+from finetune.errors import DataError, FinetuneError
 from finetune.models import load_tokenizer
 from finetune.tasks import recipe
+from finetune.tasks.interface import window_spans
 
 
 @pytest.fixture
@@ -194,3 +195,66 @@ def test_real_mrpc_files_read_as_glue_counts_them(repo):
     assert {k: len(v) for k, v in splits.items()} == {"train": 3668, "test": 408}
     assert sum(int(e["label"]) for e in splits["test"]) == 279, "GLUE's published count of paraphrases"
     assert any('"' in e["text"] for e in splits["train"]), "lone quotes stay text, rows do not merge"
+
+
+# -- long inputs -------------------------------------------------------------------------------
+
+def long_examples():
+    long = " ".join(f"word{i % 30} number {i}" for i in range(60))
+    return Dataset.from_list([{"id": "a", "text": "short one", "label": 0}, {"id": "b", "text": long, "label": 1},
+                              {"id": "c", "text": "another short one", "label": 0}]), long
+
+
+def long_family(repo, mode, *overrides):
+    cfg = compose(repo, ["task=sentiment", "model=tiny", "data.max_length=24", f"data.long_inputs={mode}",
+                         "data.doc_stride=6", *overrides])
+    return recipe(cfg).with_labels(["neg", "pos"]), load_tokenizer(cfg.model)
+
+
+def test_windows_read_every_token_of_a_long_text_with_its_label(repo):
+    family, tokenizer = long_family(repo, "windows")
+    examples, long = long_examples()
+    features, stats = family.codec.tokenize(examples, tokenizer)
+    body = tokenizer(long)["input_ids"][1:-1]
+    windows = [f for f in features if f["example_id"] == "b"]
+    assert len(windows) > 3 and stats["multi_window_examples"] == 1 and stats["truncated"] == 0
+    assert all(len(w["input_ids"]) == 24 and w["input_ids"][0] == tokenizer.cls_token_id
+               and w["input_ids"][-1] == tokenizer.sep_token_id and w["labels"] == 1 for w in windows)
+    # each window is a stretch of the text; together they hold all of it
+    spans = window_spans(len(body), 22, 6)
+    assert [w["input_ids"][1:-1] for w in windows] == [body[start:end] for start, end in spans]
+    assert sorted({i for start, end in spans for i in range(start, end)}) == list(range(len(body)))
+    assert [f["example_id"] for f in features][:1] == ["a"] and features[-1]["example_id"] == "c", "order kept"
+
+
+def test_window_logits_are_averaged_whatever_the_feature_order(repo):
+    family, tokenizer = long_family(repo, "windows")
+    examples, _ = long_examples()
+    features, _ = family.codec.tokenize(examples, tokenizer)
+    logits = np.random.default_rng(0).normal(size=(len(features), 2)).astype(np.float32)
+    predictions = family.codec.decode(examples.remove_columns("label"), features, (logits,))
+    order = np.random.default_rng(1).permutation(len(features))
+    shuffled = family.codec.decode(examples.remove_columns("label"), features.select(order), (logits[order],))
+    assert shuffled == predictions
+    windows = [i for i, ident in enumerate(features["example_id"]) if ident == "b"]
+    mean = logits[windows].mean(axis=0)
+    assert predictions[1]["windows"] == len(windows) and "truncated" not in predictions[1]
+    assert predictions[1]["label"] == ["neg", "pos"][int(mean.argmax())]
+    assert "windows" not in predictions[0] and [p["id"] for p in predictions] == ["a", "b", "c"]
+
+
+def test_head_tail_keeps_the_start_and_the_end(repo):
+    family, tokenizer = long_family(repo, "head_tail")
+    examples, long = long_examples()
+    features, stats = family.codec.tokenize(examples, tokenizer)
+    full = tokenizer(long)["input_ids"]
+    kept = features[1]["input_ids"]
+    assert len(kept) == 24 and stats["truncated"] == 1 and len(features) == 3
+    assert kept == full[:6] + full[-18:], "a quarter from the start ([CLS] in it), the rest from the end ([SEP] in it)"
+
+
+def test_pairs_refuse_windows_in_one_line(repo):
+    family, tokenizer = long_family(repo, "windows", "data.text_pair_column=text_pair")
+    examples = Dataset.from_list([{"id": "a", "text": "one", "text_pair": "two", "label": 0}])
+    with pytest.raises(FinetuneError, match="data.long_inputs=windows reads single texts"):
+        family.codec.tokenize(examples, tokenizer)

@@ -184,3 +184,24 @@ def test_run_model_pads_every_feature_in_place(select):
     (outputs,) = run_model(backend, features, pad_id=0, batch_size=2, token_outputs=False)
     assert outputs.tolist() == [[sum(i), len(i)] for i in ids]
     assert seen[0][1] == max(len(i) for i in ids), "the longest features go first"
+
+
+@pytest.mark.parametrize("task", ["sarcasm", "ner"])
+def test_long_text_is_read_whole_in_windows_by_every_backend(task, tmp_path):
+    from tests.conftest import build_export
+
+    cfg = build_export(tmp_path, task, "data.long_inputs=windows", "data.max_length=32", "data.doc_stride=8",
+                       "train.num_train_epochs=1", "export.quantize=false")
+    words = " ".join(["patient takes aspirin in Paris daily"] * 40)  # 240 words, many windows of 32 tokens
+    records = [{"text": "officially local man"}, {"text": words}]
+    torch_side = Predictor(cfg.paths.export, precision="fp32").predict(records)
+    onnx_side = Predictor(cfg.paths.export, backend="onnx").predict(records)
+    short, long = torch_side
+    assert long["windows"] > 5 and "truncated" not in long and "windows" not in short
+    if task == "ner":
+        assert len(long["tags"]) == 240 and long["unpredicted_words"] == 0
+        assert [p["tags"] for p in onnx_side] == [p["tags"] for p in torch_side]
+    else:
+        assert [p["label"] for p in onnx_side] == [p["label"] for p in torch_side]
+        assert onnx_side[1]["probabilities"] == pytest.approx(long["probabilities"], abs=1e-4)
+        assert onnx_side[1]["windows"] == long["windows"]

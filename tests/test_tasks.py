@@ -55,3 +55,30 @@ def test_a_codec_saved_before_the_primary_metric_left_the_settings_still_loads()
     codec = recipe(compose(REPO, ["task=sarcasm", "model=tiny"])).with_labels(["a", "b"]).codec
     old = codec.spec() | {"settings": codec.spec()["settings"] | {"metric": "accuracy"}}
     assert load_codec(old, "exports/old/finetune.json").settings == codec.settings
+
+
+# -- long inputs: windows ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("total", "room", "stride"), [(5, 8, 2), (8, 8, 2), (9, 8, 2), (100, 8, 0), (100, 8, 7),
+                                                       (37, 10, 3)])
+def test_windows_cover_every_position_and_overlap_by_the_stride(total, room, stride):
+    from finetune.tasks.interface import window_spans
+
+    spans = window_spans(total, room, stride)
+    covered = sorted({i for start, end in spans for i in range(start, end)})
+    assert covered == list(range(total)), "every position in some window"
+    assert all(end - start <= room for start, end in spans) and spans[-1][1] == total
+    assert all(end - start == min(room, total) for start, end in spans), "every window full"
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end - start >= stride, "neighbours share at least the stride"
+    assert len(spans) == 1 or len(spans) == -(-(total - room) // (room - stride)) + 1, "no needless window"
+
+
+def test_cut_windows_keep_the_special_tokens_of_each_window():
+    from finetune.tasks.interface import cut_windows
+
+    row = {"input_ids": [101, *range(1, 21), 102], "mask": [1] * 22}
+    windows = cut_windows(row, (1, 1), 8, 2)
+    assert all(w["input_ids"][0] == 101 and w["input_ids"][-1] == 102 and len(w["input_ids"]) == 8 for w in windows)
+    assert sorted({t for w in windows for t in w["input_ids"][1:-1]}) == list(range(1, 21))
+    assert all(len(w["mask"]) == len(w["input_ids"]) for w in windows)

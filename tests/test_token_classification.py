@@ -299,3 +299,52 @@ def test_user_corpus_trains_and_evaluates_with_overrides_only(tmp_path: Path) ->
         assert [(r[0], r[1]) for r in rows] == sentence
         assert {r[2] for r in rows} <= set(manifest["labels"])
     assert (tmp_path / "plots" / "ner-tiny" / "eval" / "type_confusion.png").stat().st_size > 0
+
+
+# -- long inputs: windows ----------------------------------------------------------------------
+
+def long_sentence() -> tuple[list[str], list[str]]:
+    """40 words, one city every fifth word; long words cross the window edges mid-word."""
+    tokens = ["Paris" if i % 5 == 0 else (LONG_WORD if i % 5 == 2 else "and") for i in range(40)]
+    return tokens, ["B-LOC" if t == "Paris" else "O" for t in tokens]
+
+
+def test_windows_train_every_word_once_per_window_and_tag_every_word(tokenizer: Any) -> None:
+    family = recipe(ner_config("data.max_length=24", "data.long_inputs=windows", "data.doc_stride=6"))
+    tokens, tags = long_sentence()
+    examples = examples_dataset(family, [(["Paris"], ["B-LOC"]), (tokens, tags)], LABELS)
+    codec = family.with_labels(LABELS).codec
+    features, stats = codec.tokenize(examples, tokenizer)
+    windows = [f for f in features if f["example_id"] == "1"]
+    assert len(windows) > 3 and stats["truncated"] == 0 and stats["truncated_words"] == 0
+    assert stats["multi_window_examples"] == 1 and all(len(w["input_ids"]) <= 24 for w in windows)
+    for window in windows:  # a label sits only on a word's first sub-token, never on a word begun earlier
+        labelled = [w for w, label in zip(window["word_ids"], window["labels"], strict=True) if label != -100]
+        assert labelled == sorted(set(labelled)) and -1 not in labelled
+        assert all(LABELS[label] == tags[w] for w, label in zip(window["word_ids"], window["labels"], strict=True)
+                   if label != -100)
+    assert set().union(*[{w for w, label in zip(f["word_ids"], f["labels"], strict=True) if label != -100}
+                         for f in windows]) == set(range(len(tokens))), "every word trained in some window"
+
+    # a model that predicts each window's own gold finds every entity of the long text, one tag per word
+    rows = [[LABELS[label] if label != -100 else "O" for label in f["labels"]] for f in features]
+    predictions = codec.decode(examples.remove_columns("tags"), features, fake_logits(rows, LABELS))
+    assert predictions[1]["tags"] == tags and predictions[1]["windows"] == len(windows)
+    assert len(predictions[1]["entities"]) == tags.count("B-LOC") and predictions[1]["unpredicted_words"] == 0
+    assert predictions[0]["tags"] == ["B-LOC"] and "windows" not in predictions[0]
+
+
+def test_a_word_is_read_where_it_sits_farthest_from_an_edge() -> None:
+    from finetune.tasks.token_classification.codec import read_positions
+
+    # word 1 sits at position 4 of feature 7 (3 from its end) and at position 2 of feature 8 (2 from its start)
+    windows = {7: [-1, 0, 0, 0, 1, 2, 2, -1], 8: [-1, 0, 1, 2, 3, 3, 3, 3, 3, -1]}
+    assert read_positions(windows, 4) == [(7, 1), (7, 4), (8, 3), (8, 4)]
+    assert read_positions({9: [-1, 0, -1]}, 2) == [(9, 1), None]
+
+
+def test_head_tail_is_refused_for_tags_in_one_line(tokenizer: Any) -> None:
+    family = recipe(ner_config("data.long_inputs=head_tail")).with_labels(LABELS)
+    examples = examples_dataset(family, [(["Paris"], ["B-LOC"])], LABELS)
+    with pytest.raises(FinetuneError, match="data.long_inputs=head_tail leaves the middle words untagged"):
+        family.codec.tokenize(examples, tokenizer)

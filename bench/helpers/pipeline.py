@@ -123,3 +123,17 @@ def model_path(name: str = "minilm") -> str:
     from finetune.models import resolve_source
 
     return resolve_source(compose([f"model={name}"]).model)
+
+
+def run_stages(out: Path, overrides: list[str], stages: str, log: Path) -> Path:
+    """`stages/pipeline.py` running `stages` (e.g. "download,tokenize") with outputs below `out`,
+    offline and untracked, its log in `log`; returns `out`."""
+    import os
+    import subprocess
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        subprocess.run([PYTHON, STAGES / "pipeline.py", *overrides, "tracking=none", f"paths.out={out}",
+                        f"pipeline.stages=[{stages}]"], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                       stderr=handle, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    return out

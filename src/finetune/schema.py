@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from finetune.adapters import METHODS as ADAPTER_METHODS
 from finetune.checks import Check, boolean, integer, number, one_of, text
 from finetune.config_values import flatten
 from finetune.data.splits import STRATEGIES
@@ -57,6 +58,10 @@ RULES: dict[str, Check] = {
     "train.length_bucket_batches": integer(1, also=(None,)),
     "train.attention_dropout": number(0, 1, high_open=True, also=(None,)),
     "train.pad_to_multiple_of": integer(1, also=(None, "auto")),
+    "train.peft": one_of(None, *ADAPTER_METHODS),
+    "train.lora.r": integer(1),
+    "train.lora.alpha": number(0, low_open=True),
+    "train.lora.dropout": number(0, 1, high_open=True),
     "data.max_train_samples": COUNT,
     "data.max_eval_samples": COUNT,
     "data.sample_seed": integer(0),

@@ -16,7 +16,7 @@ from finetune.errors import FinetuneError
 
 # Keys of conf/train that are ours rather than TrainingArguments fields.
 OWN_KEYS = ("class_weights", "pad_to_multiple_of", "early_stopping_patience", "torch_threads", "max_batch_tokens",
-            "attention_dropout", "length_bucket_batches", "compile")
+            "attention_dropout", "length_bucket_batches", "compile", "peft", "lora")
 CALIBRATION_BATCHES = 3  # micro-batches timed each way by `auto` (the run's first ones: the longest, then a mix)
 
 

@@ -31,6 +31,7 @@ def write_export(cfg: DictConfig, recipe: Recipe, model_dir: Path, metrics: dict
     codec's spec (family, settings, labels) and what the registry and the card read."""
     import transformers
 
+    from finetune.adapters import ADAPTER, adapter_size_mb
     from finetune.export.card import model_card
     from finetune.export.onnx import export_onnx, quantize_int8
 
@@ -43,6 +44,8 @@ def write_export(cfg: DictConfig, recipe: Recipe, model_dir: Path, metrics: dict
     with atomic_dir(cfg.paths.export) as out:
         for name in MODEL_FILES:
             shutil.copy2(model_dir / name, out / name)
+        if (model_dir / ADAPTER).is_dir():  # the LoRA adapter alone, beside the merged model
+            shutil.copytree(model_dir / ADAPTER, out / ADAPTER)
         tokenizer = load_tokenizer(cfg.model)
         tokenizer.save_pretrained(str(out))
         codec, primary = recipe.codec, recipe.primary_metric
@@ -65,6 +68,8 @@ def write_export(cfg: DictConfig, recipe: Recipe, model_dir: Path, metrics: dict
                 onnx["int8"] = {"file": path.name, primary: score[primary],
                                 "size_mb": _megabytes(path)}
         spec["onnx"] = onnx
+        if (out / ADAPTER).is_dir():
+            spec["adapter"] = {"folder": ADAPTER, "size_mb": adapter_size_mb(out)}
         write_json(out / SPEC, spec)
         if cfg.export.model_card:
             summary_file = model_dir / SUMMARY

@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from finetune import distributed, tracking
+from finetune import adapters, distributed, tracking
 from finetune.checkpoints import Scratch, scratch
 from finetune.config_values import config_yaml, to_container
 from finetune.errors import FinetuneError
@@ -65,6 +65,7 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, family:
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, codec.auto_model, int(cfg.train.seed),
                        attention_dropout=cfg.train.get("attention_dropout"), **family.model_kwargs())
+    model = adapters.adapt(model, cfg.train, codec.peft_task_type)
     collator = family.collator(tokenizer, pad_multiple(cfg.train.pad_to_multiple_of))
     choices = measured_fast_path(cfg.train, arguments(), model, features["train"], collator, codec.bf16_tolerance)
     args = arguments({switch: choice.use for switch, choice in choices.items()})
@@ -101,7 +102,9 @@ def _train(cfg: DictConfig, work: Scratch, examples: Any, features: Any, family:
                    "train_samples_per_second": result.metrics.get("train_samples_per_second"),
                    "train_examples": len(features["train"]),
                    "train_tokens": column_total(features["train"], "length"), "bf16": bool(args.bf16),
-                   "compile": bool(args.torch_compile), "processes": distributed.world_size()}
+                   "compile": bool(args.torch_compile), "processes": distributed.world_size(),
+                   "peft": cfg.train.get("peft"),
+                   "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
         for switch, choice in choices.items():
             summary |= choice.summary(switch) | {f"{switch}_choice": choice.reason}
         if distributed.is_main():  # a distributed run's other processes only trained
@@ -116,7 +119,10 @@ def _write_outputs(cfg: DictConfig, trainer: Any, history: Any, summary: dict[st
 
     written_config = config_yaml(cfg)
     with atomic_dir(cfg.paths.model) as out:
-        trainer.save_model(str(out))
+        if adapters.is_adapted(trainer.model):
+            adapters.save(trainer.model, trainer.processing_class, out)
+        else:
+            trainer.save_model(str(out))
         write_json(out / tracking.RUN_FILE, tracking.run_record(cfg))
         write_json(out / SUMMARY, summary)
         (out / CONFIG).write_text(written_config)

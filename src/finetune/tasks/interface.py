@@ -35,6 +35,8 @@ from finetune.temperature import Scored
 
 Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-serialisable)
 Examples = list[dict[str, Any]]
+# what a text longer than data.max_length becomes (the families that read long texts whole)
+LONG_INPUTS = ("truncate", "head_tail", "windows")
 PARALLEL_FROM = 20_000  # examples from which `num_proc: auto` tokenizes in parallel (bench/results/)
 
 
@@ -98,6 +100,8 @@ class Codec(ABC):
     auto_model: ClassVar[str]
     #: the `transformers.pipeline` task an export of this family loads as
     pipeline_tag: ClassVar[str]
+    #: the `peft` task type of this family's model (train.peft)
+    peft_task_type: ClassVar[str]
     #: the model output fields `decode` reads, in order
     outputs: ClassVar[tuple[str, ...]] = ("logits",)
     #: whether the model outputs one row per token (padded across batches) or one per feature
@@ -309,6 +313,61 @@ def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc:
     fingerprint = None if examples.cache_files else generate_random_fingerprint()
     return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
                         num_proc=processes if processes > 1 else None, new_fingerprint=fingerprint)
+
+
+def special_edges(tokenizer: Any) -> tuple[int, int]:
+    """How many special tokens the tokenizer puts before and after a single text ([CLS] and [SEP]: 1, 1)."""
+    mask = tokenizer("a", return_special_tokens_mask=True)["special_tokens_mask"]
+    return mask.index(0), len(mask) - 1 - max(i for i, special in enumerate(mask) if not special)
+
+
+def window_spans(total: int, room: int, stride: int) -> list[tuple[int, int]]:
+    """[start, end) of the windows of `room` positions that cover `total`, neighbours sharing at
+    least `stride`; the last window ends at `total` (full, rather than a short remainder)."""
+    if total <= room:
+        return [(0, total)]
+    starts = list(range(0, total - room, room - stride))
+    return [(start, start + room) for start in [*starts, total - room]]
+
+
+def cut_windows(row: dict[str, list], edges: tuple[int, int], max_length: int, stride: int) -> list[dict[str, list]]:
+    """One encoded text (`row`: its input_ids and every column aligned with them) as windows of at
+    most `max_length` positions, each keeping the text's special tokens (`edges`, at its start and end)."""
+    lead, trail = edges
+    total = len(row["input_ids"])
+    body = [(lead + start, lead + end) for start, end in window_spans(total - lead - trail, max_length - lead - trail,
+                                                                      stride)]
+    return [{key: values[:lead] + values[start:end] + values[total - trail:] for key, values in row.items()}
+            for start, end in body]
+
+
+def windows_of(examples: Any, features: Any) -> list[list[int]]:
+    """The features (indices) of each example: its windows where features carry an `example_id`,
+    else the one feature in its place."""
+    if "example_id" not in features.column_names:
+        if len(features) != len(examples):
+            raise FinetuneError(f"{len(features)} features for {len(examples)} examples")
+        return [[i] for i in range(len(features))]
+    owned: dict[str, list[int]] = {ident: [] for ident in examples["id"]}
+    for index, ident in enumerate(features["example_id"]):
+        owned[ident].append(index)
+    return list(owned.values())
+
+
+def multi_window(example_ids: list[str]) -> int:
+    """How many examples were cut into more than one window (features in example order)."""
+    counts: dict[str, int] = {}
+    for ident in example_ids:
+        counts[ident] = counts.get(ident, 0) + 1
+    return sum(n > 1 for n in counts.values())
+
+
+def check_stride(stride: int, max_length: int, tokenizer: Any) -> None:
+    """data.doc_stride must leave a window room to move on."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if not 0 <= stride < room:
+        raise FinetuneError(f"data.doc_stride={stride} must be below the text room of a window "
+                            f"(data.max_length={max_length} - special tokens = {room})")
 
 
 def logits_of(outputs: Any) -> np.ndarray:

@@ -25,7 +25,7 @@ from finetune.label_issues import issue_rows
 from finetune.tasks import interface
 from finetune.tasks.classification import metrics as scores
 from finetune.tasks.classification.codec import LabelCodec, LabelSetCodec
-from finetune.tasks.interface import Examples, Prediction, Recipe, logits_of, setting
+from finetune.tasks.interface import Examples, Prediction, Recipe, setting
 from finetune.temperature import Scored
 
 LOWER_IS_BETTER = {"mse", "mae", "loss"}
@@ -232,7 +232,7 @@ class LabelRecipe(Recipe):
         return f"majority class ({majority})", [{"id": ident, "label": majority} for ident in examples["id"]]
 
     def scored(self, examples: Any, features: Any, outputs: Any) -> Scored | None:
-        return Scored(np.asarray(logits_of(outputs)), np.asarray(examples["label"]), "softmax")
+        return Scored(self.codec.example_logits(examples, features, outputs), np.asarray(examples["label"]), "softmax")
 
     def label_issues(self, examples: Any, predictions: list[Prediction]) -> list[dict[str, Any]]:
         labels = self.labels or []
@@ -289,9 +289,15 @@ class LabelRecipe(Recipe):
                 else self.pipeline_call)
         predict = ('--input pairs.jsonl   # rows {"text": ..., "text_pair": ...}' if self.codec.pairs
                    else '"The film was a delight from start to finish."')
+        mode = self.codec.settings.long_inputs
+        notes = [] if mode == "truncate" else [
+            f"Trained with data.long_inputs={mode}: finetune-predict, the ONNX model's predictor and the served "
+            "model read a text longer than data.max_length "
+            + ("in overlapping windows and average their logits" if mode == "windows" else "by its first quarter and "
+               "its end") + "; the transformers pipeline cuts it to its first tokens."]
         return {"transformers": ["from transformers import pipeline",
                                  f"model = pipeline('{self.codec.pipeline_tag}', model='{folder}')", call],
-                "predict": [predict], "notes": []}
+                "predict": [predict], "notes": notes}
 
     pipeline_call: ClassVar[str] = "model('some text')"
 
@@ -386,8 +392,8 @@ class LabelSetRecipe(LabelRecipe):
                 [{"id": ident, "labels": common} for ident in examples["id"]])
 
     def scored(self, examples: Any, features: Any, outputs: Any) -> Scored | None:
-        return Scored(np.asarray(logits_of(outputs)), (np.asarray(examples["label"]) > 0.5).astype(np.float64),
-                      "sigmoid")
+        gold = (np.asarray(examples["label"]) > 0.5).astype(np.float64)
+        return Scored(self.codec.example_logits(examples, features, outputs), gold, "sigmoid")
 
     def label_issues(self, examples: Any, predictions: list[Prediction]) -> None:
         return None  # confident learning's rule is for one class per example
@@ -421,7 +427,7 @@ class LabelSetRecipe(LabelRecipe):
         on these examples; a label without positives here keeps the configured threshold."""
         if not self.tunes:
             return {}
-        probabilities = self.codec.probabilities(logits_of(outputs))
+        probabilities = self.codec.probabilities(self.codec.example_logits(examples, features, outputs))
         gold = np.asarray(examples["label"]) > 0.5
         chosen = probabilities[None, :, :] >= GRID[:, None, None]  # grid x examples x labels
         tp = (chosen & gold).sum(axis=1)
@@ -455,9 +461,10 @@ class LabelSetRecipe(LabelRecipe):
         threshold = tuned.get("threshold", self.codec.settings.threshold)
         how = (f"fitted on the validation split (`{self.options.tune_threshold}`)" if tuned else "as configured")
         shown = threshold if isinstance(threshold, (int, float)) else f"one per label: {threshold}"
-        return super().usage(folder, metrics) | {"notes": [
-            f"A label is predicted when its score reaches the threshold {shown}, {how}; finetune-predict "
-            "applies it, the transformers pipeline gives the scores only."]}
+        usage = super().usage(folder, metrics)
+        rule = (f"A label is predicted when its score reaches the threshold {shown}, {how}; finetune-predict "
+                "applies it, the transformers pipeline gives the scores only.")
+        return usage | {"notes": [*usage["notes"], rule]}
 
 
 class NumberRecipe(LabelRecipe):

@@ -32,7 +32,7 @@ NO_OFFSET = [-1, -1]  # offset of a token outside the context (question, special
 
 @dataclasses.dataclass(frozen=True)
 class Settings(interface.Settings):
-    doc_stride: int = setting("data.doc_stride", integer(1))
+    doc_stride: int = setting("data.doc_stride", integer(0))
     max_query_length: int = setting("task.max_query_length", integer(1))
     n_best_size: int = setting("task.n_best_size", integer(1))
     max_answer_length: int = setting("task.max_answer_length", integer(1))
@@ -44,6 +44,7 @@ class SpanCodec(Codec):
     family = "question_answering"
     auto_model = "AutoModelForQuestionAnswering"
     pipeline_tag = "question-answering"
+    peft_task_type = "QUESTION_ANS"
     outputs = ("start_logits", "end_logits")
     token_outputs = True
     Settings = Settings

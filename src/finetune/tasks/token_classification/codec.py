@@ -4,6 +4,10 @@ The model sees sub-tokens: the first sub-token of a word carries the word's labe
 and (by default) the other sub-tokens carry -100. Predictions are word-level: a word's prediction
 is its first sub-token's, and words the model never saw (cut by `data.max_length`, or words the
 tokenizer turns into nothing) are predicted `O` and counted, never silently dropped.
+
+With `data.long_inputs: windows` a long text is cut into overlapping windows instead (`data.doc_stride`
+tokens shared), each trained on its own words' tags, and each word is predicted from the window
+where it sits farthest from an edge.
 """
 
 from __future__ import annotations
@@ -14,20 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from finetune.checks import boolean, number
+from finetune.checks import boolean, integer, number, one_of
 from finetune.errors import DataError, FinetuneError
 from finetune.tasks import interface
 from finetune.tasks.interface import (
+    LONG_INPUTS,
     Codec,
     Examples,
     Prediction,
+    check_stride,
     column_total,
+    cut_windows,
     logits_of,
     map_batches,
+    multi_window,
     require_text,
     setting,
     softmax,
+    special_edges,
     truncated_flags,
+    windows_of,
 )
 from finetune.tasks.token_classification.conll import iob1_to_iob2
 
@@ -43,12 +53,15 @@ class Settings(interface.Settings):
     label_all_tokens: bool = setting("task.label_all_tokens", boolean())
     # divides the tag logits before the softmax; the evaluate stage fits it on validation
     temperature: float = setting("task.temperature", number(0, low_open=True), default=1.0)
+    long_inputs: str = setting("data.long_inputs", one_of(*LONG_INPUTS), default="truncate")
+    doc_stride: int = setting("data.doc_stride", integer(0), default=64)  # windows: tokens neighbours share
 
 
 class TagCodec(Codec):
     family = "token_classification"
     auto_model = "AutoModelForTokenClassification"
     pipeline_tag = "token-classification"
+    peft_task_type = "TOKEN_CLS"
     token_outputs = True
     Settings = Settings
     settings: Settings
@@ -72,41 +85,57 @@ class TagCodec(Codec):
     def tokenize(self, examples: Any, tokenizer: Any, num_proc: int | str = 1) -> tuple[Any, dict[str, Any]]:
         if not getattr(tokenizer, "is_fast", False):
             raise FinetuneError("token classification needs a fast tokenizer (word_ids())")
-        max_length = int(self.settings.max_length)
-        label_all = bool(self.settings.label_all_tokens)
+        settings = self.settings
+        max_length, windows = int(settings.max_length), settings.long_inputs == "windows"
+        if settings.long_inputs == "head_tail":
+            raise FinetuneError("data.long_inputs=head_tail leaves the middle words untagged; token classification "
+                                "reads long texts with windows (or truncate)")
+        if windows:
+            check_stride(settings.doc_stride, max_length, tokenizer)
+            edges = special_edges(tokenizer)
+        label_all = bool(settings.label_all_tokens)
         inside = continuation_ids(self.labels or [])
         gold = "tags" in examples.column_names
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
-            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True,
+            encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=not windows,
                                 max_length=max_length)
-            all_labels, all_words, lost, empty, cut = [], [], [], [], []
+            out: dict[str, list] = {key: [] for key in [*encoded, "labels", "word_ids", "example_id", "truncated",
+                                                        "truncated_words", "empty_words"]}
             for i, words in enumerate(batch["tokens"]):
-                word_ids = encoded.word_ids(i)
-                if gold:
-                    all_labels.append(align_labels(word_ids, batch["tags"][i], inside if label_all else None))
-                all_words.append([-1 if w is None else w for w in word_ids])
+                word_ids = [-1 if w is None else w for w in encoded.word_ids(i)]
                 truncated = bool(encoded.encodings[i].overflowing)
-                n_lost, n_empty = missing_words(word_ids, len(words), truncated)
-                lost.append(n_lost)
-                empty.append(n_empty)
-                cut.append(truncated)
-            if gold:
-                encoded["labels"] = all_labels
-            encoded["word_ids"] = all_words
-            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-            encoded["truncated"] = cut
-            encoded["truncated_words"] = lost
-            encoded["empty_words"] = empty
-            return encoded
+                n_lost, n_empty = missing_words(encoded.word_ids(i), len(words), truncated)
+                row = {key: encoded[key][i] for key in encoded} | {"word_ids": word_ids,
+                                                                   "position": list(range(len(word_ids)))}
+                cut = windows and len(word_ids) > max_length
+                for n, window in enumerate(cut_windows(row, edges, max_length, settings.doc_stride) if cut else [row]):
+                    window["word_ids"] = _unread_continuations(window.pop("position"), window["word_ids"], word_ids)
+                    if gold:
+                        out["labels"].append(align_labels([None if w < 0 else w for w in window["word_ids"]],
+                                                          batch["tags"][i], inside if label_all else None))
+                    for key, values in window.items():
+                        out[key].append(values)
+                    out["example_id"].append(batch["id"][i])
+                    out["truncated"].append(truncated)
+                    out["truncated_words"].append(n_lost if n == 0 else 0)  # counted once per example
+                    out["empty_words"].append(n_empty if n == 0 else 0)
+            out["length"] = [len(ids) for ids in out["input_ids"]]
+            if not gold:
+                del out["labels"]
+            if not windows:
+                del out["example_id"]
+            return out
 
         features = map_batches(examples, encode, examples.column_names, num_proc)
         stats = {"examples": len(examples), "features": len(features),
                  "truncated": column_total(features, "truncated"),
-                 "truncated_words": int(sum(features["truncated_words"])),
-                 "untokenizable_words": int(sum(features["empty_words"])),
+                 "truncated_words": column_total(features, "truncated_words"),
+                 "untokenizable_words": column_total(features, "empty_words"),
                  "words": int(sum(len(t) for t in examples["tokens"])),
                  "tokens": column_total(features, "length")}
+        if windows:
+            stats["multi_window_examples"] = multi_window(features["example_id"])
         features = features.remove_columns(["truncated_words", "empty_words"])
         return features, stats
 
@@ -115,34 +144,45 @@ class TagCodec(Codec):
         with character offsets into the text (for examples given as words: the words joined by
         spaces) and a score (the mean probability of the entity's word tags)."""
         logits = np.asarray(logits_of(outputs))
-        if len(logits) != len(examples) or len(features) != len(examples):
-            raise FinetuneError(f"{len(logits)} predictions for {len(features)} features of "
-                                f"{len(examples)} examples")
+        if len(logits) != len(features):
+            raise FinetuneError(f"{len(logits)} model outputs for {len(features)} features")
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
         columns = examples.column_names
         texts = examples["text"] if "text" in columns else [None] * len(examples)
         offsets = examples["offsets"] if "offsets" in columns else [None] * len(examples)
+        word_ids, cut = features["word_ids"], truncated_flags(features)
         predictions = []
-        for ident, tokens, text, spans, word_ids, row, cut in zip(
-                examples["id"], examples["tokens"], texts, offsets, features["word_ids"], logits,
-                truncated_flags(features), strict=True):
+        for ident, tokens, text, spans, owned in zip(examples["id"], examples["tokens"], texts, offsets,
+                                                     windows_of(examples, features), strict=True):
             if text is None:
                 text, spans = join_words(tokens)
-            probs = softmax(row / self.settings.temperature)
-            positions = first_positions(word_ids, len(tokens))
+            probs = {f: softmax(logits[f] / self.settings.temperature) for f in owned}
+            read = read_positions({f: word_ids[f] for f in owned}, len(tokens))
             # an `I-X` argmax that starts an entity is written `B-X`: valid IOB2, the same entities
-            tags = iob1_to_iob2(["O" if at is None else names[int(probs[at].argmax())] for at in positions])
-            confidence = [None if at is None else float(probs[at].max()) for at in positions]
+            tags = iob1_to_iob2(["O" if at is None else names[int(probs[at[0]][at[1]].argmax())] for at in read])
+            confidence = [None if at is None else float(probs[at[0]][at[1]].max()) for at in read]
             entities = [{"type": kind, "text": text[spans[first][0]:spans[last][1]], "start": spans[first][0],
                          "end": spans[last][1],
                          "score": round(float(np.mean([confidence[w] for w in range(first, last + 1)])), 6)}
                         for kind, first, last in entity_spans(tags)]
             prediction = {"id": ident, "entities": entities, "tokens": list(tokens), "tags": tags,
-                          "unpredicted_words": sum(at is None for at in positions)}
-            if cut:
+                          "unpredicted_words": sum(at is None for at in read)}
+            if len(owned) > 1:
+                prediction["windows"] = len(owned)
+            if any(cut[f] for f in owned):
                 prediction["truncated"] = True  # words past data.max_length tokens are predicted O
             predictions.append(prediction)
         return predictions
+
+
+def _unread_continuations(positions: list[int], window: list[int], full: list[int]) -> list[int]:
+    """A window's word ids with the sub-tokens of a word begun before the window set to -1: the
+    word's first sub-token (where its tag is trained and read) lies in an earlier window."""
+    begun = next((full[p] for p in positions if full[p] >= 0), -1)
+    start = positions[window.index(begun)] if begun >= 0 else 0
+    if begun < 0 or start == 0 or full[start - 1] != begun:
+        return window
+    return [-1 if w == begun else w for w in window]
 
 
 def continuation_ids(labels: list[str]) -> list[int]:
@@ -173,6 +213,19 @@ def missing_words(word_ids: list[int | None], n_words: int, truncated: bool) -> 
     lost = n_words - 1 - last if truncated else 0
     empty = sum(1 for w in range(last + 1 if truncated else n_words) if w not in present)
     return lost, empty
+
+
+def read_positions(windows: dict[int, list[int]], n_words: int) -> list[tuple[int, int] | None]:
+    """Where each word's tag is read: (feature, position of its first sub-token) in the window where
+    that sub-token sits farthest from an edge (the most context on both sides; the first such
+    window on a tie); None for a word no window holds."""
+    best: list[tuple[int, int] | None] = [None] * n_words
+    margin = [-1] * n_words
+    for feature, word_ids in windows.items():
+        for word, position in enumerate(first_positions(word_ids, n_words)):
+            if position is not None and min(position, len(word_ids) - 1 - position) > margin[word]:
+                best[word], margin[word] = (feature, position), min(position, len(word_ids) - 1 - position)
+    return best
 
 
 def first_positions(word_ids: list[int], n_words: int) -> list[int | None]:
