@@ -58,6 +58,26 @@ def test_one_round_each_settles_a_clear_difference():
     assert [len(side.rounds_s) for side in close] == [calibration.ROUNDS] * 2
 
 
+def test_rewarm_times_each_side_in_its_steady_state():
+    """A side slow on its first batch after another particular side ran (ONNX Runtime's threads
+    spin on after a run) is timed at its own pace when each of its rounds starts untimed."""
+    last = [None]
+
+    def side(name, seconds, after_onnx=None):
+        def step(_batch):
+            time.sleep(after_onnx if after_onnx and last[0] == "onnx" else seconds)
+            last[0] = name
+        return Side(name, step)
+
+    one_batch = BATCHES[:1]
+    plain = [side("fp32", 0.01), side("bf16", 0.004, after_onnx=0.03), side("onnx", 0.008)]
+    calibration.time_sides(plain, one_batch, decisive=None)
+    assert plain[1].round_s > plain[0].round_s, "the premise: one batch a round times bf16 just after onnx"
+    rewarmed = [side("fp32", 0.01), side("bf16", 0.004, after_onnx=0.03), side("onnx", 0.008)]
+    calibration.time_sides(rewarmed, one_batch, decisive=None, rewarm=True)
+    assert rewarmed[1].round_s < rewarmed[0].round_s / 1.5
+
+
 def test_a_hopeless_side_is_not_timed_further(monkeypatch):
     monkeypatch.setattr(calibration, "SLACK_S", 0.0)
     calls = []

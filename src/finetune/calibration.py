@@ -142,14 +142,17 @@ class Side:
 
 def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = ROUNDS,
                give_up: float | None = HOPELESS, decisive: float | None = DECISIVE,
-               warm_all: bool = False) -> float:
+               warm_all: bool = False, rewarm: bool = False) -> float:
     """Time `rounds` rounds of every side over all batches, alternating the order of the sides,
     after a warm-up on the first (longest) batch, or on every batch with `warm_all` (compilation
     happens per shape). The first side's first round runs right after its warm-up, as the
     reference: a side whose warm-up passes `give_up` times the reference's first batch (plus
     SLACK_S) is stopped there and not timed further (None: never), and when after one round each
     every side is `decisive` times faster or slower than the first, no more rounds run (None: all
-    rounds). Returns the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
+    rounds). `rewarm`: each round of a side starts with an untimed batch, so that rounds time the
+    side's steady state, not its first batch after another side (ONNX Runtime's threads spin on
+    for a while after a run, slowing whatever runs next on a small machine).
+    Returns the noise: the relative spread of the first side's rounds (at least MIN_NOISE)."""
     warm = batches if warm_all else batches[:1]
     timed: list[Side] = []
     reference_s = 0.0  # the first side's first batch, in its first round
@@ -164,6 +167,8 @@ def time_sides(sides: list[Side], batches: list[dict[str, Any]], rounds: int = R
     for r in range(rounds):
         for side in timed if r % 2 == 0 else reversed(timed):
             if len(side.rounds_s) <= r:
+                if rewarm:
+                    _run(side, batches[:1])
                 side.rounds_s.append(_run(side, batches))
         if r == 0 and decisive and _settled(timed, decisive):
             break
@@ -381,7 +386,7 @@ def inference_backend(model: Any, backends: dict[str, Callable[[dict[str, Any]],
         sides = [Side(name, lambda inputs, run=backends[name]: run(inputs)) for name in within]
         once = _run(sides[0], [rows])  # a small batch runs in milliseconds: time enough of them to see past noise
         batches = [rows] * max(1, min(50, round(MIN_ROUND_S / max(once, 1e-6))))
-        noise = time_sides(sides, batches) if len(sides) > 1 else MIN_NOISE
+        noise = time_sides(sides, batches, rewarm=True) if len(sides) > 1 else MIN_NOISE
         tokens = int(rows["attention_mask"].sum()) * len(batches)
         rates = {side.name: tokens / side.round_s for side in sides if side.rounds_s}
         best = max(rates, key=rates.__getitem__)
