@@ -58,7 +58,11 @@ def measured(cmd: list[str], env: dict[str, str] | None = None, limit_gb: float 
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         private_peak = private.stop()
-        if os.waitstatus_to_exitcode(status) != 0:
+        code = os.waitstatus_to_exitcode(status)
+        if code == -9 and group:  # the kernel's OOM killer, at the limit: a finding, not a broken run
+            return {"wall_s": round(wall, 1), "peak_gb": round(usage.ru_maxrss / 2**20, 2), "killed": True,
+                    "limit_gb": limit_gb, "limit_hits": group.hits(), "measured": provenance()}
+        if code != 0:
             log.seek(0)
             raise SystemExit(f"failed (exit {os.waitstatus_to_exitcode(status)}"
                              f"{f', under a {limit_gb} GB limit' if limit_gb else ''}): {' '.join(cmd)}\n"
@@ -184,11 +188,15 @@ def render(result: dict) -> str:
         if not entry:
             return ["—", "—"]
         mark = "*" if entry.get("beside") else ""
+        if entry.get("killed"):
+            return [f"killed after {entry['wall_s']:.0f} s{mark}", f"over the {entry['limit_gb']:g} GB limit†"]
         private = f" ({entry['private_gb']:.2f})" if "private_gb" in entry else ""
         limited = f" ≤{entry['limit_gb']:g}†" if entry.get("limit_gb") else ""
         return [f"{entry['wall_s']:.1f} s{mark}", f"{entry['peak_gb']:.2f} GB{private}{limited}"]
 
-    hits = [str(c[step]["limit_hits"]) for c in result["cells"] for step in STEPS if c.get(step, {}).get("limit_gb")]
+    limited = any(c.get(step, {}).get("limit_gb") for c in result["cells"] for step in STEPS)
+    hits = sorted({c[step]["limit_hits"] for c in result["cells"] for step in STEPS
+                   if c.get(step, {}).get("limit_gb") and c[step].get("limit_hits") is not None})
     besides = sorted({c[step]["beside"] for c in result["cells"] for step in STEPS if c.get(step, {}).get("beside")})
 
     rows = []
@@ -217,9 +225,11 @@ def render(result: dict) -> str:
                "rows-path time", "rows-path peak", "tokenize time", "tokenize peak", "evaluate time",
                "evaluate peak", "predict time", "predict peak"],
               rows), "",
-        *([f"† run under a hard memory limit of that many GB (a memory cgroup, no swap): it finished there, "
-           f"reaching the limit (and giving file pages back) {', '.join(sorted(set(hits)))} times.", ""]
-          if hits else []),
+        *(["† run under a hard memory limit of that many GB (a memory cgroup, no swap): the step finished "
+           "within it (or was killed by the kernel when it needed more)"
+           + (f"; a step reached the limit up to {max(hits):,} times, the kernel giving file pages back each time."
+              if hits else "."),
+           ""] if limited else []),
         *([f"\\* measured while {'; '.join(besides)} ran too: that time compares with nothing, the peak memory "
            "still does.", ""] if besides else [])])
 
