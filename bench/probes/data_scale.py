@@ -174,9 +174,9 @@ def main() -> None:
     print(render(save(args.out, results)))
 
 
-def save(out: Path, cells: dict[int, dict]) -> dict:
+def save(out: Path, cells: dict[int, dict], note: str | None = None) -> dict:
     """The results so far (each figure with its own provenance), as JSON and Markdown."""
-    result = {"cells": [cells[rows] for rows in sorted(cells)]}
+    result = {"cells": [cells[rows] for rows in sorted(cells)], **({"note": note} if note else {})}
     out.mkdir(parents=True, exist_ok=True)
     (out / "data_scale.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "data_scale.md").write_text(render(result))
@@ -189,7 +189,8 @@ def render(result: dict) -> str:
             return ["—", "—"]
         mark = "*" if entry.get("beside") else ""
         if entry.get("killed"):
-            return [f"killed after {entry['wall_s']:.0f} s{mark}", f"over the {entry['limit_gb']:g} GB limit†"]
+            after = f" after {entry['wall_s']:.0f} s" if entry.get("wall_s") else ""
+            return [f"killed{after}{mark}", f"over the {entry['limit_gb']:g} GB limit†"]
         private = f" ({entry['private_gb']:.2f})" if "private_gb" in entry else ""
         limited = f" ≤{entry['limit_gb']:g}†" if entry.get("limit_gb") else ""
         return [f"{entry['wall_s']:.1f} s{mark}", f"{entry['peak_gb']:.2f} GB{private}{limited}"]
@@ -220,7 +221,7 @@ def render(result: dict) -> str:
         "compute). Peak: the resident maximum (`ru_maxrss`), which counts the file-backed pages of memory-mapped "
         "Arrow files read through (the kernel drops those whenever it needs the room); in brackets, the peak "
         "anonymous memory summed over the step's processes (proportional: pages forked workers share count once; "
-        "sampled every 0.1 s).", "",
+        "sampled every 0.1 s).", "", *([result["note"], ""] if result.get("note") else []),
         table(["rows", "CSV", "datasets time", "datasets peak", "download time", "download peak", "download / datasets",
                "rows-path time", "rows-path peak", "tokenize time", "tokenize peak", "evaluate time",
                "evaluate peak", "predict time", "predict peak"],
