@@ -37,6 +37,7 @@ def test_adapters_train_on_a_frozen_encoder_and_export_beside_the_merged_model(t
     labels = json.loads((export / "finetune.json").read_text())["labels"]
     base = load_model(cfg.model, family.codec.auto_model, int(cfg.train.seed),
                       **family.with_labels(labels).model_kwargs())
+    base.save_pretrained(tmp_path / "base")  # before peft puts its layers into it below
     assert summary["trainable_parameters"] < sum(p.numel() for p in base.parameters()) / 20
     merged = getattr(transformers, family.codec.auto_model).from_pretrained(str(export))
     frozen = dict(base.named_parameters())
@@ -51,8 +52,20 @@ def test_adapters_train_on_a_frozen_encoder_and_export_beside_the_merged_model(t
         expected = merged.eval()(input_ids=ids).logits if task != "qa" else merged.eval()(input_ids=ids).start_logits
         got = adapted(input_ids=ids).logits if task != "qa" else adapted(input_ids=ids).start_logits
     assert torch.allclose(got, expected, atol=1e-5)
-    assert Predictor(export, backend="onnx").predict([{"text": "officially local man"}] if task != "qa" else
-                                                     [{"question": "What?", "context": "A boat named Dana."}])
+
+    # finetune-predict takes either: the export (merged model) or its adapter folder on the base model
+    records = ([{"text": "officially local man"}] if task != "qa" else
+               [{"question": "What was the boat named?", "context": "A boat named Dana sailed."}])
+    config = export / ADAPTER / "adapter_config.json"
+    with pytest.raises(FinetuneError, match="base_model_name_or_path None is no folder here"):
+        Predictor(export / ADAPTER).predict(records)  # a random model has no folder to name
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"base_model_name_or_path": str(tmp_path / "base")}))
+    merged_side = Predictor(export, precision="fp32").predict(records)
+    adapter_side = Predictor(export / ADAPTER, precision="fp32").predict(records)
+    key = {"sarcasm": "probabilities", "ner": "tags", "qa": "answer"}[task]
+    assert adapter_side[0][key] == (pytest.approx(merged_side[0][key], abs=1e-5) if task == "sarcasm"
+                                    else merged_side[0][key])
+    assert Predictor(export, backend="onnx").predict(records)
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -25,6 +25,7 @@ from finetune.tasks.interface import Codec, Prediction
 
 ARTIFACT = "export"  # the export folder's name among a registered MLflow model's artifacts
 SPEC = "finetune.json"  # the export's decoding settings: family, labels, lengths, ...
+ADAPTER_CONFIG = "adapter_config.json"  # marks a LoRA adapter folder (peft)
 ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 BACKENDS = ("auto", "torch", *ONNX_FILES)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -172,9 +173,16 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="predict", unit="example", disable=not enabled, leave=False)
 
 
+def export_of(folder: str | Path) -> Path:
+    """The export folder of `folder`: itself, or the export holding it when it is the export's
+    LoRA adapter (`adapter/`, finetune.adapters)."""
+    folder = Path(folder)
+    return folder.parent if (folder / ADAPTER_CONFIG).exists() and not (folder / SPEC).exists() else folder
+
+
 def read_spec(folder: str | Path) -> dict[str, Any]:
     """An export folder's `finetune.json`, or one clear line saying what is wrong with the folder."""
-    folder = Path(folder)
+    folder = export_of(folder)
     if not folder.is_dir():
         raise FinetuneError(f"{folder}: no such export folder (run `dvc repro export@<task>-<model>`)")
     path = folder / SPEC
@@ -192,7 +200,7 @@ def read_spec(folder: str | Path) -> dict[str, Any]:
 
 def codec_of(folder: str | Path) -> Codec:
     """The codec of an export folder: its family, saved settings and labels."""
-    return load_codec(read_spec(folder), str(Path(folder) / SPEC))
+    return load_codec(read_spec(folder), str(export_of(folder) / SPEC))
 
 
 class Predictor:
@@ -200,7 +208,9 @@ class Predictor:
 
     def __init__(self, folder: str | Path, backend: str = "torch", precision: str = "auto",
                  batch_size: int = 32, threads: int | None = None):
-        self.folder = Path(folder)
+        # an export's adapter folder predicts with the adapter put on its base model
+        self.adapter = Path(folder) if export_of(folder) != Path(folder) else None
+        self.folder = export_of(folder)
         self.codec = codec_of(self.folder)
         self.batch_size = batch_size
         if backend not in BACKENDS:
@@ -223,6 +233,9 @@ class Predictor:
             self.backend: Any = AutoBackend(model, candidates, tolerance)
         elif backend == "torch":
             self.backend = TorchBackend(self._torch_model(), self.codec.outputs, precision, tolerance)
+        elif self.adapter:
+            raise FinetuneError(f"{self.adapter}: an adapter predicts with --backend torch; the export's ONNX files "
+                                f"hold the merged model: give the export folder {self.folder}")
         else:
             path = self.folder / ONNX_FILES[backend]
             if not path.exists():
@@ -234,6 +247,8 @@ class Predictor:
         import transformers
 
         auto = getattr(transformers, self.codec.auto_model)
+        if self.adapter:
+            return _load(self.adapter, "adapter", lambda: _adapted(auto, self.folder, self.adapter))
         return _load(self.folder, "model", lambda: auto.from_pretrained(str(self.folder), use_safetensors=True))
 
     def predict(self, records: list[dict[str, Any]], source: str = "<input>",
@@ -261,6 +276,21 @@ class Predictor:
         outputs = run_model(self.backend, features, pad_id=self.tokenizer.pad_token_id or 0,
                             batch_size=self.batch_size, token_outputs=self.codec.token_outputs, progress=progress)
         return self.codec.decode(examples, features, outputs)
+
+
+def _adapted(auto: Any, export: Path, adapter: Path) -> Any:
+    """The adapter put on the base model it was trained from (named in its adapter_config.json),
+    with the export's config (labels, head size), merged."""
+    import transformers
+    from peft import PeftModel
+
+    base = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base or not Path(base).is_dir():
+        raise FinetuneError(f"{adapter / ADAPTER_CONFIG}: base_model_name_or_path {base!r} is no folder here; "
+                            f"set it to the base model's folder, or predict with the merged model in {export}")
+    config = transformers.AutoConfig.from_pretrained(str(export))
+    model = auto.from_pretrained(base, config=config)
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
 def _tokenizer(folder: Path) -> Any:

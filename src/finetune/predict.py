@@ -6,6 +6,7 @@ line's texts or an input file.
     finetune-predict exports/qa-minilm --question "Who wrote it?" --context "Ann Lee wrote it in 1990."
     finetune-predict exports/mrpc-minilm "He left early." --text-pair "He did not stay long."
     finetune-predict models:/sentiment-minilm@champion --input reviews.csv --backend onnx
+    finetune-predict exports/sentiment-minilm/adapter "What a film"   # a LoRA adapter on its base model
 
 Prints one JSON line per input (or writes them to --output, with a progress bar), its `id` the
 input's own or its line (row) number. An empty input is an error unless --skip-empty leaves it
