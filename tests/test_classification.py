@@ -216,7 +216,7 @@ def test_windows_read_every_token_of_a_long_text_with_its_label(repo):
     examples, long = long_examples()
     features, stats = family.codec.tokenize(examples, tokenizer)
     body = tokenizer(long)["input_ids"][1:-1]
-    windows = [f for f in features if f["example_id"] == "b"]
+    windows = [f for f in features if f["example_index"] == 1]
     assert len(windows) > 3 and stats["multi_window_examples"] == 1 and stats["truncated"] == 0
     assert all(len(w["input_ids"]) == 24 and w["input_ids"][0] == tokenizer.cls_token_id
                and w["input_ids"][-1] == tokenizer.sep_token_id and w["labels"] == 1 for w in windows)
@@ -224,7 +224,7 @@ def test_windows_read_every_token_of_a_long_text_with_its_label(repo):
     spans = window_spans(len(body), 22, 6)
     assert [w["input_ids"][1:-1] for w in windows] == [body[start:end] for start, end in spans]
     assert sorted({i for start, end in spans for i in range(start, end)}) == list(range(len(body)))
-    assert [f["example_id"] for f in features][:1] == ["a"] and features[-1]["example_id"] == "c", "order kept"
+    assert features[0]["example_index"] == 0 and features[-1]["example_index"] == 2, "order kept"
 
 
 def test_window_logits_are_averaged_whatever_the_feature_order(repo):
@@ -236,11 +236,22 @@ def test_window_logits_are_averaged_whatever_the_feature_order(repo):
     order = np.random.default_rng(1).permutation(len(features))
     shuffled = family.codec.decode(examples.remove_columns("label"), features.select(order), (logits[order],))
     assert shuffled == predictions
-    windows = [i for i, ident in enumerate(features["example_id"]) if ident == "b"]
+    windows = [i for i, example in enumerate(features["example_index"]) if example == 1]
     mean = logits[windows].mean(axis=0)
     assert predictions[1]["windows"] == len(windows) and "truncated" not in predictions[1]
     assert predictions[1]["label"] == ["neg", "pos"][int(mean.argmax())]
     assert "windows" not in predictions[0] and [p["id"] for p in predictions] == ["a", "b", "c"]
+
+
+def test_windows_find_their_text_by_position_not_by_id(repo):
+    """Ids need not be unique (IMDB's restart per class): a window belongs to its text's row."""
+    family, tokenizer = long_family(repo, "windows")
+    examples, _ = long_examples()
+    same = examples.map(lambda row: {"id": "7"})
+    features, _ = family.codec.tokenize(same, tokenizer)
+    logits = np.random.default_rng(0).normal(size=(len(features), 2)).astype(np.float32)
+    predictions = family.codec.decode(same.remove_columns("label"), features, (logits,))
+    assert len(predictions) == 3 and [p.get("windows", 1) for p in predictions] == [1, len(features) - 2, 1]
 
 
 def test_head_tail_keeps_the_start_and_the_end(repo):

@@ -315,7 +315,7 @@ def test_windows_train_every_word_once_per_window_and_tag_every_word(tokenizer: 
     examples = examples_dataset(family, [(["Paris"], ["B-LOC"]), (tokens, tags)], LABELS)
     codec = family.with_labels(LABELS).codec
     features, stats = codec.tokenize(examples, tokenizer)
-    windows = [f for f in features if f["example_id"] == "1"]
+    windows = [f for f in features if f["example_index"] == 1]
     assert len(windows) > 3 and stats["truncated"] == 0 and stats["truncated_words"] == 0
     assert stats["multi_window_examples"] == 1 and all(len(w["input_ids"]) <= 24 for w in windows)
     for window in windows:  # a label sits only on a word's first sub-token, never on a word begun earlier

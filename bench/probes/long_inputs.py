@@ -33,13 +33,22 @@ from common import data_dir, provenance, provenance_text, table  # noqa: E402
 from pipeline import run_stages  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "long_inputs"
+FRESH = "--fresh" in sys.argv
 BUCKETS = ((0, 256), (257, 512), (513, 1024), (1025, 10**9))
 RESAMPLES, SEED = 2000, 0
 
 
 def stages(name: str, overrides: list[str], run: str) -> Path:
-    """The stages `run` of `overrides` in bench/work/long_inputs/<name>."""
-    return run_stages(WORK / name, overrides, run, WORK / f"{name}.log")
+    """The stages `run` of `overrides` in bench/work/long_inputs/<name>; a folder that already
+    finished them with the same overrides at the same commit is kept (`--fresh`: never)."""
+    out = WORK / name
+    done = out / "finished.json"
+    key = {"overrides": overrides, "stages": run, "commit": provenance()["commit"]}
+    if not FRESH and done.exists() and json.loads(done.read_text()) == key:
+        return out
+    run_stages(out, overrides, run, WORK / f"{name}.log")
+    done.write_text(json.dumps(key))
+    return out
 
 
 def run_pipeline(name: str, overrides: list[str]) -> dict:
@@ -206,6 +215,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--ner-max-length", type=int, default=128)
+    parser.add_argument("--fresh", action="store_true", help="re-run runs already finished at this commit")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ Prediction = dict[str, Any]  # one user-facing prediction per example (JSON-seri
 Examples = list[dict[str, Any]]
 # what a text longer than data.max_length becomes (the families that read long texts whole)
 LONG_INPUTS = ("truncate", "head_tail", "windows")
+WINDOW_OF = "example_index"  # the feature column naming the example a window belongs to (its position)
 PARALLEL_FROM = 20_000  # examples from which `num_proc: auto` tokenizes in parallel (bench/results/)
 
 
@@ -297,8 +298,10 @@ class Recipe(ABC):
                 "predict": ['"The film was a delight from start to finish."'], "notes": []}
 
 
-def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc: int | str) -> Any:
-    """`examples.map(encode, batched=True)` in `num_proc` processes (same rows, same order).
+def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc: int | str,
+                with_indices: bool = False) -> Any:
+    """`examples.map(encode, batched=True)` in `num_proc` processes (same rows, same order);
+    `with_indices`: `encode(batch, indices)`, each row's position in `examples`.
 
     `auto`: one process per CPU core from PARALLEL_FROM examples on (below, starting the
     processes costs more than it saves); an integer: that many.
@@ -311,7 +314,7 @@ def map_batches(examples: Any, encode: Any, remove_columns: list[str], num_proc:
     # An in-memory dataset is never cached, yet `map` would hash `encode` (the whole tokenizer's
     # vocabulary) for its fingerprint: the largest fixed cost of one served prediction.
     fingerprint = None if examples.cache_files else generate_random_fingerprint()
-    return examples.map(encode, batched=True, remove_columns=remove_columns, desc="tokenize",
+    return examples.map(encode, batched=True, with_indices=with_indices, remove_columns=remove_columns, desc="tokenize",
                         num_proc=processes if processes > 1 else None, new_fingerprint=fingerprint)
 
 
@@ -342,24 +345,21 @@ def cut_windows(row: dict[str, list], edges: tuple[int, int], max_length: int, s
 
 
 def windows_of(examples: Any, features: Any) -> list[list[int]]:
-    """The features (indices) of each example: its windows where features carry an `example_id`,
-    else the one feature in its place."""
-    if "example_id" not in features.column_names:
+    """The features (indices) of each example: its windows where features carry an `example_index`
+    (the example's position: ids need not be unique), else the one feature in its place."""
+    if WINDOW_OF not in features.column_names:
         if len(features) != len(examples):
             raise FinetuneError(f"{len(features)} features for {len(examples)} examples")
         return [[i] for i in range(len(features))]
-    owned: dict[str, list[int]] = {ident: [] for ident in examples["id"]}
-    for index, ident in enumerate(features["example_id"]):
-        owned[ident].append(index)
-    return list(owned.values())
+    owned: list[list[int]] = [[] for _ in range(len(examples))]
+    for index, example in enumerate(features[WINDOW_OF]):
+        owned[example].append(index)
+    return owned
 
 
-def multi_window(example_ids: list[str]) -> int:
-    """How many examples were cut into more than one window (features in example order)."""
-    counts: dict[str, int] = {}
-    for ident in example_ids:
-        counts[ident] = counts.get(ident, 0) + 1
-    return sum(n > 1 for n in counts.values())
+def multi_window(features: Any) -> int:
+    """How many examples were cut into more than one window."""
+    return int((np.bincount(np.asarray(features[WINDOW_OF], dtype=np.int64)) > 1).sum()) if len(features) else 0
 
 
 def check_stride(stride: int, max_length: int, tokenizer: Any) -> None:

@@ -22,6 +22,7 @@ from finetune.errors import FinetuneError
 from finetune.tasks import interface
 from finetune.tasks.interface import (
     LONG_INPUTS,
+    WINDOW_OF,
     Codec,
     Prediction,
     check_stride,
@@ -87,7 +88,7 @@ class LabelCodec(Codec):
             check_stride(settings.doc_stride, max_length, tokenizer)
             edges = special_edges(tokenizer)
 
-        def encode(batch: dict[str, list]) -> dict[str, list]:
+        def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             # Encode in full first to count what is long, then re-encode (or cut) only the long texts.
             second = batch["text_pair"] if pairs else None
             encoded = tokenizer(batch["text"], second, truncation=False, verbose=False)
@@ -111,16 +112,16 @@ class LabelCodec(Codec):
                 encoded["labels"] = [batch["label"][i] for i in owners]
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             if mode == "windows":  # which text each window reads (decode gathers them)
-                encoded["example_id"] = [batch["id"][i] for i in owners]
+                encoded[WINDOW_OF] = [indices[i] for i in owners]
             cut = set(long) if mode != "windows" else set()
             encoded["truncated"] = [i in cut for i in owners]
             return encoded
 
-        features = map_batches(examples, encode, examples.column_names, num_proc)
+        features = map_batches(examples, encode, examples.column_names, num_proc, with_indices=True)
         stats = {"examples": len(examples), "features": len(features), "truncated": column_total(features, "truncated"),
                  "tokens": column_total(features, "length")}
         if mode == "windows":
-            stats["multi_window_examples"] = multi_window(features["example_id"])
+            stats["multi_window_examples"] = multi_window(features)
         return features, stats
 
     def example_logits(self, examples: Any, features: Any, outputs: Any) -> np.ndarray:
@@ -129,7 +130,7 @@ class LabelCodec(Codec):
         if len(logits) != len(features):
             raise FinetuneError(f"{len(logits)} model outputs for {len(features)} features")
         owned = windows_of(examples, features)
-        if "example_id" not in features.column_names:
+        if WINDOW_OF not in features.column_names:
             return logits  # one feature per example, in the examples' order
         return np.stack([logits[windows].mean(axis=0) for windows in owned])
 

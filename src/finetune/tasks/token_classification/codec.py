@@ -23,6 +23,7 @@ from finetune.errors import DataError, FinetuneError
 from finetune.tasks import interface
 from finetune.tasks.interface import (
     LONG_INPUTS,
+    WINDOW_OF,
     Codec,
     Examples,
     Prediction,
@@ -97,10 +98,10 @@ class TagCodec(Codec):
         inside = continuation_ids(self.labels or [])
         gold = "tags" in examples.column_names
 
-        def encode(batch: dict[str, list]) -> dict[str, list]:
+        def encode(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             encoded = tokenizer(batch["tokens"], is_split_into_words=True, truncation=not windows,
                                 max_length=max_length)
-            out: dict[str, list] = {key: [] for key in [*encoded, "labels", "word_ids", "example_id", "truncated",
+            out: dict[str, list] = {key: [] for key in [*encoded, "labels", "word_ids", WINDOW_OF, "truncated",
                                                         "truncated_words", "empty_words"]}
             for i, words in enumerate(batch["tokens"]):
                 word_ids = [-1 if w is None else w for w in encoded.word_ids(i)]
@@ -116,7 +117,7 @@ class TagCodec(Codec):
                                                           batch["tags"][i], inside if label_all else None))
                     for key, values in window.items():
                         out[key].append(values)
-                    out["example_id"].append(batch["id"][i])
+                    out[WINDOW_OF].append(indices[i])
                     out["truncated"].append(truncated)
                     out["truncated_words"].append(n_lost if n == 0 else 0)  # counted once per example
                     out["empty_words"].append(n_empty if n == 0 else 0)
@@ -124,10 +125,10 @@ class TagCodec(Codec):
             if not gold:
                 del out["labels"]
             if not windows:
-                del out["example_id"]
+                del out[WINDOW_OF]
             return out
 
-        features = map_batches(examples, encode, examples.column_names, num_proc)
+        features = map_batches(examples, encode, examples.column_names, num_proc, with_indices=True)
         stats = {"examples": len(examples), "features": len(features),
                  "truncated": column_total(features, "truncated"),
                  "truncated_words": column_total(features, "truncated_words"),
@@ -135,7 +136,7 @@ class TagCodec(Codec):
                  "words": int(sum(len(t) for t in examples["tokens"])),
                  "tokens": column_total(features, "length")}
         if windows:
-            stats["multi_window_examples"] = multi_window(features["example_id"])
+            stats["multi_window_examples"] = multi_window(features)
         features = features.remove_columns(["truncated_words", "empty_words"])
         return features, stats
 
