@@ -40,14 +40,15 @@ RESAMPLES, SEED = 2000, 0
 
 def stages(name: str, overrides: list[str], run: str) -> Path:
     """The stages `run` of `overrides` in bench/work/long_inputs/<name>; a folder that already
-    finished them with the same overrides at the same commit is kept (`--fresh`: never)."""
+    finished them with the same overrides is kept (`--fresh`: never), its commit recorded in
+    finished.json (the result names each run's commit)."""
     out = WORK / name
     done = out / "finished.json"
-    key = {"overrides": overrides, "stages": run, "commit": provenance()["commit"]}
-    if not FRESH and done.exists() and json.loads(done.read_text()) == key:
+    key = {"overrides": overrides, "stages": run}
+    if not FRESH and done.exists() and json.loads(done.read_text())["key"] == key:
         return out
     run_stages(out, overrides, run, WORK / f"{name}.log")
-    done.write_text(json.dumps(key))
+    done.write_text(json.dumps({"key": key, "commit": provenance()["commit"]}))
     return out
 
 
@@ -61,7 +62,8 @@ def run_pipeline(name: str, overrides: list[str]) -> dict:
     stats = json.loads((out / "data" / "tokenized" / pair / "tokenize_stats.json").read_text())
     return {"metrics": metrics, "train_s": summary["train_runtime"], "train_tokens": summary["train_tokens"],
             "train_examples": summary["train_examples"], "eval_s": metrics.get("eval_runtime"), "stats": stats,
-            "wall_s": round(time.perf_counter() - start, 1), "predictions": out / "predictions" / pair}
+            "wall_s": round(time.perf_counter() - start, 1), "predictions": out / "predictions" / pair,
+            "commit": json.loads((out / "finished.json").read_text())["commit"]}
 
 
 def train_tokens(overrides: list[str], name: str) -> int:
@@ -133,7 +135,7 @@ def _summary(run: dict, metric: str) -> dict:
             "train_s": round(run["train_s"], 1), "train_tokens": run["train_tokens"],
             "train_examples": run["stats"]["train"]["examples"], "train_features": run["train_examples"],
             "eval_s": run["eval_s"],
-            "features": run["stats"].get("test", {}).get("features"),
+            "features": run["stats"].get("test", {}).get("features"), "commit": run["commit"],
             "truncated": run["stats"].get("test", {}).get("truncated")}
 
 
@@ -184,12 +186,12 @@ def render(result: dict) -> str:
                   "`python bench/probes/long_inputs.py`. windows trains on fewer reviews, as many as give truncate's "
                   "training tokens.", "",
                   table(["mode", "train reviews", "train tokens", "train s", "test features", "eval s", "accuracy",
-                         "95% interval", "minus truncate (95% paired)"],
+                         "95% interval", "minus truncate (95% paired)", "commit"],
                         [[mode, f"{m['train_examples']:,}", f"{m['train_tokens']:,}", f"{m['train_s']:.0f}",
                           f"{m['features']:,}", f"{m['eval_s']:.0f}" if m["eval_s"] else "—", f"{m['accuracy']:.4f}",
                           f"[{m['ci'][0]:.3f}, {m['ci'][1]:.3f}]",
                           "—" if mode == "truncate" else "{:+.4f} [{:+.4f}, {:+.4f}]".format(
-                              *r["difference_to_truncate"][mode])]
+                              *r["difference_to_truncate"][mode]), m.get("commit", "")]
                          for mode, m in r["modes"].items()]), "",
                   "Accuracy per review length (MiniLM tokens, the whole review):", "",
                   table(["tokens", "reviews", *r["modes"]],
@@ -215,7 +217,8 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--ner-max-length", type=int, default=128)
-    parser.add_argument("--fresh", action="store_true", help="re-run runs already finished at this commit")
+    parser.add_argument("--fresh", action="store_true", help="re-run the runs already finished (else kept: a code "
+                                                           "change that matters to them needs --fresh)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
