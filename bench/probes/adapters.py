@@ -75,10 +75,14 @@ def render(result: dict) -> str:
             rows.append([task, mode, f"{r['metric']} {r['value']:.4f}", f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
                          f"{r['train_s']:.0f}", f"{r['stage_s']:.0f}", f"{r['peak_gb']:.2f}", f"{r['trainable']:,}",
                          f"{r['model_mb']:.1f}", f"{r['adapter_mb']:.2f}" if r["adapter_mb"] else "—"])
-    machines = sorted({provenance_text(r["measured"]) for modes in result["tasks"].values() for r in modes.values()})
+    measured = [r["measured"] for modes in result["tasks"].values() for r in modes.values()]
+    machines = sorted({provenance_text(m).split(", commit")[0] for m in measured})
+    commits = sorted({m["commit"] for m in measured})
+    dates = sorted(m["date"] for m in measured)
     return "\n".join([
         "# LoRA adapters against full fine-tuning", "",
-        f"{'; '.join(machines)}. Command: `python bench/probes/adapters.py`. Each task's preset budget (data, epochs, "
+        f"{'; '.join(machines)}, commit {', '.join(commits)}, {dates[0]} to {dates[-1]}. "
+        "Command: `python bench/probes/adapters.py`. Each task's preset budget (data, epochs, "
         f"batch); full = the preset's learning rate, lora = `train.peft=lora` (r 8, alpha 16, query and value; the "
         f"head in full) at learning rate {result['lora_lr']:g}. Train s: the Trainer's; stage s: the train stage's "
         "process wall (loading, bf16/compile decisions, saving included); peak: its resident maximum.", "",
