@@ -129,10 +129,9 @@ class LabelCodec(Codec):
         logits = np.asarray(logits_of(outputs))
         if len(logits) != len(features):
             raise FinetuneError(f"{len(logits)} model outputs for {len(features)} features")
-        owned = windows_of(examples, features)
-        if WINDOW_OF not in features.column_names:
+        if WINDOW_OF not in features.column_names and len(features) == len(examples):
             return logits  # one feature per example, in the examples' order
-        return np.stack([logits[windows].mean(axis=0) for windows in owned])
+        return np.stack([logits[windows].mean(axis=0) for windows in windows_of(examples, features)])
 
     def decode(self, examples: Any, features: Any, outputs: Any) -> list[Prediction]:
         logits = self.example_logits(examples, features, outputs)
