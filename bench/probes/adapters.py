@@ -28,6 +28,8 @@ sys.path[:0] = [str(HERE.parent / "helpers"), str(REPO / "src")]
 from common import provenance, provenance_text, table  # noqa: E402
 from pipeline import run_stages  # noqa: E402
 
+from finetune.adapters import ADAPTER, adapter_size_mb  # noqa: E402
+
 WORK = REPO / "bench" / "work" / "adapters"
 METRIC = {"sentiment": "accuracy", "ner": "f1", "qa": "f1"}
 
@@ -63,8 +65,7 @@ def one(task: str, mode: str, lora_lr: float) -> dict:
             "train_s": round(summary["train_runtime"], 1), **train,
             "trainable": summary["trainable_parameters"],
             "model_mb": round((export / "model.safetensors").stat().st_size / 1e6, 1),
-            "adapter_mb": round(sum(p.stat().st_size for p in (export / "adapter").glob("*.safetensors")) / 1e6, 2)
-            if (export / "adapter").is_dir() else None,
+            "adapter_mb": adapter_size_mb(export) if (export / ADAPTER).is_dir() else None,
             "learning_rate": lora_lr if mode == "lora" else None, "measured": provenance()}
 
 
