@@ -181,3 +181,13 @@ def test_outputs_follow_the_umask(trained):
         for path in folder.rglob("*"):
             assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644), path
     assert stat.S_IMODE(Path(cfg.paths.metrics).stat().st_mode) == 0o644
+
+
+def test_the_test_split_has_its_own_cap(repo, tmp_path):
+    """data.max_test_samples sizes the reported split apart from the validation run every epoch."""
+    cfg = user_cfg(repo, tmp_path, "data.max_eval_samples=10", "data.max_test_samples=25")
+    download(cfg)
+    stats = tokenize(cfg)
+    assert (stats["validation"]["examples"], stats["test"]["examples"]) == (10, 25)
+    unset = user_cfg(repo, tmp_path, "data.max_eval_samples=10")
+    assert tokenize(unset)["test"]["examples"] == 10

@@ -229,3 +229,19 @@ def commands_block(commands: Sequence[str]) -> str:
         return ""
     return "<details><summary>Commands</summary>\n\n```\n" + "\n".join([*COMMANDS_HEAD, *commands]) + \
         "\n```\n</details>\n"
+
+
+def paired(hits: dict[str, Any], reference: str, resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """Each run's accuracy minus the reference's, with its 95% bootstrap interval over the same
+    examples (`hits`: run -> 0/1 array per example, one order for all)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(hits[reference]), size=(resamples, len(hits[reference])))
+    out = {}
+    for name, hit in hits.items():
+        if name != reference:
+            diff = hit[draws].mean(axis=1) - hits[reference][draws].mean(axis=1)
+            out[name] = [round(float(hit.mean() - hits[reference].mean()), 4),
+                         round(float(np.quantile(diff, 0.025)), 4), round(float(np.quantile(diff, 0.975)), 4)]
+    return out

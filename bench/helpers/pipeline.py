@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,33 @@ def run_stages(out: Path, overrides: list[str], stages: str, log: Path) -> Path:
                         f"pipeline.stages=[{stages}]"], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                        stderr=handle, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
     return out
+
+
+def finished_stages(work: Path, name: str, overrides: list[str], run: str, fresh: bool = False) -> Path:
+    """The stages `run` of `overrides` in `work`/<name>; a folder that already finished them with the
+    same overrides is kept (`fresh`: never), its commit recorded in finished.json (results name each
+    run's commit)."""
+    from common import provenance
+
+    out = work / name
+    done = out / "finished.json"
+    key = {"overrides": overrides, "stages": run}
+    if not fresh and done.exists() and json.loads(done.read_text())["key"] == key:
+        return out
+    run_stages(out, overrides, run, work / f"{name}.log")
+    done.write_text(json.dumps({"key": key, "commit": provenance()["commit"]}))
+    return out
+
+
+def pipeline_run(work: Path, name: str, overrides: list[str], fresh: bool = False) -> dict[str, Any]:
+    """download -> tokenize -> train -> evaluate in `work`/<name>: metrics, times, predictions."""
+    start = time.perf_counter()
+    out = finished_stages(work, name, overrides, "download,tokenize,train,evaluate", fresh)
+    pair = next((out / "metrics").glob("*.json")).stem
+    metrics = read_json(out / "metrics" / f"{pair}.json")
+    summary = read_json(out / "models" / pair / "train_summary.json")
+    stats = read_json(out / "data" / "tokenized" / pair / "tokenize_stats.json")
+    return {"metrics": metrics, "train_s": summary["train_runtime"], "train_tokens": summary["train_tokens"],
+            "train_examples": summary["train_examples"], "eval_s": metrics.get("eval_runtime"), "stats": stats,
+            "wall_s": round(time.perf_counter() - start, 1), "predictions": out / "predictions" / pair,
+            "commit": read_json(out / "finished.json")["commit"]}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,61 +28,23 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE.parent / "helpers"), str(REPO / "src")]
-from common import data_dir, provenance, provenance_text, table  # noqa: E402
-from pipeline import run_stages  # noqa: E402
+from common import data_dir, paired, provenance, provenance_text, table  # noqa: E402
+from pipeline import finished_stages, pipeline_run  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "long_inputs"
 FRESH = "--fresh" in sys.argv
 BUCKETS = ((0, 256), (257, 512), (513, 1024), (1025, 10**9))
-RESAMPLES, SEED = 2000, 0
-
-
-def stages(name: str, overrides: list[str], run: str) -> Path:
-    """The stages `run` of `overrides` in bench/work/long_inputs/<name>; a folder that already
-    finished them with the same overrides is kept (`--fresh`: never), its commit recorded in
-    finished.json (the result names each run's commit)."""
-    out = WORK / name
-    done = out / "finished.json"
-    key = {"overrides": overrides, "stages": run}
-    if not FRESH and done.exists() and json.loads(done.read_text())["key"] == key:
-        return out
-    run_stages(out, overrides, run, WORK / f"{name}.log")
-    done.write_text(json.dumps({"key": key, "commit": provenance()["commit"]}))
-    return out
 
 
 def run_pipeline(name: str, overrides: list[str]) -> dict:
-    """download -> tokenize -> train -> evaluate; metrics, times, predictions."""
-    start = time.perf_counter()
-    out = stages(name, overrides, "download,tokenize,train,evaluate")
-    pair = next((out / "metrics").glob("*.json")).stem
-    metrics = json.loads((out / "metrics" / f"{pair}.json").read_text())
-    summary = json.loads((out / "models" / pair / "train_summary.json").read_text())
-    stats = json.loads((out / "data" / "tokenized" / pair / "tokenize_stats.json").read_text())
-    return {"metrics": metrics, "train_s": summary["train_runtime"], "train_tokens": summary["train_tokens"],
-            "train_examples": summary["train_examples"], "eval_s": metrics.get("eval_runtime"), "stats": stats,
-            "wall_s": round(time.perf_counter() - start, 1), "predictions": out / "predictions" / pair,
-            "commit": json.loads((out / "finished.json").read_text())["commit"]}
+    return pipeline_run(WORK, name, overrides, FRESH)
 
 
 def train_tokens(overrides: list[str], name: str) -> int:
     """The training tokens a config tokenizes to (download + tokenize only)."""
-    out = stages(name, overrides, "download,tokenize")
+    out = finished_stages(WORK, name, overrides, "download,tokenize", FRESH)
     stats = json.loads(next((out / "data" / "tokenized").glob("*/tokenize_stats.json")).read_text())
     return int(stats["train"]["tokens"])
-
-
-def paired(hits: dict[str, np.ndarray], reference: str) -> dict[str, list[float]]:
-    """95% bootstrap interval of each mode's accuracy minus the reference's, over the same examples."""
-    rng = np.random.default_rng(SEED)
-    draws = rng.integers(0, len(hits[reference]), size=(RESAMPLES, len(hits[reference])))
-    out = {}
-    for mode, hit in hits.items():
-        if mode != reference:
-            diff = hit[draws].mean(axis=1) - hits[reference][draws].mean(axis=1)
-            out[mode] = [round(float(hit.mean() - hits[reference].mean()), 4),
-                         round(float(np.quantile(diff, 0.025)), 4), round(float(np.quantile(diff, 0.975)), 4)]
-    return out
 
 
 def imdb(train: int, test: int) -> dict:

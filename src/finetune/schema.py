@@ -64,6 +64,7 @@ RULES: dict[str, Check] = {
     "train.lora.dropout": number(0, 1, high_open=True),
     "data.max_train_samples": COUNT,
     "data.max_eval_samples": COUNT,
+    "data.max_test_samples": COUNT,
     "data.sample_seed": integer(0),
     "data.num_proc": integer(1, also=("auto",)),
     "data.format": one_of(None, "csv", "tsv", "json", "jsonl", "parquet", "xlsx", "conll", "squad"),

@@ -73,6 +73,7 @@ ACTS_ON = {
     "data": ("download",),  # where examples come from, how they are read and split
     "data.max_train_samples": ("download", "tokenize"),  # download: the pool k-fold cuts
     "data.max_eval_samples": ("tokenize",),
+    "data.max_test_samples": ("tokenize",),
     "data.sample_seed": ("tokenize",),
     "data.max_length": ("tokenize",),
     "data.num_proc": ("tokenize",),

@@ -15,7 +15,7 @@ from finetune.tasks import recipe
 
 log = logging.getLogger("finetune")
 # data keys that shape the tokens, recorded in the manifest (the train stage logs them as params)
-SUBSAMPLE = ("max_length", "max_train_samples", "max_eval_samples", "sample_seed")
+SUBSAMPLE = ("max_length", "max_train_samples", "max_eval_samples", "max_test_samples", "sample_seed")
 
 
 def tokenize(cfg: DictConfig) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
                             f"'{cfg.model.name}' can embed; set data.max_length={limit} or less")
     examples, features, stats = {}, {}, {}
     for split, data in dataset.items():
-        limit = cfg.data.max_train_samples if split == "train" else cfg.data.max_eval_samples
+        limit = sample_limit(cfg.data, split)
         if split in ("train", "validation") and cfg.data.split.strategy == "kfold":
             limit = None  # the folds cut the pool (data.max_train_samples) whole: every row validates once
         examples[split] = subsample(data, limit, int(cfg.data.sample_seed))
@@ -50,3 +50,13 @@ def tokenize(cfg: DictConfig) -> dict[str, Any]:
         write_json(out / MANIFEST, manifest | {"tokenized": {key: cfg.data[key] for key in SUBSAMPLE}})
     log.info("tokenized %s: %s", cfg.paths.pair, stats)
     return stats
+
+
+def sample_limit(data: DictConfig, split: str) -> int | str | None:
+    """How many examples of `split` tokenize keeps: max_train_samples for train, max_test_samples
+    (when set) for test, max_eval_samples for the rest."""
+    if split == "train":
+        return data.max_train_samples
+    if split == "test" and data.get("max_test_samples") is not None:
+        return data.max_test_samples
+    return data.max_eval_samples

@@ -1,0 +1,124 @@
+"""The default pairs' budgets against the tutorials' numbers: the preset before, the candidates
+that spend about the same training time otherwise, each scored with its interval on a test set
+large enough to back the comparison.
+
+    python bench/probes/budgets.py                          # every candidate below
+    python bench/probes/budgets.py --only sentiment:before sentiment:head_tail
+
+Every run is the real download -> tokenize -> train -> evaluate of `task=<task> model=minilm` with
+the candidate's overrides, in bench/work/budgets/<task>-<candidate> (a finished run is kept unless
+`--fresh`). IMDB scores 2,000 test reviews (data.max_test_samples=2000) in every candidate, sarcasm
+its 6,709 test headlines, NER the CoNLL-2003 test split. Classification candidates also carry their
+paired difference to the preset before (bootstrap over the same test examples).
+
+Writes bench/results/budgets.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(HERE.parent / "helpers"), str(REPO / "src")]
+from common import paired, provenance, provenance_text, table  # noqa: E402
+from pipeline import pipeline_run  # noqa: E402
+
+WORK = REPO / "bench" / "work" / "budgets"
+IMDB_TEST = "data.max_test_samples=2000"
+# The tutorials' numbers (../shared/FIELD-NOTES.md): what each default pair is held against.
+TUTORIALS = {"sentiment": ("accuracy", 0.888, "DistilBERT, 1,000 train / 500 test reviews"),
+             "sarcasm": ("accuracy", 0.9118, "the first-20,000 split, accuracy on the other 6,709"),
+             "ner": ("f1", 0.90, "bert-base, 1,000 train / 500 test sentences"),
+             "qa": ("f1", None, "no CPU-sized tutorial; SQuAD dev F1 85.8 for DistilBERT trained on all of SQuAD")}
+# task -> candidate -> overrides on top of the preset; "before" is the preset as it was.
+CANDIDATES: dict[str, dict[str, list[str]]] = {
+    "sentiment": {
+        "before": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=truncate",
+                   "data.max_eval_samples=500", IMDB_TEST],
+        "head_tail": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
+                      "data.max_eval_samples=500", IMDB_TEST],
+    },
+    "sarcasm": {
+        "before": ["train.learning_rate=1e-4", "train.per_device_train_batch_size=32"],
+    },
+}
+
+
+def run(task: str, name: str, overrides: list[str], fresh: bool) -> dict:
+    result = pipeline_run(WORK, f"{task}-{name}", [f"task={task}", "model=minilm", *overrides], fresh)
+    metric = TUTORIALS[task][0]
+    test = result["metrics"]["test"]
+    print(f"{task} {name}: {metric} {test[metric]:.4f}, train {result['train_s']:.0f} s, "
+          f"wall {result['wall_s']:.0f} s", flush=True)
+    return {"overrides": overrides, metric: test[metric],
+            "ci": [test.get(f"{metric}_ci_low"), test.get(f"{metric}_ci_high")],
+            "train_s": round(result["train_s"], 1), "eval_s": result["eval_s"], "wall_s": result["wall_s"],
+            "train_examples": result["stats"]["train"]["examples"], "train_tokens": result["train_tokens"],
+            "test_examples": result["stats"]["test"]["examples"], "commit": result["commit"],
+            "predictions": str(result["predictions"] / "predictions.jsonl")}
+
+
+def differences(runs: dict[str, dict]) -> dict[str, list[float]]:
+    """Classification: each candidate's accuracy minus the preset before's, paired over test rows."""
+    if "before" not in runs or "accuracy" not in runs["before"]:
+        return {}
+    hits = {}
+    for name, result in runs.items():
+        rows = [json.loads(line) for line in Path(result["predictions"]).read_text().splitlines()]
+        hits[name] = np.array([row["label"] == row["gold"] for row in rows], dtype=np.float64)
+    if len({len(hit) for hit in hits.values()}) > 1:
+        return {}
+    return paired(hits, "before")
+
+
+def render(result: dict) -> str:
+    lines = ["# Default budgets against the tutorials", "",
+             "Each default pair (MiniLM) as its preset was (`before`) and the candidates that spend about the same "
+             "time otherwise; `wall s` is download + tokenize + train + evaluate. Command: "
+             "`python bench/probes/budgets.py`.", ""]
+    for task, block in result["tasks"].items():
+        metric, reference, source = TUTORIALS[task]
+        diffs = block.get("differences", {})
+        lines += [f"## {task}", "", f"Tutorial: {reference if reference is not None else '—'} {metric} ({source}). "
+                  f"{provenance_text(block['measured'])}.", "",
+                  table(["candidate", "overrides", "train examples", "train tokens", "train s", "wall s",
+                         "test examples", metric, "95% interval", "minus before (95% paired)", "commit"],
+                        [[name, " ".join(f"`{o}`" for o in r["overrides"]), f"{r['train_examples']:,}",
+                          f"{r['train_tokens']:,}", f"{r['train_s']:.0f}", f"{r['wall_s']:.0f}",
+                          f"{r['test_examples']:,}", f"{r[metric]:.4f}", f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
+                          "{:+.4f} [{:+.4f}, {:+.4f}]".format(*diffs[name]) if name in diffs else "—", r["commit"]]
+                         for name, r in block["runs"].items()]), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", help="task:candidate names (default: all)")
+    parser.add_argument("--fresh", action="store_true", help="re-run the runs already finished")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = parser.parse_args()
+    saved = args.out / "budgets.json"
+    result = json.loads(saved.read_text()) if saved.exists() else {"tasks": {}}
+    for task, candidates in CANDIDATES.items():
+        for name, overrides in candidates.items():
+            if args.only and f"{task}:{name}" not in args.only:
+                continue
+            block = result["tasks"].setdefault(task, {"runs": {}})
+            block["runs"][name] = run(task, name, overrides, args.fresh)
+            block["runs"] = {n: block["runs"][n] for n in candidates if n in block["runs"]}
+            block["differences"] = differences(block["runs"])
+            block["measured"] = provenance()
+            args.out.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(result, indent=1) + "\n")
+            (args.out / "budgets.md").write_text(render(result))
+    print(render(result))
+
+
+if __name__ == "__main__":
+    main()
