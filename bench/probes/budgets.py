@@ -9,7 +9,8 @@ Every run is the real download -> tokenize -> train -> evaluate of `task=<task> 
 the candidate's overrides, in bench/work/budgets/<task>-<candidate> (a finished run is kept unless
 `--fresh`). IMDB scores 2,000 test reviews (data.max_test_samples=2000) in every candidate, sarcasm
 its 6,709 test headlines, NER the CoNLL-2003 test split. Classification candidates also carry their
-paired difference to the preset before (bootstrap over the same test examples).
+paired difference to the preset before (bootstrap over the same test examples). `--seeds` runs a
+candidate at two more seeds: on small budgets a seed moves a result as much as a budget does.
 
 Writes bench/results/budgets.{json,md}.
 """
@@ -31,6 +32,7 @@ from pipeline import pipeline_run  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "budgets"
 IMDB_TEST = "data.max_test_samples=2000"
+SEEDS = (42, 43, 44)  # the first is the presets' own
 # The tutorials' numbers (../shared/FIELD-NOTES.md): what each default pair is held against.
 TUTORIALS = {"sentiment": ("accuracy", 0.888, "DistilBERT, 1,000 train / 500 test reviews"),
              "sarcasm": ("accuracy", 0.9118, "the first-20,000 split, accuracy on the other 6,709"),
@@ -43,6 +45,11 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
                    "data.max_eval_samples=500", IMDB_TEST],
         "head_tail": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
                       "data.max_eval_samples=500", IMDB_TEST],
+        # as many training tokens, on more reviews: 128 tokens of each
+        "head_tail_128": ["data.max_train_samples=2000", "train.num_train_epochs=2", "data.long_inputs=head_tail",
+                          "data.max_length=128", "data.max_eval_samples=500", IMDB_TEST],
+        "head_tail_lr2e-4": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
+                             "train.learning_rate=2e-4", "data.max_eval_samples=500", IMDB_TEST],
     },
     "sarcasm": {
         "before": ["train.learning_rate=1e-4", "train.per_device_train_batch_size=32"],
@@ -56,7 +63,7 @@ def run(task: str, name: str, overrides: list[str], fresh: bool) -> dict:
     test = result["metrics"]["test"]
     print(f"{task} {name}: {metric} {test[metric]:.4f}, train {result['train_s']:.0f} s, "
           f"wall {result['wall_s']:.0f} s", flush=True)
-    return {"overrides": overrides, metric: test[metric],
+    return {"overrides": overrides, metric: test[metric], "validation": result["metrics"]["validation"][metric],
             "ci": [test.get(f"{metric}_ci_low"), test.get(f"{metric}_ci_high")],
             "train_s": round(result["train_s"], 1), "eval_s": result["eval_s"], "wall_s": result["wall_s"],
             "train_examples": result["stats"]["train"]["examples"], "train_tokens": result["train_tokens"],
@@ -80,26 +87,51 @@ def differences(runs: dict[str, dict]) -> dict[str, list[float]]:
 def render(result: dict) -> str:
     lines = ["# Default budgets against the tutorials", "",
              "Each default pair (MiniLM) as its preset was (`before`) and the candidates that spend about the same "
-             "time otherwise; `wall s` is download + tokenize + train + evaluate. Command: "
+             "time otherwise, chosen on validation; `wall s` is download + tokenize + train + evaluate. Command: "
              "`python bench/probes/budgets.py`.", ""]
     for task, block in result["tasks"].items():
         metric, reference, source = TUTORIALS[task]
-        diffs = block.get("differences", {})
         lines += [f"## {task}", "", f"Tutorial: {reference if reference is not None else '—'} {metric} ({source}). "
                   f"{provenance_text(block['measured'])}.", "",
                   table(["candidate", "overrides", "train examples", "train tokens", "train s", "wall s",
-                         "test examples", metric, "95% interval", "minus before (95% paired)", "commit"],
-                        [[name, " ".join(f"`{o}`" for o in r["overrides"]), f"{r['train_examples']:,}",
-                          f"{r['train_tokens']:,}", f"{r['train_s']:.0f}", f"{r['wall_s']:.0f}",
-                          f"{r['test_examples']:,}", f"{r[metric]:.4f}", f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]",
-                          "{:+.4f} [{:+.4f}, {:+.4f}]".format(*diffs[name]) if name in diffs else "—", r["commit"]]
-                         for name, r in block["runs"].items()]), ""]
+                         f"validation {metric}", "test examples", metric, "95% interval", "minus before (95% paired)",
+                         "commit"],
+                        [_row(name, r, metric, block.get("differences", {})) for name, r in block["runs"].items()]),
+                  ""]
+        if block.get("seeds"):
+            lines += [f"Seeds (`train.seed` and `train.data_seed`; the same test examples), test {metric}:", "",
+                      table(["candidate", "seeds", f"{metric} per seed", "mean", "95% interval of the mean (t)"],
+                            [[name, ", ".join(map(str, r["seeds"])), ", ".join(f"{v:.4f}" for v in r["values"]),
+                              f"{r['mean']:.4f}", f"[{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]"]
+                             for name, r in block["seeds"].items()]), ""]
     return "\n".join(lines)
+
+
+def _row(name: str, r: dict, metric: str, diffs: dict) -> list:
+    paired_cell = "{:+.4f} [{:+.4f}, {:+.4f}]".format(*diffs[name]) if name in diffs else "—"
+    return [name, " ".join(f"`{o}`" for o in r["overrides"]), f"{r['train_examples']:,}", f"{r['train_tokens']:,}",
+            f"{r['train_s']:.0f}", f"{r['wall_s']:.0f}", f"{r['validation']:.4f}", f"{r['test_examples']:,}",
+            f"{r[metric]:.4f}", f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]", paired_cell, r["commit"]]
+
+
+def seeds_of(task: str, name: str, runs: dict, fresh: bool) -> dict:
+    """The candidate again at SEEDS' other seeds: the spread a new seed alone gives."""
+    from finetune.intervals import t_interval
+
+    metric = TUTORIALS[task][0]
+    values = [runs[name][metric]]
+    for seed in SEEDS[1:]:
+        extra = [*CANDIDATES[task][name], f"train.seed={seed}", f"train.data_seed={seed}"]
+        values.append(run(task, f"{name}-seed{seed}", extra, fresh)[metric])
+    low, high = t_interval(values)
+    return {"seeds": list(SEEDS), "values": values, "mean": round(float(np.mean(values)), 4),
+            "ci": [round(low, 4), round(high, 4)]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", help="task:candidate names (default: all)")
+    parser.add_argument("--only", nargs="*", help="task:candidate names (default: all; none: only --seeds)")
+    parser.add_argument("--seeds", nargs="*", default=[], help="task:candidate names to run at every seed of SEEDS")
     parser.add_argument("--fresh", action="store_true", help="re-run the runs already finished")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
@@ -107,7 +139,7 @@ def main() -> None:
     result = json.loads(saved.read_text()) if saved.exists() else {"tasks": {}}
     for task, candidates in CANDIDATES.items():
         for name, overrides in candidates.items():
-            if args.only and f"{task}:{name}" not in args.only:
+            if args.only is not None and f"{task}:{name}" not in args.only:
                 continue
             block = result["tasks"].setdefault(task, {"runs": {}})
             block["runs"][name] = run(task, name, overrides, args.fresh)
@@ -117,6 +149,11 @@ def main() -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(result, indent=1) + "\n")
             (args.out / "budgets.md").write_text(render(result))
+    for task, name in (item.split(":") for item in args.seeds):
+        block = result["tasks"][task]
+        block.setdefault("seeds", {})[name] = seeds_of(task, name, block["runs"], args.fresh)
+        saved.write_text(json.dumps(result, indent=1) + "\n")
+        (args.out / "budgets.md").write_text(render(result))
     print(render(result))
 
 
