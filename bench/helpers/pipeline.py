@@ -151,14 +151,16 @@ def finished_stages(work: Path, name: str, overrides: list[str], run: str, fresh
     key = {"overrides": overrides, "stages": run}
     if not fresh and done.exists() and json.loads(done.read_text())["key"] == key:
         return out
+    start = time.perf_counter()
     run_stages(out, overrides, run, work / f"{name}.log")
-    done.write_text(json.dumps({"key": key, "commit": provenance()["commit"]}))
+    done.write_text(json.dumps({"key": key, "commit": provenance()["commit"],
+                                "wall_s": round(time.perf_counter() - start, 1)}))
     return out
 
 
 def pipeline_run(work: Path, name: str, overrides: list[str], fresh: bool = False) -> dict[str, Any]:
-    """download -> tokenize -> train -> evaluate in `work`/<name>: metrics, times, predictions."""
-    start = time.perf_counter()
+    """download -> tokenize -> train -> evaluate in `work`/<name>: metrics, times (`wall_s`: the four
+    stages' processes, when they ran), predictions."""
     out = finished_stages(work, name, overrides, "download,tokenize,train,evaluate", fresh)
     pair = next((out / "metrics").glob("*.json")).stem
     metrics = read_json(out / "metrics" / f"{pair}.json")
@@ -166,5 +168,5 @@ def pipeline_run(work: Path, name: str, overrides: list[str], fresh: bool = Fals
     stats = read_json(out / "data" / "tokenized" / pair / "tokenize_stats.json")
     return {"metrics": metrics, "train_s": summary["train_runtime"], "train_tokens": summary["train_tokens"],
             "train_examples": summary["train_examples"], "eval_s": metrics.get("eval_runtime"), "stats": stats,
-            "wall_s": round(time.perf_counter() - start, 1), "predictions": out / "predictions" / pair,
+            "wall_s": read_json(out / "finished.json").get("wall_s"), "predictions": out / "predictions" / pair,
             "commit": read_json(out / "finished.json")["commit"]}
