@@ -52,7 +52,15 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
                              "train.learning_rate=2e-4", "data.max_eval_samples=500", IMDB_TEST],
     },
     "sarcasm": {
-        "before": ["train.learning_rate=1e-4", "train.per_device_train_batch_size=32"],
+        "before": ["data.split.validation_fraction=0.1", "train.learning_rate=1e-4",
+                   "train.per_device_train_batch_size=32"],
+        # 1,000 of the first 20,000 validate (one epoch keeps one checkpoint: validation chooses nothing)
+        "validation_1000": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
+                            "train.per_device_train_batch_size=32"],
+        "lr2e-4": ["data.split.validation_fraction=0.1", "train.learning_rate=2e-4",
+                   "train.per_device_train_batch_size=32"],
+        "batch16": ["data.split.validation_fraction=0.1", "train.learning_rate=1e-4",
+                    "train.per_device_train_batch_size=16"],
     },
 }
 
