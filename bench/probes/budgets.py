@@ -69,6 +69,8 @@ CANDIDATES: dict[str, dict[str, list[str]]] = {
                    "train.per_device_train_batch_size=32"],
         "batch16": ["data.split.validation_fraction=0.1", "train.learning_rate=1e-4",
                     "train.per_device_train_batch_size=16"],
+        "validation_1000_batch16": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
+                                    "train.per_device_train_batch_size=16"],
         # validation chooses the better of two epochs
         "two_epochs": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
                        "train.per_device_train_batch_size=32", "train.num_train_epochs=2"],
