@@ -45,14 +45,13 @@ def is_adapted(model: Any) -> bool:
     return hasattr(model, "merge_and_unload") and hasattr(model, "peft_config")
 
 
-def save(model: Any, tokenizer: Any, out: Path) -> Any:
-    """Write the adapter to out/ADAPTER and the merged model (and tokenizer) to `out`; return the merged model."""
+def save(model: Any, tokenizer: Any, out: Path) -> None:
+    """Write the adapter to out/ADAPTER and the merged model (and tokenizer) to `out`."""
     model.save_pretrained(str(out / ADAPTER))
     (out / ADAPTER / "README.md").unlink(missing_ok=True)  # peft's template card; the export writes the real one
     merged = model.merge_and_unload()
     merged.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
-    return merged
 
 
 def adapter_size_mb(folder: Path) -> float:
