@@ -110,8 +110,11 @@ def differences(runs: dict[str, dict]) -> dict[str, list[float]]:
 def render(result: dict) -> str:
     lines = ["# Default budgets against the tutorials", "",
              "Each default pair (MiniLM) as its preset was (`before`) and the candidates that spend about the same "
-             "time otherwise, chosen on validation; `wall s` is download + tokenize + train + evaluate. Command: "
-             "`python bench/probes/budgets.py`.", ""]
+             "time otherwise; `wall s` is download + tokenize + train + evaluate. Command: "
+             "`python bench/probes/budgets.py`. The presets now hold "
+             + ", ".join(f"{task}: `{name}`" for task, name in CHOSEN.items()) + ": one change each, backed apart "
+             "from these tables (head_tail: `bench/results/long_inputs.md`; more training rows). Every candidate's "
+             "test score is shown, so a chosen one's carries a little selection; its other seeds do not.", ""]
     for task, block in result["tasks"].items():
         metric, reference, source = TUTORIALS[task]
         lines += [f"## {task}", "", f"Tutorial: {reference} {metric} ({source}). "
