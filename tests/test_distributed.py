@@ -21,6 +21,7 @@ PAIR = "sarcasm-tiny"
 
 def args(work: Path) -> list[str]:
     return ["task=sarcasm", "model=tiny", f"data.files.train={work / 'headlines.jsonl'}", "data.split.first_n=444",
+            "data.split.validation_fraction=0.1",
             "data.max_length=32", "train.num_train_epochs=2", "train.per_device_train_batch_size=8",
             "train.learning_rate=3e-3", "train.disable_tqdm=true", "train.logging_steps=5",
             "train.class_weights=balanced", "train.max_batch_tokens=128", f"paths.inputs={work}"]

@@ -40,45 +40,41 @@ TUTORIALS = {"sentiment": ("accuracy", "0.888", "DistilBERT, 1,000 train / 500 t
              "qa": ("f1", "—", "no CPU-sized tutorial; SQuAD dev F1 85.8 for DistilBERT trained on all of SQuAD")}
 # The candidate each preset now holds (conf/task/<task>.yaml).
 CHOSEN = {"sentiment": "head_tail", "sarcasm": "validation_1000"}
+
+
+def imdb(reviews: int, mode: str, *extra: str) -> list[str]:
+    """A sentiment budget: `reviews` x 2 epochs read in `mode`, scored on the same test reviews."""
+    return [f"data.max_train_samples={reviews}", "train.num_train_epochs=2", f"data.long_inputs={mode}", *extra,
+            "data.max_eval_samples=500", IMDB_TEST]
+
+
+def headlines(validation_fraction: float, learning_rate: str, batch: int, *extra: str) -> list[str]:
+    """A sarcasm budget: the share of the first 20,000 headlines that validates, and the optimizer's steps."""
+    return [f"data.split.validation_fraction={validation_fraction}", f"train.learning_rate={learning_rate}",
+            f"train.per_device_train_batch_size={batch}", *extra]
+
+
 # task -> candidate -> overrides on top of the preset; "before" is the preset as it was.
 CANDIDATES: dict[str, dict[str, list[str]]] = {
     "sentiment": {
-        "before": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=truncate",
-                   "data.max_eval_samples=500", IMDB_TEST],
-        "head_tail": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                      "data.max_eval_samples=500", IMDB_TEST],
-        # as many training tokens, on more reviews: 128 tokens of each
-        "head_tail_128": ["data.max_train_samples=2000", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                          "data.max_length=128", "data.max_eval_samples=500", IMDB_TEST],
-        "head_tail_lr2e-4": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                             "train.learning_rate=2e-4", "data.max_eval_samples=500", IMDB_TEST],
-        "head_tail_lr5e-5": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                             "train.learning_rate=5e-5", "data.max_eval_samples=500", IMDB_TEST],
+        "before": imdb(1200, "truncate"),
+        "head_tail": imdb(1200, "head_tail"),
+        "head_tail_128": imdb(2000, "head_tail", "data.max_length=128"),  # as many tokens, on more reviews
+        "head_tail_lr2e-4": imdb(1200, "head_tail", "train.learning_rate=2e-4"),
+        "head_tail_lr5e-5": imdb(1200, "head_tail", "train.learning_rate=5e-5"),
         # what 1.7x the training time buys (more than the presets' budget: for the record)
-        "head_tail_2000": ["data.max_train_samples=2000", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                           "data.max_eval_samples=500", IMDB_TEST],
-        # fewer reviews read further
-        "head_tail_384": ["data.max_train_samples=800", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                          "data.max_length=384", "data.max_eval_samples=500", IMDB_TEST],
-        # twice the optimizer steps on the same tokens
-        "head_tail_batch8": ["data.max_train_samples=1200", "train.num_train_epochs=2", "data.long_inputs=head_tail",
-                             "train.per_device_train_batch_size=8", "data.max_eval_samples=500", IMDB_TEST],
+        "head_tail_2000": imdb(2000, "head_tail"),
+        "head_tail_384": imdb(800, "head_tail", "data.max_length=384"),  # fewer reviews read further
+        "head_tail_batch8": imdb(1200, "head_tail", "train.per_device_train_batch_size=8"),  # twice the steps
     },
     "sarcasm": {
-        "before": ["data.split.validation_fraction=0.1", "train.learning_rate=1e-4",
-                   "train.per_device_train_batch_size=32"],
+        "before": headlines(0.1, "1e-4", 32),
         # 1,000 of the first 20,000 validate (one epoch keeps one checkpoint: validation chooses nothing)
-        "validation_1000": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
-                            "train.per_device_train_batch_size=32"],
-        "lr2e-4": ["data.split.validation_fraction=0.1", "train.learning_rate=2e-4",
-                   "train.per_device_train_batch_size=32"],
-        "batch16": ["data.split.validation_fraction=0.1", "train.learning_rate=1e-4",
-                    "train.per_device_train_batch_size=16"],
-        "validation_1000_batch16": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
-                                    "train.per_device_train_batch_size=16"],
-        # validation chooses the better of two epochs
-        "two_epochs": ["data.split.validation_fraction=0.05", "train.learning_rate=1e-4",
-                       "train.per_device_train_batch_size=32", "train.num_train_epochs=2"],
+        "validation_1000": headlines(0.05, "1e-4", 32),
+        "lr2e-4": headlines(0.1, "2e-4", 32),
+        "batch16": headlines(0.1, "1e-4", 16),
+        "validation_1000_batch16": headlines(0.05, "1e-4", 16),
+        "two_epochs": headlines(0.05, "1e-4", 32, "train.num_train_epochs=2"),  # validation picks an epoch
     },
 }
 
