@@ -232,16 +232,17 @@ def commands_block(commands: Sequence[str]) -> str:
 
 
 def paired(hits: dict[str, Any], reference: str, resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
-    """Each run's accuracy minus the reference's, with its 95% bootstrap interval over the same
-    examples (`hits`: run -> 0/1 array per example, one order for all)."""
-    import numpy as np
+    """Each run's accuracy minus the reference's, with its 95% paired-bootstrap interval over the same
+    examples (`hits`: run -> 0/1 array per example, one order for all): finetune.intervals'."""
+    from finetune.intervals import Resampled, paired_difference
 
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(hits[reference]), size=(resamples, len(hits[reference])))
+    def accuracy(hit: Any) -> Resampled:
+        return Resampled("examples", len(hit), lambda draw: {"accuracy": float(hit[draw].mean())})
+
     out = {}
     for name, hit in hits.items():
         if name != reference:
-            diff = hit[draws].mean(axis=1) - hits[reference][draws].mean(axis=1)
-            out[name] = [round(float(hit.mean() - hits[reference].mean()), 4),
-                         round(float(np.quantile(diff, 0.025)), 4), round(float(np.quantile(diff, 0.975)), 4)]
+            d = paired_difference(accuracy(hit), accuracy(hits[reference]), "accuracy", resamples=resamples,
+                                  level=0.95, seed=seed)
+            out[name] = [round(d[key], 4) for key in ("difference", "difference_ci_low", "difference_ci_high")]
     return out

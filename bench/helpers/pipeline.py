@@ -166,7 +166,7 @@ def pipeline_run(work: Path, name: str, overrides: list[str], fresh: bool = Fals
     metrics = read_json(out / "metrics" / f"{pair}.json")
     summary = read_json(out / "models" / pair / "train_summary.json")
     stats = read_json(out / "data" / "tokenized" / pair / "tokenize_stats.json")
+    finished = read_json(out / "finished.json")
     return {"metrics": metrics, "train_s": summary["train_runtime"], "train_tokens": summary["train_tokens"],
             "train_examples": summary["train_examples"], "eval_s": metrics.get("eval_runtime"), "stats": stats,
-            "wall_s": read_json(out / "finished.json").get("wall_s"), "predictions": out / "predictions" / pair,
-            "commit": read_json(out / "finished.json")["commit"]}
+            "wall_s": finished.get("wall_s"), "predictions": out / "predictions" / pair, "commit": finished["commit"]}

@@ -89,17 +89,18 @@ def run(task: str, name: str, overrides: list[str], fresh: bool) -> dict:
             "ci": [test.get(f"{metric}_ci_low"), test.get(f"{metric}_ci_high")],
             "train_s": round(result["train_s"], 1), "eval_s": result["eval_s"], "wall_s": result["wall_s"],
             "train_examples": result["stats"]["train"]["examples"], "train_tokens": result["train_tokens"],
-            "test_examples": result["stats"]["test"]["examples"], "commit": result["commit"],
-            "predictions": str(result["predictions"] / "predictions.jsonl")}
+            "test_examples": result["stats"]["test"]["examples"], "commit": result["commit"]}
 
 
-def differences(runs: dict[str, dict]) -> dict[str, list[float]]:
-    """Classification: each candidate's accuracy minus the preset before's, paired over test rows."""
+def differences(task: str, runs: dict[str, dict]) -> dict[str, list[float]]:
+    """Classification: each candidate's accuracy minus the preset before's, paired over test rows
+    (the predictions its run left in bench/work/budgets/<task>-<candidate>)."""
     if "before" not in runs or "accuracy" not in runs["before"]:
         return {}
     hits = {}
-    for name, result in runs.items():
-        rows = [json.loads(line) for line in Path(result["predictions"]).read_text().splitlines()]
+    for name in runs:
+        predictions = WORK / f"{task}-{name}" / "predictions" / f"{task}-minilm" / "predictions.jsonl"
+        rows = [json.loads(line) for line in predictions.read_text().splitlines()]
         hits[name] = np.array([row["label"] == row["gold"] for row in rows], dtype=np.float64)
     if len({len(hit) for hit in hits.values()}) > 1:
         return {}
@@ -213,7 +214,7 @@ def main() -> None:
             block = result["tasks"].setdefault(task, {"runs": {}})
             block["runs"][name] = run(task, name, overrides, args.fresh)
             block["runs"] = {n: block["runs"][n] for n in candidates if n in block["runs"]}
-            block["differences"] = differences(block["runs"])
+            block["differences"] = differences(task, block["runs"])
             block["measured"] = provenance()
             args.out.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(result, indent=1) + "\n")
